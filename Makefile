@@ -1,0 +1,107 @@
+# libcnode — see README.md. `make`, `make test`, `make demo`, `make bench`.
+# Release objects go to build/, sanitizer objects (for every test) to build/asan/.
+
+EI_DIR    ?= $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*) /usr/local/lib/erlang/lib/erl_interface)
+PREFIX    ?= /usr/local
+VERSION   := 0.1.0
+CC        ?= cc
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude -I. -I$(EI_DIR)/include
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
+SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS    := -L$(EI_DIR)/lib -lei -lssl -lcrypto -lpcre2-8 -lbsd -lpthread -lm
+
+LIB_SRC   := $(sort $(wildcard ei_glue/*.c cnode/*.c pg/*.c balancer/*.c))
+CLI_SRC   := $(sort $(wildcard cli/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+PROG_SRC  := $(sort $(wildcard erlang_test_harness/c_src/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+EX_SRC    := $(sort $(wildcard examples/*.c))
+HDRS      := $(wildcard include/*.h include/cnode/*.h ei_glue/*.h cnode/*.h pg/*.h balancer/*.h cli/*.h tests/*.h)
+
+LIB_OBJ   := $(LIB_SRC:%.c=build/obj/%.o)
+ALIB_OBJ  := $(LIB_SRC:%.c=build/asan/obj/%.o)
+TESTS     := $(TEST_SRC:tests/%.c=build/asan/tests/%)
+PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
+BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
+EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
+
+.PHONY: all deps test test-build unit ct demo bench install clean format format-check
+all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
+
+build/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+build/asan/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
+
+build/libcnode.a: $(LIB_OBJ)
+	@mkdir -p build; rm -f $@; ar rcs $@ $^
+build/libcnode.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libcnode.so.0 -pthread -o $@ $^ $(LDLIBS)
+build/cnode: $(CLI_SRC:%.c=build/obj/%.o) build/libcnode.a
+	$(CC) -pthread -o $@ $(filter %.o,$^) build/libcnode.a $(LDLIBS)
+build/cnode.pc: Makefile
+	@mkdir -p build
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: libcnode\nDescription: a C node for Erlang/Elixir clusters\nVersion: %s\nCflags: -I$${includedir} -I%s/include -D_REENTRANT\nLibs: -L$${libdir} -lcnode\nLibs.private: %s\n' \
+	  '$(PREFIX)' '$(VERSION)' '$(EI_DIR)' '$(LDLIBS)' > $@
+build/examples/%: examples/%.c build/libcnode.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libcnode.a $(LDLIBS)
+
+build/asan/libcnode.a: $(ALIB_OBJ)
+	@mkdir -p build/asan; rm -f $@; ar rcs $@ $^
+build/asan/cnode: $(CLI_SRC:%.c=build/asan/obj/%.o) build/asan/libcnode.a
+	$(CC) $(SANFLAGS) -pthread -o $@ $(filter %.o,$^) build/asan/libcnode.a $(LDLIBS)
+build/asan/tests/%: tests/%.c tests/cunit_main.c build/asan/libcnode.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -o $@ $< tests/cunit_main.c build/asan/libcnode.a $(LDLIBS) -lcunit
+build/asan/progs/%: erlang_test_harness/c_src/%.c build/asan/libcnode.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -o $@ $< build/asan/libcnode.a $(LDLIBS)
+build/bench/%: bench/%.c build/libcnode.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libcnode.a $(LDLIBS)
+
+deps:
+	@sh tests/deps.sh
+
+test-build: build/asan/cnode $(TESTS) $(PROGS) all
+
+# The README's test command: deps, then CUnit and common_test under ASan/UBSan, one summary line.
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@sh tests/run-all.sh $(TESTS)
+
+unit: test-build
+	@sh tests/run-all.sh --unit-only $(TESTS)
+ct: test-build
+	@sh tests/run-all.sh --ct-only
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCHES)
+	@sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 build/libcnode.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 build/libcnode.so $(DESTDIR)$(PREFIX)/lib/libcnode.so.0
+	ln -sf libcnode.so.0 $(DESTDIR)$(PREFIX)/lib/libcnode.so
+	cp -r include/cnode.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 build/cnode $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 build/cnode.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(filter-out $(wildcard tests/*.h),$(HDRS))
+format-check:
+	clang-format --dry-run -Werror $(LIB_SRC) $(CLI_SRC)
+
+clean:
+	rm -rf build _build erlang_test_harness/_build

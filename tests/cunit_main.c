@@ -1,0 +1,21 @@
+/* Shared main() for every CUnit program: each tests/test_<unit>.c defines
+ * cnode_test_register(), which adds its suites to the registry. */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <ei.h>
+
+void cnode_test_register(void);
+
+int
+main(void)
+{
+    if (ei_init() != 0 || CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    cnode_test_register();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
