@@ -56,6 +56,149 @@ enum {
 /* Static text for a CNODE_E... code; "unknown error" for anything else. */
 const char *cnode_strerror(int code);
 
+/* ---- error details --------------------------------------------------------- */
+/* One struct for every failure. Zero it before first use (cnode_error e = {0});
+ * functions that fail fill it when given one. Release with cnode_error_clear(),
+ * which leaves it zeroed and reusable. */
+typedef struct cnode_error {
+    int code;           /* CNODE_E... */
+    char message[256];  /* human text, never NULL-terminated short of 256 */
+    char node[256];     /* node involved, or "" */
+} cnode_error;
+void cnode_error_clear(cnode_error *err);
+
+/* ---- node ----------------------------------------------------------------- */
+typedef struct cnode_node cnode_node; /* handle: until cnode_node_close() */
+typedef struct cnode_proc cnode_proc; /* a C process: until cnode_proc_close() */
+
+enum { CNODE_LOG_ERROR = 0, CNODE_LOG_WARNING = 1, CNODE_LOG_INFO = 2, CNODE_LOG_DEBUG = 3 };
+/* Log hook. Runs on the thread that logs (often the I/O thread): keep it short,
+ * never call back into the library. msg dies on return. */
+typedef void cnode_log_cb(int level, const char *msg, void *user_data);
+/* Node up/down. Runs on the I/O thread; node_name and reason die on return. */
+typedef void cnode_nodeup_cb(const char *node_name, void *user_data);
+typedef void cnode_nodedown_cb(const char *node_name, const char *reason, void *user_data);
+
+typedef struct cnode_node_opts {
+    const char *name;      /* "alive" or "alive@host"; required */
+    int longnames;         /* 0: -sname (host = short host name), 1: -name */
+    const char *cookie;    /* NULL: read $HOME/.erlang.cookie */
+    unsigned ticktime_s;   /* net_ticktime; 0 means 60 */
+    int no_io_thread;      /* 1: no I/O thread; the application drives the loop (cnode_poll) */
+    unsigned max_frame;    /* largest accepted frame in bytes; 0 means 128 MiB */
+    cnode_log_cb *log;     /* NULL: no logging */
+    int log_level;         /* most verbose level passed to log */
+    cnode_nodeup_cb *on_nodeup;
+    cnode_nodedown_cb *on_nodedown;
+    void *user_data;       /* passed to every callback above */
+} cnode_node_opts;
+
+/* Creates a node: listens on loopback-and-all (an ephemeral port), registers
+ * with epmd as a hidden node (ERL_EPMD_PORT honoured, the epmd socket held open
+ * for the node's life) and, unless no_io_thread, starts its I/O thread.
+ * opts: borrowed for the call. *out: yours, close with cnode_node_close().
+ * Errors: CNODE_EINVAL (bad name), CNODE_ECONFIG (no cookie), CNODE_EEPMD,
+ * CNODE_ENAMETAKEN, CNODE_ESYS, CNODE_ENOMEM. */
+int cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err);
+/* Stops the node: every live process exits with reason `shutdown`, every
+ * connection closes, epmd forgets the name, the I/O thread is joined.
+ * Processes not yet closed become dead handles (cnode_proc_close them before
+ * or after, but before nothing else: no other call may run concurrently with
+ * or after this one). NULL is a no-op. */
+void cnode_node_close(cnode_node *node);
+/* "alive@host"; lives as long as the node. */
+const char *cnode_node_name(const cnode_node *node);
+uint32_t cnode_node_creation(const cnode_node *node);
+/* One turn of the event loop, for nodes made with no_io_thread: waits up to
+ * timeout_ms (-1 forever) for I/O and handles it. Returns the number of events
+ * handled, or a negative error. On a node with an I/O thread: CNODE_EINVAL. */
+int cnode_poll(cnode_node *node, int timeout_ms);
+
+/* Like net_adm:ping/1: connects if needed. 0 = pong; CNODE_ENOCONNECTION = pang
+ * (unknown host, no epmd, not registered, refused, cookie), CNODE_ETIMEOUT. */
+int cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error *err);
+/* Connected nodes, like nodes(connected). *names: yours, free with
+ * cnode_strv_free(*names, *count). */
+int cnode_nodes(cnode_node *node, char ***names, size_t *count);
+void cnode_strv_free(char **v, size_t count);
+/* Drop the connection to peer (like erlang:disconnect_node/1). 0 or CNODE_ENOTFOUND. */
+int cnode_disconnect(cnode_node *node, const char *peer);
+/* Handshake flags in force with a connected peer (0 if not connected); lets
+ * callers tell full nodes (spawn support) from ei-based clients. */
+uint64_t cnode_peer_flags(cnode_node *node, const char *peer);
+#define CNODE_PEER_SPAWN (1ULL << 32)
+
+/* ---- processes --------------------------------------------------------------- */
+/* A new C process with a pid and a mailbox; name: NULL, or a name to register.
+ * *out: yours, cnode_proc_close() it. Errors: CNODE_EEXIST (name taken),
+ * CNODE_ECLOSED, CNODE_ENOMEM, CNODE_EINVAL. */
+int cnode_proc_new(cnode_node *node, const char *name, cnode_proc **out);
+/* The process's pid; lives as long as the handle. */
+const erlang_pid *cnode_proc_pid(const cnode_proc *proc);
+cnode_node *cnode_proc_node(const cnode_proc *proc);
+/* Exit the process with reason (an encoded term, with or without its 131;
+ * NULL means `normal`): linked processes get an exit signal and monitors a
+ * DOWN with that reason. Frees the handle. NULL proc is a no-op. */
+void cnode_proc_exit(cnode_proc *proc, const ei_x_buff *reason);
+/* cnode_proc_exit with `normal`. */
+void cnode_proc_close(cnode_proc *proc);
+/* Register / unregister a local name. CNODE_EEXIST, CNODE_ENOTFOUND. */
+int cnode_register(cnode_proc *proc, const char *name);
+int cnode_unregister(cnode_node *node, const char *name);
+/* process_flag(trap_exit, on): with it, exit signals arrive as
+ * {'EXIT', From, Reason} messages; without it a non-normal exit signal (or
+ * `kill`) kills the process: receive then returns CNODE_EEXITED. */
+int cnode_proc_trap_exit(cnode_proc *proc, int on);
+/* 1 if the process is alive; 0 if it died of an exit signal. The reason is
+ * appended to reason (if non-NULL) in external format with its 131. */
+int cnode_proc_alive(cnode_proc *proc, ei_x_buff *reason);
+
+/* ---- messages ----------------------------------------------------------------- */
+/* msg: an encoded term, with or without its 131 version byte; borrowed.
+ * Sends are asynchronous like Erlang's: 0 means queued (a connection is made
+ * on demand; messages to an unreachable node are dropped, as in Erlang).
+ * Errors: CNODE_EINVAL (bad term or pid), CNODE_EEXITED (sender dead),
+ * CNODE_ECLOSED, CNODE_ENOMEM. */
+int cnode_send(cnode_proc *from, const erlang_pid *to, const ei_x_buff *msg);
+/* {name, node} ! msg; node NULL or this node's name: local. */
+int cnode_reg_send(cnode_proc *from, const char *name, const char *node, const ei_x_buff *msg);
+
+/* A received message. data: the term with its 131 version byte. */
+typedef struct cnode_msg {
+    ei_x_buff data;
+    int has_from;   /* 1 if the sender's pid is known */
+    erlang_pid from;
+} cnode_msg;
+/* Release a message's buffer (NULL-safe, idempotent). */
+void cnode_msg_free(cnode_msg *msg);
+/* Take the oldest message. timeout_ms: 0 polls, -1 waits forever.
+ * 0: *out filled (yours, cnode_msg_free). CNODE_ETIMEOUT: nothing arrived.
+ * CNODE_EEXITED: the process was killed by an exit signal.
+ * Only one thread should receive on a process at a time. */
+int cnode_receive(cnode_proc *proc, int timeout_ms, cnode_msg *out);
+/* Selective receive: the oldest message that is a tuple whose first or second
+ * element is ref (or [alias|ref]): {Ref, _}, {'DOWN', Ref, ...}. Other messages
+ * stay queued in order. */
+int cnode_receive_ref(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out);
+
+/* ---- monitors, links, exit signals ------------------------------------------------- */
+/* erlang:monitor(process, Target). DOWN arrives as the message
+ * {'DOWN', Ref, process, Target, Reason}: the process's exit reason, `noproc`
+ * if it does not exist, `noconnection` if its node goes away. */
+int cnode_monitor(cnode_proc *proc, const erlang_pid *target, erlang_ref *ref);
+/* erlang:monitor(process, {Name, Node}); node NULL = this node. DOWN names {Name, Node}. */
+int cnode_monitor_name(cnode_proc *proc, const char *name, const char *node, erlang_ref *ref);
+/* erlang:demonitor(Ref, [flush]). CNODE_ENOTFOUND if not an active monitor of proc. */
+int cnode_demonitor(cnode_proc *proc, const erlang_ref *ref);
+/* link/1 and unlink/1 (unlink-id protocol). Linking to a dead pid gives
+ * {'EXIT', Pid, noproc} (when trapping exits). */
+int cnode_link(cnode_proc *proc, const erlang_pid *target);
+int cnode_unlink(cnode_proc *proc, const erlang_pid *target);
+/* exit(Target, Reason); reason: encoded term, NULL = normal. */
+int cnode_exit_signal(cnode_proc *proc, const erlang_pid *target, const ei_x_buff *reason);
+/* A fresh reference of this node. */
+void cnode_make_ref(cnode_node *node, erlang_ref *out);
+
 #ifdef __cplusplus
 }
 #endif

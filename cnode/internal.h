@@ -1,0 +1,284 @@
+/* Runtime internals shared by the files of cnode/. Not installed.
+ *
+ * Locking (outermost first; never take an earlier lock while holding a later one):
+ *   node->lock   processes, names, peers' state, links, monitors, mailboxes
+ *   peer->wlock  the peer's output queue and socket writes
+ *   node->qlock  the request queue to the I/O thread
+ * The I/O thread owns every socket's reads, connection set-up and epoll
+ * registration. Any thread may write a frame straight to an up connection
+ * whose queue is empty (peer->wlock); otherwise the frame is queued and the
+ * I/O thread flushes it.
+ */
+#ifndef CNODE_INTERNAL_H
+#define CNODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "cnode.h"
+#include "ei_glue/glue.h"
+
+#define CNODE__NAME_MAX 256
+
+typedef struct cnode__peer cnode__peer;
+typedef struct cnode__conn cnode__conn;
+
+/* A pid kept compactly: peer NULL means this node. */
+typedef struct {
+    cnode__peer *peer;
+    uint32_t num, serial, creation;
+} cnode__xpid;
+
+/* An output frame owned by a queue. */
+typedef struct cnode__obuf {
+    struct cnode__obuf *next;
+    size_t len, off;
+    char data[];
+} cnode__obuf;
+
+enum { CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_SEND_NAME_SENT, CONN_CHALLENGE_WAIT,
+       CONN_ACK_WAIT, CONN_ACC_NAME_WAIT, CONN_ACC_ALIVE_WAIT, CONN_ACC_REPLY_WAIT, CONN_UP, CONN_DEAD };
+
+/* One socket: an epmd lookup, a handshake in either direction, or an up connection. */
+struct cnode__conn {
+    int fd;
+    int state;
+    int outgoing;          /* we dialled */
+    cnode__peer *peer;     /* known once the name is known */
+    char *ibuf;            /* input bytes not yet consumed */
+    size_t ilen, icap;
+    char *hbuf;            /* handshake/epmd output not yet written */
+    size_t hlen, hoff;
+    uint32_t our_challenge;
+    uint64_t peer_flags;
+    uint32_t peer_creation;
+    char host[CNODE__NAME_MAX];
+    uint16_t port;
+    struct timespec deadline; /* handshake must finish by then */
+    struct cnode__conn *next; /* node->conns */
+};
+
+/* Everything we know of one other node. Never freed before the node. */
+struct cnode__peer {
+    char name[CNODE__NAME_MAX];
+    cnode__peer *next;
+    /* state, under node->lock */
+    cnode__conn *up;       /* the up connection, or NULL */
+    cnode__conn *dialling; /* our outgoing attempt, or NULL */
+    int fd;                /* up->fd, or -1; readable without node->lock by writers holding wlock */
+    uint64_t flags;        /* flags in force */
+    uint32_t creation;
+    unsigned generation;   /* bumped at every nodedown */
+    /* output, under wlock */
+    pthread_mutex_t wlock;
+    cnode__obuf *oq_head, *oq_tail;
+    size_t oq_bytes;
+    _Atomic int dirty;     /* queued output the I/O thread must flush */
+    int epollout;          /* EPOLLOUT armed */
+    /* timing, I/O thread only (last_write is atomic: writers stamp it) */
+    struct timespec last_read;
+    _Atomic int64_t last_write_ms;
+    /* waiters for connect (ping), under node->lock */
+    pthread_cond_t up_cond;
+    int connect_failed;    /* bumped when an attempt fails */
+};
+
+typedef struct cnode__mbox_msg {
+    struct cnode__mbox_msg *next;
+    int has_from;
+    cnode__xpid from;
+    size_t len;
+    char *data; /* with 131; handed to the receiver as its ei_x_buff */
+} cnode__mbox_msg;
+
+typedef struct {
+    cnode__xpid pid;
+    uint64_t unlink_id; /* 0: active; else unlinking, waiting for the ack */
+} cnode__link;
+
+typedef struct {
+    erlang_ref ref;
+    int by_name;
+    cnode__xpid target;   /* by pid */
+    char *name;           /* by name (malloc'd) */
+    cnode__peer *name_peer; /* node of the name; NULL = local */
+} cnode__mon;
+
+typedef struct {
+    erlang_ref ref;
+    cnode__xpid watcher;
+    int by_name; /* the watcher monitors our registered name */
+} cnode__monby;
+
+enum { PROC_ALIVE, PROC_DEAD };
+
+struct cnode_proc {
+    cnode_node *node;
+    uint32_t num, serial;
+    erlang_pid pid;
+    char *regname;
+    int state;
+    int trap_exit;
+    int closed;              /* the user released the handle */
+    int sys;                 /* a system process of the runtime */
+    ei_x_buff exit_reason;   /* when killed */
+    cnode__mbox_msg *mq_head, *mq_tail;
+    size_t mq_len;
+    pthread_cond_t cond;
+    cnode__link *links;
+    size_t nlinks, caplinks;
+    cnode__mon *mons;
+    size_t nmons, capmons;
+    cnode__monby *monby;
+    size_t nmonby, capmonby;
+    erlang_pid group_leader;
+    int has_gl;
+    /* system processes handle messages on the loop thread instead of queueing */
+    void (*sys_handler)(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
+};
+
+#define CNODE__MAX_PROCS ((size_t)1 << 24)
+
+typedef struct cnode__req {
+    struct cnode__req *next;
+    int kind;
+    cnode__peer *peer;
+} cnode__req;
+enum { REQ_CONNECT = 1, REQ_FLUSH, REQ_DISCONNECT, REQ_STOP };
+
+/* Hook for layers above the runtime (erpc client, server, pg): called on the
+ * I/O thread with node->lock held for every control message the runtime does
+ * not consume itself. Return 1 if consumed. */
+typedef int cnode__ctl_hook(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud);
+typedef void cnode__peer_hook(cnode_node *node, cnode__peer *peer, int up, void *ud);
+
+/* A user callback to run after the loop lets go of node->lock. */
+typedef struct cnode__event {
+    struct cnode__event *next;
+    int up;
+    char name[CNODE__NAME_MAX];
+    char reason[64];
+} cnode__event;
+
+struct cnode_node {
+    cnode_node_opts opts;
+    char name[2 * CNODE__NAME_MAX + 2]; /* alive@host, checked to be < 256 bytes */
+    char alive[CNODE__NAME_MAX];
+    char host[CNODE__NAME_MAX];
+    char cookie[1024];
+    uint32_t creation;
+    uint64_t flags;
+    unsigned ticktime_ms;
+    size_t max_frame;
+
+    int listen_fd, epmd_fd, epfd, evfd;
+    uint16_t port;
+    uint16_t epmd_port;
+    pthread_t io_thread;
+    int has_io_thread;
+    _Atomic int stopping;
+
+    pthread_mutex_t lock;
+    pthread_mutex_t loop_lock;   /* who runs the loop (poll mode) */
+    pthread_cond_t loop_cond;
+    cnode_proc **procs;          /* by num */
+    uint32_t *serials;           /* next serial of each slot */
+    size_t nprocs_cap;
+    uint32_t free_hint;
+    cnode__peer *peers;
+    cnode__conn *conns;          /* I/O thread only */
+    _Atomic uint64_t ref_counter;
+    uint32_t ref_salt;
+    struct timespec next_tick;
+
+    pthread_mutex_t qlock;
+    cnode__req *q_head, *q_tail;
+
+    cnode_proc *sys_gl;          /* group leader for requests we send */
+    cnode__ctl_hook *ctl_hooks[4];
+    void *ctl_hook_ud[4];
+    cnode__peer_hook *peer_hooks[4];
+    void *peer_hook_ud[4];
+    int nhooks, npeerhooks;
+    cnode__event *ev_head, *ev_tail; /* under node->lock */
+    int stop_loop;                   /* loop thread only */
+};
+
+/* util.c */
+void cnode__log(cnode_node *node, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cnode__seterr(cnode_error *err, int code, const char *node, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int64_t cnode__now_ms(void);
+void cnode__deadline_after(struct timespec *ts, int64_t ms);
+int cnode__past(const struct timespec *ts);
+int cnode__strip_version(const ei_x_buff *b, const char **p, size_t *len);
+void cnode__cond_init(pthread_cond_t *c);
+/* Wait until signalled or the CLOCK_MONOTONIC deadline (NULL: forever); 1 if the deadline passed. */
+int cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline);
+uint16_t cnode__epmd_port(void);
+int cnode__connect_tmo(const void *sockaddr_in, int timeout_ms);
+
+/* node.c */
+cnode__peer *cnode__peer_get(cnode_node *node, const char *name, int create);
+void cnode__xpid_of(cnode_node *node, const erlang_pid *pid, cnode__xpid *out, int create_peer);
+void cnode__xpid_to_pid(cnode_node *node, const cnode__xpid *x, erlang_pid *out);
+int cnode__xpid_eq(const cnode__xpid *a, const cnode__xpid *b);
+int cnode__is_local(cnode_node *node, const char *nodename);
+void cnode__wake(cnode_node *node);
+void cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer);
+void cnode__add_ctl_hook(cnode_node *node, cnode__ctl_hook *hook, void *ud);
+void cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud);
+
+/* out.c: frames to a peer */
+int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);
+int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
+void cnode__flush_peer(cnode_node *node, cnode__peer *peer);
+void cnode__drop_output(cnode__peer *peer);
+
+/* The node whose loop this thread is running now (NULL elsewhere). */
+extern __thread cnode_node *cnode__loop_thread_node;
+
+/* loop.c */
+int cnode__loop_once(cnode_node *node, int timeout_ms);
+void *cnode__io_main(void *arg);
+
+/* conn.c */
+void cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer);
+void cnode__conn_accept(cnode_node *node);
+void cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events);
+void cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason);
+void cnode__conn_housekeeping(cnode_node *node);
+void cnode__push_event(cnode_node *node, int up, const char *name, const char *reason);
+
+/* proc.c (node->lock held unless noted) */
+cnode_proc *cnode__proc_by_pid(cnode_node *node, const erlang_pid *pid);
+cnode_proc *cnode__proc_by_name(cnode_node *node, const char *name);
+int cnode__proc_new_locked(cnode_node *node, const char *name, int sys, cnode_proc **out);
+void cnode__deliver(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
+void cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen); /* reason without 131 */
+void cnode__peer_down(cnode_node *node, cnode__peer *peer);
+int cnode__pid_is_stale_local(cnode_node *node, const erlang_pid *pid);
+void cnode__signal_exit(cnode_proc *p, const cnode__xpid *from, const char *reason, size_t rlen, int via_link);
+int cnode__add_monby(cnode_proc *p, const erlang_ref *ref, const cnode__xpid *watcher, int by_name);
+int cnode__add_link(cnode_proc *p, const cnode__xpid *who);
+void cnode__proc_exit_all(cnode_node *node, const char *reason);
+int cnode__monitor_fired(cnode_proc *p, const erlang_ref *ref, const char *reason, size_t rlen);
+void cnode__remove_monby(cnode_proc *p, const erlang_ref *ref);
+void cnode__peer_unlinked(cnode_proc *p, const cnode__xpid *who);
+void cnode__unlink_acked(cnode_proc *p, const cnode__xpid *who, uint64_t id);
+/* Send a term (with its 131) from the runtime itself, with no sender pid. */
+void cnode__send_term(cnode_node *node, const erlang_pid *to, const char *term, size_t len);
+void cnode__proc_reap_all(cnode_node *node);
+void cnode__shutdown_io(cnode_node *node);
+
+/* dispatch.c: I/O thread, node->lock held */
+void cnode__dispatch(cnode_node *node, cnode__peer *peer, const cnode__ctl *c);
+
+/* sys.c */
+int cnode__sys_start(cnode_node *node);
+int cnode__sys_reg_send(cnode_node *node, cnode__peer *peer, const cnode__ctl *c);
+int cnode__sys_name(const char *name);
+
+#endif

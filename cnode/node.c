@@ -1,0 +1,609 @@
+/* Node life cycle: names, cookie, listen socket, epmd registration, peers,
+ * the request queue into the I/O thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cnode/internal.h"
+
+static pthread_once_t ei_once = PTHREAD_ONCE_INIT;
+static int ei_init_rc;
+
+static void
+do_ei_init(void)
+{
+    ei_init_rc = ei_init();
+}
+
+static int
+read_cookie_file(char *out, size_t cap)
+{
+    const char *home = getenv("HOME");
+    if (!home)
+        return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.erlang.cookie", home);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
+        out[--n] = 0;
+    return n > 0 ? 0 : -1;
+}
+
+static int
+valid_alive(const char *s, size_t n)
+{
+    if (n == 0 || n >= CNODE__NAME_MAX / 2)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+make_names(cnode_node *node, cnode_error *err)
+{
+    const char *name = node->opts.name;
+    const char *at = strchr(name, '@');
+    size_t alen = at ? (size_t)(at - name) : strlen(name);
+    if (!valid_alive(name, alen)) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "invalid node name '%s'", name);
+        return CNODE_EINVAL;
+    }
+    memcpy(node->alive, name, alen);
+    node->alive[alen] = 0;
+    if (at) {
+        if (!at[1] || strlen(at + 1) >= CNODE__NAME_MAX / 2 || strchr(at + 1, '@')) {
+            cnode__seterr(err, CNODE_EINVAL, NULL, "invalid host in node name '%s'", name);
+            return CNODE_EINVAL;
+        }
+        snprintf(node->host, sizeof node->host, "%s", at + 1);
+    } else {
+        char h[CNODE__NAME_MAX];
+        if (gethostname(h, sizeof h - 1) != 0) {
+            cnode__seterr(err, CNODE_ESYS, NULL, "gethostname: %s", strerror(errno));
+            return CNODE_ESYS;
+        }
+        h[sizeof h - 1] = 0;
+        if (!node->opts.longnames) {
+            char *dot = strchr(h, '.');
+            if (dot)
+                *dot = 0;
+        } else if (!strchr(h, '.')) {
+            struct addrinfo hints = {0}, *res = NULL;
+            hints.ai_flags = AI_CANONNAME;
+            hints.ai_family = AF_INET;
+            if (getaddrinfo(h, NULL, &hints, &res) == 0 && res && res->ai_canonname && strchr(res->ai_canonname, '.'))
+                snprintf(h, sizeof h, "%s", res->ai_canonname);
+            if (res)
+                freeaddrinfo(res);
+        }
+        snprintf(node->host, sizeof node->host, "%s", h);
+    }
+    if (!node->opts.longnames && strchr(node->host, '.')) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "short node name with a dotted host '%s' (use longnames)", node->host);
+        return CNODE_EINVAL;
+    }
+    snprintf(node->name, sizeof node->name, "%s@%s", node->alive, node->host);
+    if (strlen(node->name) >= CNODE__NAME_MAX) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "node name '%s' longer than 255 bytes", node->name);
+        return CNODE_EINVAL;
+    }
+    return 0;
+}
+
+uint16_t
+cnode__epmd_port(void)
+{
+    const char *s = getenv("ERL_EPMD_PORT");
+    if (s && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (*end == 0 && v > 0 && v < 65536)
+            return (uint16_t)v;
+    }
+    return 4369;
+}
+
+/* Blocking connect with a deadline; used only at start (epmd) and by callers' threads. */
+int
+cnode__connect_tmo(const void *sockaddr_in, int timeout_ms)
+{
+    const struct sockaddr_in *sa = sockaddr_in;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) != 0) {
+        if (errno != EINPROGRESS) {
+            close(fd);
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (poll(&pfd, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+            close(fd);
+            errno = soerr ? soerr : ETIMEDOUT;
+            return -1;
+        }
+    }
+    return fd;
+}
+
+static int
+io_full(int fd, char *buf, size_t len, int out, int timeout_ms)
+{
+    size_t done = 0;
+    int64_t end = cnode__now_ms() + timeout_ms;
+    while (done < len) {
+        ssize_t n = out ? send(fd, buf + done, len - done, MSG_NOSIGNAL) : recv(fd, buf + done, len - done, 0);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return (int)done;
+        if (errno != EAGAIN && errno != EINTR)
+            return -1;
+        int left = (int)(end - cnode__now_ms());
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+        poll(&pfd, 1, left);
+    }
+    return (int)done;
+}
+
+static int
+epmd_register(cnode_node *node, cnode_error *err)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(node->epmd_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = cnode__connect_tmo(&sa, 3000);
+    if (fd < 0) {
+        cnode__seterr(err, CNODE_EEPMD, NULL, "cannot reach epmd on port %u: %s", node->epmd_port, strerror(errno));
+        return CNODE_EEPMD;
+    }
+    char req[600];
+    size_t n = cnode__epmd_alive2_req(req, sizeof req, node->port, node->alive);
+    char resp[16];
+    int got;
+    if (n == 0 || io_full(fd, req, n, 1, 3000) != (int)n || (got = io_full(fd, resp, 1, 0, 3000)) != 1) {
+        close(fd);
+        cnode__seterr(err, CNODE_EEPMD, NULL, "epmd on port %u did not answer ALIVE2", node->epmd_port);
+        return CNODE_EEPMD;
+    }
+    size_t want = (unsigned char)resp[0] == 121 ? 4 : 6;
+    if (io_full(fd, resp + 1, want - 1, 0, 3000) != (int)want - 1) {
+        close(fd);
+        cnode__seterr(err, CNODE_EEPMD, NULL, "epmd closed during ALIVE2");
+        return CNODE_EEPMD;
+    }
+    cnode__epmd_alive2_resp r;
+    const char *why = NULL;
+    if (cnode__epmd_alive2_resp_decode(resp, want, &r, &why) <= 0) {
+        close(fd);
+        cnode__seterr(err, CNODE_EEPMD, NULL, "bad ALIVE2 reply from epmd: %s", why ? why : "?");
+        return CNODE_EEPMD;
+    }
+    if (r.result != 0) {
+        close(fd);
+        cnode__seterr(err, CNODE_ENAMETAKEN, node->name, "epmd refused '%s' (name taken?)", node->alive);
+        return CNODE_ENAMETAKEN;
+    }
+    node->creation = r.creation;
+    node->epmd_fd = fd;
+    return 0;
+}
+
+static int
+open_listen(cnode_node *node, cnode_error *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        cnode__seterr(err, CNODE_ESYS, NULL, "socket: %s", strerror(errno));
+        return CNODE_ESYS;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 128) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        cnode__seterr(err, CNODE_ESYS, NULL, "listen: %s", strerror(errno));
+        close(fd);
+        return CNODE_ESYS;
+    }
+    node->listen_fd = fd;
+    node->port = ntohs(sa.sin_port);
+    return 0;
+}
+
+static void
+node_free(cnode_node *node)
+{
+    if (node->listen_fd >= 0)
+        close(node->listen_fd);
+    if (node->epmd_fd >= 0)
+        close(node->epmd_fd);
+    if (node->epfd >= 0)
+        close(node->epfd);
+    if (node->evfd >= 0)
+        close(node->evfd);
+    cnode__peer *p = node->peers;
+    while (p) {
+        cnode__peer *nx = p->next;
+        cnode__drop_output(p);
+        pthread_mutex_destroy(&p->wlock);
+        pthread_cond_destroy(&p->up_cond);
+        free(p);
+        p = nx;
+    }
+    cnode__req *r = node->q_head;
+    while (r) {
+        cnode__req *nx = r->next;
+        free(r);
+        r = nx;
+    }
+    free(node->procs);
+    pthread_mutex_destroy(&node->lock);
+    pthread_mutex_destroy(&node->loop_lock);
+    pthread_cond_destroy(&node->loop_cond);
+    pthread_mutex_destroy(&node->qlock);
+    free(node);
+}
+
+int
+cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
+{
+    if (!opts || !opts->name || !out) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: missing options or name");
+        return CNODE_EINVAL;
+    }
+    pthread_once(&ei_once, do_ei_init);
+    if (ei_init_rc != 0) {
+        cnode__seterr(err, CNODE_ESYS, NULL, "ei_init failed");
+        return CNODE_ESYS;
+    }
+    cnode_node *node = calloc(1, sizeof *node);
+    if (!node) {
+        cnode__seterr(err, CNODE_ENOMEM, NULL, "out of memory");
+        return CNODE_ENOMEM;
+    }
+    node->opts = *opts;
+    node->opts.name = NULL; /* borrowed for the call only */
+    node->opts.cookie = NULL;
+    node->listen_fd = node->epmd_fd = node->epfd = node->evfd = -1;
+    pthread_mutex_init(&node->lock, NULL);
+    pthread_mutex_init(&node->loop_lock, NULL);
+    pthread_cond_init(&node->loop_cond, NULL);
+    pthread_mutex_init(&node->qlock, NULL);
+    node->flags = CNODE__DFLAGS_OURS;
+    node->ticktime_ms = (opts->ticktime_s ? opts->ticktime_s : 60) * 1000u;
+    node->max_frame = opts->max_frame ? opts->max_frame : (128u << 20);
+    node->epmd_port = cnode__epmd_port();
+    uint32_t salt = 0;
+    if (getrandom(&salt, sizeof salt, 0) != sizeof salt)
+        salt = (uint32_t)getpid() ^ (uint32_t)cnode__now_ms();
+    node->ref_salt = salt;
+    atomic_init(&node->ref_counter, 1);
+
+    cnode_node_opts tmp = *opts;
+    node->opts.name = tmp.name; /* make_names reads it during this call only */
+    int rc = make_names(node, err);
+    node->opts.name = NULL;
+    if (rc != 0)
+        goto fail;
+    if (opts->cookie) {
+        if (strlen(opts->cookie) >= sizeof node->cookie || !*opts->cookie) {
+            cnode__seterr(err, CNODE_ECONFIG, NULL, "cookie empty or longer than %zu bytes", sizeof node->cookie - 1);
+            rc = CNODE_ECONFIG;
+            goto fail;
+        }
+        snprintf(node->cookie, sizeof node->cookie, "%s", opts->cookie);
+    } else if (read_cookie_file(node->cookie, sizeof node->cookie) != 0) {
+        cnode__seterr(err, CNODE_ECONFIG, NULL, "no cookie given and $HOME/.erlang.cookie unreadable");
+        rc = CNODE_ECONFIG;
+        goto fail;
+    }
+    node->epfd = epoll_create1(EPOLL_CLOEXEC);
+    node->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (node->epfd < 0 || node->evfd < 0) {
+        cnode__seterr(err, CNODE_ESYS, NULL, "epoll/eventfd: %s", strerror(errno));
+        rc = CNODE_ESYS;
+        goto fail;
+    }
+    if ((rc = open_listen(node, err)) != 0)
+        goto fail;
+    if ((rc = epmd_register(node, err)) != 0)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &node->listen_fd};
+    epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->listen_fd, &ev);
+    ev.data.ptr = &node->evfd;
+    epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->evfd, &ev);
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = &node->epmd_fd;
+    epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->epmd_fd, &ev);
+    if ((rc = cnode__sys_start(node)) != 0) {
+        cnode__seterr(err, rc, NULL, "cannot start system processes");
+        goto fail;
+    }
+    if (!opts->no_io_thread) {
+        if (pthread_create(&node->io_thread, NULL, cnode__io_main, node) != 0) {
+            cnode__seterr(err, CNODE_ESYS, NULL, "pthread_create failed");
+            rc = CNODE_ESYS;
+            goto fail;
+        }
+        node->has_io_thread = 1;
+    }
+    cnode__log(node, CNODE_LOG_INFO, "node %s up on port %u, creation %u", node->name, node->port, node->creation);
+    *out = node;
+    return 0;
+fail:
+    cnode__proc_reap_all(node);
+    node_free(node);
+    return rc;
+}
+
+void
+cnode_node_close(cnode_node *node)
+{
+    if (!node)
+        return;
+    atomic_store(&node->stopping, 1);
+    if (node->has_io_thread) {
+        cnode__enqueue_req(node, REQ_STOP, NULL);
+        pthread_join(node->io_thread, NULL);
+    } else {
+        cnode__shutdown_io(node);
+    }
+    cnode__proc_reap_all(node);
+    node_free(node);
+}
+
+const char *
+cnode_node_name(const cnode_node *node)
+{
+    return node ? node->name : "";
+}
+
+uint32_t
+cnode_node_creation(const cnode_node *node)
+{
+    return node ? node->creation : 0;
+}
+
+/* ---- peers ---------------------------------------------------------------------- */
+
+cnode__peer *
+cnode__peer_get(cnode_node *node, const char *name, int create)
+{
+    for (cnode__peer *p = node->peers; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    if (!create || strlen(name) >= CNODE__NAME_MAX || !strchr(name, '@'))
+        return NULL;
+    cnode__peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->fd = -1;
+    pthread_mutex_init(&p->wlock, NULL);
+    cnode__cond_init(&p->up_cond);
+    p->next = node->peers;
+    node->peers = p;
+    return p;
+}
+
+int
+cnode__is_local(cnode_node *node, const char *nodename)
+{
+    return strcmp(node->name, nodename) == 0;
+}
+
+void
+cnode__xpid_of(cnode_node *node, const erlang_pid *pid, cnode__xpid *out, int create_peer)
+{
+    out->peer = cnode__is_local(node, pid->node) ? NULL : cnode__peer_get(node, pid->node, create_peer);
+    out->num = pid->num;
+    out->serial = pid->serial;
+    out->creation = pid->creation;
+}
+
+void
+cnode__xpid_to_pid(cnode_node *node, const cnode__xpid *x, erlang_pid *out)
+{
+    cnode__pid_make(out, x->peer ? x->peer->name : node->name, x->num, x->serial, x->creation);
+}
+
+int
+cnode__xpid_eq(const cnode__xpid *a, const cnode__xpid *b)
+{
+    return a->peer == b->peer && a->num == b->num && a->serial == b->serial && a->creation == b->creation;
+}
+
+void
+cnode_make_ref(cnode_node *node, erlang_ref *out)
+{
+    uint64_t c = atomic_fetch_add(&node->ref_counter, 1);
+    uint32_t id[3] = {(uint32_t)(c & 0x3ffff), (uint32_t)(c >> 18), node->ref_salt};
+    cnode__ref_make(out, node->name, node->creation, id);
+}
+
+/* ---- the door into the I/O thread ---------------------------------------------------- */
+
+void
+cnode__wake(cnode_node *node)
+{
+    uint64_t one = 1;
+    ssize_t n = write(node->evfd, &one, sizeof one);
+    (void)n; /* EAGAIN means a wake-up is already pending */
+}
+
+void
+cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer)
+{
+    cnode__req *r = calloc(1, sizeof *r);
+    if (!r)
+        return;
+    r->kind = kind;
+    r->peer = peer;
+    pthread_mutex_lock(&node->qlock);
+    if (node->q_tail)
+        node->q_tail->next = r;
+    else
+        node->q_head = r;
+    node->q_tail = r;
+    pthread_mutex_unlock(&node->qlock);
+    cnode__wake(node);
+}
+
+void
+cnode__add_ctl_hook(cnode_node *node, cnode__ctl_hook *hook, void *ud)
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->nhooks < 4) {
+        node->ctl_hooks[node->nhooks] = hook;
+        node->ctl_hook_ud[node->nhooks++] = ud;
+    }
+    pthread_mutex_unlock(&node->lock);
+}
+
+void
+cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud)
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->npeerhooks < 4) {
+        node->peer_hooks[node->npeerhooks] = hook;
+        node->peer_hook_ud[node->npeerhooks++] = ud;
+    }
+    pthread_mutex_unlock(&node->lock);
+}
+
+/* ---- queries ------------------------------------------------------------------------- */
+
+int
+cnode_nodes(cnode_node *node, char ***names, size_t *count)
+{
+    if (!node || !names || !count)
+        return CNODE_EINVAL;
+    pthread_mutex_lock(&node->lock);
+    size_t n = 0;
+    for (cnode__peer *p = node->peers; p; p = p->next)
+        if (p->up)
+            n++;
+    char **v = calloc(n + 1, sizeof *v);
+    size_t i = 0;
+    for (cnode__peer *p = node->peers; v && p; p = p->next)
+        if (p->up && (v[i] = strdup(p->name)) != NULL)
+            i++;
+    pthread_mutex_unlock(&node->lock);
+    if (!v)
+        return CNODE_ENOMEM;
+    *names = v;
+    *count = i;
+    return 0;
+}
+
+void
+cnode_strv_free(char **v, size_t count)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(v[i]);
+    free(v);
+}
+
+uint64_t
+cnode_peer_flags(cnode_node *node, const char *peer)
+{
+    uint64_t f = 0;
+    if (!node || !peer)
+        return 0;
+    pthread_mutex_lock(&node->lock);
+    cnode__peer *p = cnode__peer_get(node, peer, 0);
+    if (p && p->up)
+        f = p->flags;
+    pthread_mutex_unlock(&node->lock);
+    return f;
+}
+
+int
+cnode_disconnect(cnode_node *node, const char *peer)
+{
+    if (!node || !peer)
+        return CNODE_EINVAL;
+    pthread_mutex_lock(&node->lock);
+    cnode__peer *p = cnode__peer_get(node, peer, 0);
+    int up = p && p->up;
+    pthread_mutex_unlock(&node->lock);
+    if (!up)
+        return CNODE_ENOTFOUND;
+    cnode__enqueue_req(node, REQ_DISCONNECT, p);
+    return 0;
+}
+
+/* Connects if needed and waits until up, failed or timed out. */
+int
+cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error *err)
+{
+    if (!node || !peer || !strchr(peer, '@')) {
+        cnode__seterr(err, CNODE_EINVAL, peer, "invalid node name '%s'", peer ? peer : "(null)");
+        return CNODE_EINVAL;
+    }
+    if (cnode__is_local(node, peer))
+        return 0;
+    pthread_mutex_lock(&node->lock);
+    cnode__peer *p = cnode__peer_get(node, peer, 1);
+    if (!p) {
+        pthread_mutex_unlock(&node->lock);
+        cnode__seterr(err, CNODE_EINVAL, peer, "invalid node name '%s'", peer);
+        return CNODE_EINVAL;
+    }
+    int rc = 0;
+    if (!p->up) {
+        int failed0 = p->connect_failed;
+        struct timespec dl;
+        cnode__deadline_after(&dl, timeout_ms);
+        pthread_mutex_unlock(&node->lock);
+        cnode__enqueue_req(node, REQ_CONNECT, p);
+        pthread_mutex_lock(&node->lock);
+        while (!p->up && p->connect_failed == failed0 && !cnode__past(&dl)) {
+            if (!node->has_io_thread) {
+                pthread_mutex_unlock(&node->lock);
+                cnode_poll(node, 20);
+                pthread_mutex_lock(&node->lock);
+            } else {
+                cnode__cond_wait_until(&p->up_cond, &node->lock, &dl);
+            }
+        }
+        if (!p->up)
+            rc = p->connect_failed != failed0 ? CNODE_ENOCONNECTION : CNODE_ETIMEOUT;
+    }
+    pthread_mutex_unlock(&node->lock);
+    if (rc == CNODE_ENOCONNECTION)
+        cnode__seterr(err, rc, peer, "cannot connect to %s", peer);
+    else if (rc == CNODE_ETIMEOUT)
+        cnode__seterr(err, rc, peer, "connecting to %s timed out after %u ms", peer, timeout_ms);
+    return rc;
+}

@@ -1,0 +1,124 @@
+/* Small shared helpers: logging, error details, clocks, term buffers. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cnode/internal.h"
+
+const char *
+cnode_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "ok";
+#define CNODE__ERRTEXT(name, val, text)                                                                                        \
+    case (val):                                                                                                                \
+        return text;
+        CNODE_ERRNO_MAP(CNODE__ERRTEXT)
+#undef CNODE__ERRTEXT
+    default:
+        return "unknown error";
+    }
+}
+
+void
+cnode_error_clear(cnode_error *err)
+{
+    if (err)
+        memset(err, 0, sizeof *err);
+}
+
+void
+cnode__log(cnode_node *node, int level, const char *fmt, ...)
+{
+    if (!node || !node->opts.log || level > node->opts.log_level)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    node->opts.log(level, buf, node->opts.user_data);
+}
+
+void
+cnode__seterr(cnode_error *err, int code, const char *node, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    err->code = code;
+    snprintf(err->node, sizeof err->node, "%s", node ? node : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+int64_t
+cnode__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+cnode__deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+int
+cnode__past(const struct timespec *ts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
+/* A user's term buffer with or without its 131: the bytes after it, walked
+ * to prove they hold exactly one term. */
+int
+cnode__strip_version(const ei_x_buff *b, const char **p, size_t *len)
+{
+    if (!b || !b->buff || b->index <= 0)
+        return CNODE_EINVAL;
+    const char *s = b->buff;
+    size_t n = (size_t)b->index;
+    if ((unsigned char)s[0] == 131) {
+        s++;
+        n--;
+    }
+    ptrdiff_t ext = cnode__term_extent(s, n, &cnode__term_limits_default, NULL);
+    if (ext <= 0 || (size_t)ext != n)
+        return CNODE_EINVAL;
+    *p = s;
+    *len = n;
+    return 0;
+}
+
+void
+cnode__cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
+
+int
+cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline)
+{
+    if (!deadline) {
+        pthread_cond_wait(c, m);
+        return 0;
+    }
+    return pthread_cond_timedwait(c, m, deadline) != 0 && cnode__past(deadline);
+}
