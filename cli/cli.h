@@ -1,0 +1,28 @@
+/* The cnode command: shared state of one invocation. */
+#ifndef CNODE_CLI_H
+#define CNODE_CLI_H
+#include "cnode.h"
+
+enum { EXIT_OK = 0, EXIT_PANG = 1, EXIT_USAGE = 2, EXIT_NOCONN = 3, EXIT_TIMEOUT = 4, EXIT_UNAVAILABLE = 5 };
+
+typedef struct {
+    const char *name;   /* --sname / --name value */
+    int longnames;
+    const char *cookie;
+    int verbose;
+    unsigned timeout_ms;
+    int timeout_set;
+    const char **connect; /* --connect NODE, repeatable */
+    int nconnect;
+    int argc;             /* the command's positional arguments */
+    char **argv;
+} cli_opts;
+
+/* Starts the node for a command (a unique hidden name unless --sname/--name). */
+int cli_node_start(const cli_opts *o, cnode_node **node);
+/* Exit code for a library error code. */
+int cli_exit_code(int rc);
+void cli_log(int level, const char *msg, void *ud);
+
+int cmd_ping(cli_opts *o);
+#endif

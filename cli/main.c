@@ -1,0 +1,181 @@
+/* cnode — command-line front end of libcnode. Options may appear anywhere
+ * after the command name (getopt_long permutation); `--` ends them. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: cnode [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  ping NODE                      pong (exit 0) or pang (exit 1)\n"
+               "\n"
+               "global options (anywhere on the line):\n"
+               "  --sname NAME | --name NAME@HOST  this node's name (default: a unique hidden name)\n"
+               "  --cookie C                     cookie (default: $HOME/.erlang.cookie)\n"
+               "  --connect NODE                 node to join the cluster through (repeatable)\n"
+               "  --timeout MS                   per-operation timeout\n"
+               "  -v                             log to stderr (repeat for more)\n"
+               "  -h, --help                     this text\n"
+               "\n"
+               "exit codes: 0 ok, 1 pang or remote exception, 2 usage or bad input, 3 noconnection,\n"
+               "            4 timeout, 5 service_unavailable\n");
+}
+
+void
+cli_log(int level, const char *msg, void *ud)
+{
+    (void)ud;
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    fprintf(stderr, "cnode: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+}
+
+int
+cli_exit_code(int rc)
+{
+    switch (rc) {
+    case 0:
+        return EXIT_OK;
+    case CNODE_EEXCEPTION:
+        return EXIT_PANG;
+    case CNODE_ENOCONNECTION:
+    case CNODE_EAUTH:
+    case CNODE_EEPMD:
+        return EXIT_NOCONN;
+    case CNODE_ETIMEOUT:
+        return EXIT_TIMEOUT;
+    case CNODE_EUNAVAILABLE:
+        return EXIT_UNAVAILABLE;
+    default:
+        return EXIT_USAGE;
+    }
+}
+
+int
+cli_node_start(const cli_opts *o, cnode_node **node)
+{
+    char auto_name[64];
+    cnode_node_opts no = {0};
+    if (o->name) {
+        no.name = o->name;
+        no.longnames = o->longnames;
+    } else {
+        /* like erl_call: a name nobody else uses */
+        unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)rand();
+        snprintf(auto_name, sizeof auto_name, "cnode_%d_%08x", (int)getpid(), r);
+        no.name = auto_name;
+    }
+    no.cookie = o->cookie;
+    no.log = o->verbose ? cli_log : NULL;
+    no.log_level = o->verbose ? o->verbose : 0;
+    cnode_error err = {0};
+    int rc = cnode_node_new(&no, node, &err);
+    if (rc != 0) {
+        fprintf(stderr, "cnode: cannot start node: %s\n", err.message[0] ? err.message : cnode_strerror(rc));
+        return rc == CNODE_EEPMD ? EXIT_NOCONN : EXIT_USAGE;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int (*run)(cli_opts *o);
+    int min_args, max_args;
+} command;
+
+static const command commands[] = {
+    {"ping", cmd_ping, 1, 1},
+};
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"sname", required_argument, NULL, 's'},   {"name", required_argument, NULL, 'n'},
+        {"cookie", required_argument, NULL, 'c'},  {"connect", required_argument, NULL, 'C'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    cli_opts o = {0};
+    o.timeout_ms = 5000;
+    o.connect = calloc((size_t)argc + 1, sizeof *o.connect);
+    if (!o.connect)
+        return EXIT_USAGE;
+    int c;
+    optind = 1;
+    opterr = 0;
+    int status = -1;
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o.name = optarg;
+            o.longnames = 0;
+            break;
+        case 'n':
+            o.name = optarg;
+            o.longnames = 1;
+            break;
+        case 'c':
+            o.cookie = optarg;
+            break;
+        case 'C':
+            o.connect[o.nconnect++] = optarg;
+            break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || v <= 0 || v > 86400000) {
+                fprintf(stderr, "cnode: --timeout takes milliseconds (1..86400000), not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.timeout_ms = (unsigned)v;
+            o.timeout_set = 1;
+            break;
+        }
+        case 'v':
+            o.verbose++;
+            break;
+        case 'h':
+            usage(stdout);
+            status = EXIT_OK;
+            break;
+        default:
+            fprintf(stderr, "cnode: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            status = EXIT_USAGE;
+            break;
+        }
+        if (status >= 0)
+            break;
+    }
+    if (status < 0) {
+        if (optind >= argc) {
+            usage(stderr);
+            status = EXIT_USAGE;
+        } else {
+            const char *cmd = argv[optind];
+            const command *found = NULL;
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (strcmp(commands[i].name, cmd) == 0)
+                    found = &commands[i];
+            o.argc = argc - optind - 1;
+            o.argv = argv + optind + 1;
+            if (!found) {
+                fprintf(stderr, "cnode: unknown command '%s' (see cnode --help)\n", cmd);
+                status = EXIT_USAGE;
+            } else if (o.argc < found->min_args || o.argc > found->max_args) {
+                fprintf(stderr, "cnode: %s: wrong number of arguments (see cnode --help)\n", cmd);
+                status = EXIT_USAGE;
+            } else {
+                status = found->run(&o);
+            }
+        }
+    }
+    free(o.connect);
+    return status;
+}
