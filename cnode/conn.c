@@ -573,10 +573,17 @@ in_step(cnode_node *node, cnode__conn *c, uint32_t events)
                 c->peer = NULL;
                 return "";
             }
-            if (c->peer->up || c->peer->dialling) {
-                /* a connection won meanwhile; keep that one */
+            if (c->peer->up) {
+                /* our own dial came up meanwhile; keep that one */
                 c->peer = NULL;
                 return "";
+            }
+            if (c->peer->dialling) {
+                /* we started dialling after this handshake began: this one is further along */
+                cnode__conn *mine = c->peer->dialling;
+                c->peer->dialling = NULL;
+                mine->peer = NULL;
+                cnode__conn_close(node, mine, NULL);
             }
             unsigned char dg[16];
             char b[32];
