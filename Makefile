@@ -6,7 +6,7 @@ PREFIX    ?= /usr/local
 VERSION   := 0.1.0
 CC        ?= cc
 
-WARN      := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-format-truncation
 CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude -I. -I$(EI_DIR)/include
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -fPIC -pthread $(WARN)

@@ -204,6 +204,7 @@ struct cnode_node {
     void *peer_hook_ud[4];
     int nhooks, npeerhooks;
     cnode__event *ev_head, *ev_tail; /* under node->lock */
+    struct cnode__erpc *erpc;        /* erpc client state (erpc.c) */
     int stop_loop;                   /* loop thread only */
 };
 
@@ -211,6 +212,7 @@ struct cnode_node {
 void cnode__log(cnode_node *node, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cnode__seterr(cnode_error *err, int code, const char *node, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int64_t cnode__now_ms(void);
+void cnode__error_classify(cnode_error *err);
 void cnode__deadline_after(struct timespec *ts, int64_t ms);
 int cnode__past(const struct timespec *ts);
 int cnode__strip_version(const ei_x_buff *b, const char **p, size_t *len);
@@ -275,6 +277,14 @@ void cnode__shutdown_io(cnode_node *node);
 
 /* dispatch.c: I/O thread, node->lock held */
 void cnode__dispatch(cnode_node *node, cnode__peer *peer, const cnode__ctl *c);
+
+/* erpc.c: the erpc client; loop thread */
+int cnode__erpc_start(cnode_node *node);
+void cnode__erpc_stop(cnode_node *node);
+/* ms until the next request deadline, or -1; and expiring those past it */
+int64_t cnode__erpc_next_deadline(cnode_node *node);
+void cnode__erpc_expire(cnode_node *node);
+void cnode__erpc_fire(cnode_node *node);
 
 /* sys.c */
 int cnode__sys_start(cnode_node *node);

@@ -114,6 +114,11 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     int t = timeout_ms;
     if (next_hk - now < (int64_t)t || t < 0)
         t = next_hk > now ? (int)(next_hk - now) : 0;
+    pthread_mutex_lock(&node->lock);
+    int64_t dl = cnode__erpc_next_deadline(node);
+    pthread_mutex_unlock(&node->lock);
+    if (dl >= 0 && dl < t)
+        t = (int)dl;
     int n = epoll_wait(node->epfd, evs, 64, t);
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;
@@ -137,6 +142,7 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
             cnode__conn_event(node, ptr, evs[i].events);
         }
     }
+    cnode__erpc_expire(node);
     if (cnode__past(&node->next_tick)) {
         cnode__conn_housekeeping(node);
         cnode__deadline_after(&node->next_tick, HOUSEKEEPING_MS);
@@ -145,6 +151,7 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     flush_dirty(node);
     cnode__loop_thread_node = NULL;
     fire_events(node);
+    cnode__erpc_fire(node);
     return n < 0 ? 0 : n;
 }
 

@@ -343,7 +343,7 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = &node->epmd_fd;
     epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->epmd_fd, &ev);
-    if ((rc = cnode__sys_start(node)) != 0) {
+    if ((rc = cnode__sys_start(node)) != 0 || (rc = cnode__erpc_start(node)) != 0) {
         cnode__seterr(err, rc, NULL, "cannot start system processes");
         goto fail;
     }
@@ -359,6 +359,7 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     *out = node;
     return 0;
 fail:
+    cnode__erpc_stop(node);
     cnode__proc_reap_all(node);
     node_free(node);
     return rc;
@@ -376,6 +377,7 @@ cnode_node_close(cnode_node *node)
     } else {
         cnode__shutdown_io(node);
     }
+    cnode__erpc_stop(node);
     cnode__proc_reap_all(node);
     node_free(node);
 }

@@ -24,8 +24,50 @@ cnode_strerror(int code)
 void
 cnode_error_clear(cnode_error *err)
 {
-    if (err)
-        memset(err, 0, sizeof *err);
+    if (!err)
+        return;
+    if (err->reason.buff)
+        ei_x_free(&err->reason);
+    if (err->stacktrace.buff)
+        ei_x_free(&err->stacktrace);
+    memset(err, 0, sizeof *err);
+}
+
+/* The seeds' vocabulary for a code: EasyRpc's type (classified by what
+ * happened, not by the exception module as EasyRpc does) and the
+ * rpc_load_balancer code. */
+void
+cnode__error_classify(cnode_error *err)
+{
+    switch (err->code) {
+    case CNODE_ETIMEOUT:
+        err->type = "timeout_error";
+        err->lb_code = "request_timeout";
+        break;
+    case CNODE_ENOCONNECTION:
+    case CNODE_EAUTH:
+    case CNODE_EEPMD:
+        err->type = "node_error";
+        err->lb_code = "service_unavailable";
+        break;
+    case CNODE_EUNAVAILABLE:
+        err->type = "node_error";
+        err->lb_code = "service_unavailable";
+        break;
+    case CNODE_ECONFIG:
+        err->type = "config_error";
+        err->lb_code = NULL;
+        break;
+    case CNODE_EVALIDATION:
+    case CNODE_EINVAL:
+        err->type = "validation_error";
+        err->lb_code = "bad_request";
+        break;
+    default:
+        err->type = "rpc_error";
+        err->lb_code = "service_unavailable";
+        break;
+    }
 }
 
 void
@@ -46,7 +88,10 @@ cnode__seterr(cnode_error *err, int code, const char *node, const char *fmt, ...
 {
     if (!err)
         return;
+    cnode_error_clear(err);
     err->code = code;
+    err->arity = -1;
+    cnode__error_classify(err);
     snprintf(err->node, sizeof err->node, "%s", node ? node : "");
     va_list ap;
     va_start(ap, fmt);
@@ -121,4 +166,28 @@ cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct times
         return 0;
     }
     return pthread_cond_timedwait(c, m, deadline) != 0 && cnode__past(deadline);
+}
+
+int
+cnode_error_format(const cnode_error *err, char *buf, size_t cap)
+{
+    if (!err || !buf || cap == 0)
+        return CNODE_EINVAL;
+    const char *type = err->type ? err->type : "rpc_error";
+    int n = snprintf(buf, cap, "[%s] %s", type, err->message[0] ? err->message : cnode_strerror(err->code));
+    char details[700] = "";
+    size_t d = 0;
+#define ADD(...) d += (size_t)snprintf(details + d, d < sizeof details ? sizeof details - d : 0, __VA_ARGS__)
+    if (err->node[0])
+        ADD("%snode: %s", d ? ", " : "", err->node);
+    if (err->exc_class[0])
+        ADD("%skind: %s", d ? ", " : "", err->exc_class);
+    if (err->node[0] || err->module[0])
+        ADD("%sattempt: %d", d ? ", " : "", err->attempt);
+    if (err->module[0])
+        ADD("%smodule: %s, function: %s", d ? ", " : "", err->module, err->function);
+#undef ADD
+    if (d && n >= 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, " | details: [%s]", details);
+    return n < 0 || (size_t)n >= cap ? CNODE_ENOMEM : 0;
 }

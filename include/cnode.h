@@ -59,11 +59,22 @@ const char *cnode_strerror(int code);
 /* ---- error details --------------------------------------------------------- */
 /* One struct for every failure. Zero it before first use (cnode_error e = {0});
  * functions that fail fill it when given one. Release with cnode_error_clear(),
- * which leaves it zeroed and reusable. */
+ * which frees reason/stacktrace and leaves it zeroed and reusable. */
 typedef struct cnode_error {
-    int code;           /* CNODE_E... */
-    char message[256];  /* human text, never NULL-terminated short of 256 */
-    char node[256];     /* node involved, or "" */
+    int code;              /* CNODE_E... */
+    char message[256];     /* human text */
+    char node[256];        /* node involved, or "" */
+    char module[256];      /* call details, or "" */
+    char function[256];
+    int arity;             /* -1 when not a call */
+    int attempt;           /* 0-based attempt that failed */
+    char exc_class[8];     /* CNODE_EEXCEPTION: "error", "throw" or "exit" */
+    ei_x_buff reason;      /* CNODE_EEXCEPTION: the reason term, with 131 (buff NULL otherwise) */
+    ei_x_buff stacktrace;  /* class "error" only: the stacktrace, with 131 */
+    const char *type;      /* EasyRpc type: "rpc_error", "node_error", "timeout_error",
+                              "config_error", "validation_error" (static), or NULL */
+    const char *lb_code;   /* rpc_load_balancer code ("service_unavailable",
+                              "request_timeout", "bad_request") or NULL (static) */
 } cnode_error;
 void cnode_error_clear(cnode_error *err);
 
@@ -198,6 +209,62 @@ int cnode_unlink(cnode_proc *proc, const erlang_pid *target);
 int cnode_exit_signal(cnode_proc *proc, const erlang_pid *target, const ei_x_buff *reason);
 /* A fresh reference of this node. */
 void cnode_make_ref(cnode_node *node, erlang_ref *out);
+
+/* ---- calling BEAM: erpc semantics ------------------------------------------------------------ */
+/* Module names are atoms as Erlang sees them ("Elixir.MyApp.Users"). args: an
+ * encoded list term (with or without 131): the argument list. */
+
+/* Like erpc:call/5: runs mod:fun(args...) on target in a fresh process (a spawn
+ * request with a monitor) and waits up to timeout_ms. Any thread; blocks only
+ * this thread. 0: the result term (with 131) is appended to *reply.
+ *   CNODE_ETIMEOUT       no answer in time; the request is abandoned, a late reply dropped
+ *   CNODE_ENOCONNECTION  target unreachable (unknown host, no epmd, not registered) or lost
+ *   CNODE_EEXCEPTION     the callee raised: err->exc_class, err->reason, err->stacktrace
+ *   CNODE_ENOTSUP        target cannot spawn (an ei-based node)
+ *   CNODE_EINVAL         bad arguments (args not a list, names too long)
+ * reply: yours, created by you (ei_x_new). err: NULL, or cnode_error_clear() it. */
+int cnode_call(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args,
+               unsigned timeout_ms, ei_x_buff *reply, cnode_error *err);
+/* Like erpc:cast/4: fire and forget. 0 once queued; CNODE_EINVAL on bad arguments. */
+int cnode_cast(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args);
+
+typedef struct cnode_req cnode_req; /* one call in flight */
+/* Completion callback: runs exactly once, on the I/O thread (keep it short; it
+ * may call the library), never inside cnode_send_request(). reply and err die
+ * on return; req is freed after it returns. status: 0 or a code as cnode_call. */
+typedef void cnode_req_cb(cnode_req *req, int status, const ei_x_buff *reply, const cnode_error *err, void *user_data);
+/* Like erpc:send_request/4. The request completes by itself after timeout_ms
+ * with CNODE_ETIMEOUT. On 0, *req lives until its completion is taken: by cb if
+ * set, else by cnode_receive_response(). On error cb never runs. */
+int cnode_send_request(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args,
+                       unsigned timeout_ms, cnode_req_cb *cb, void *user_data, cnode_req **req);
+/* Like erpc:receive_response/2 and wait_response/2. wait_ms: 0 polls, -1 waits.
+ * Returns the call's status (as cnode_call) and frees req, or CNODE_EAGAIN if
+ * it has not completed within wait_ms (req stays valid). Not for requests with
+ * a callback (CNODE_EINVAL). */
+int cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_error *err);
+/* Abandon a request without a callback (frees it); a late reply is dropped. */
+void cnode_req_abandon(cnode_req *req);
+
+/* One node's outcome in cnode_multicall. */
+typedef struct cnode_result {
+    int status;      /* 0 or a code as cnode_call */
+    ei_x_buff reply; /* status 0: the value (with 131); free with cnode_result_free */
+    cnode_error err;
+} cnode_result;
+void cnode_result_free(cnode_result *r);
+/* Like erpc:multicall/5: the call on every node at once; results[i] for
+ * targets[i]. Returns 0 when every node was tried (each result has its status),
+ * or CNODE_EINVAL. results: yours, n entries, cnode_result_free each. */
+int cnode_multicall(cnode_node *node, const char *const *targets, size_t n, const char *mod, const char *fun,
+                    const ei_x_buff *args, unsigned timeout_ms, cnode_result *results);
+
+/* Module name as an atom: "MyApp.Users" -> "Elixir.MyApp.Users"; names that
+ * already start with "Elixir." or with a lowercase letter are kept. Returns 0
+ * or CNODE_EINVAL if it does not fit in cap. */
+int cnode_module_atom(const char *name, char *out, size_t cap);
+/* EasyRpc's text form: "[type] message" or "[type] message | details: [...]". */
+int cnode_error_format(const cnode_error *err, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }
