@@ -127,8 +127,7 @@ spawn_undef(cnode_node *node, cnode__peer *peer, const cnode__ctl *in)
         ei_x_encode_empty_list(&x);
         cnode__log(node, CNODE_LOG_WARNING, "spawn request from %s for %s:%s/%ld: no such function here (undef)",
                    peer->name, in->mod, in->fun, in->arity);
-        p->closed = 1;
-        cnode__proc_die(p, x.buff, (size_t)x.index);
+        cnode__proc_finish(p, x.buff, (size_t)x.index);
         ei_x_free(&x);
     }
 }

@@ -138,6 +138,7 @@ struct cnode_proc {
     int has_gl;
     /* system processes handle messages on the loop thread instead of queueing */
     void (*sys_handler)(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
+    void *job; /* server.c: the call this process serves */
 };
 
 #define CNODE__MAX_PROCS ((size_t)1 << 24)
@@ -205,6 +206,7 @@ struct cnode_node {
     int nhooks, npeerhooks;
     cnode__event *ev_head, *ev_tail; /* under node->lock */
     struct cnode__erpc *erpc;        /* erpc client state (erpc.c) */
+    struct cnode__server *server;    /* registered functions, workers (server.c) */
     int stop_loop;                   /* loop thread only */
 };
 
@@ -260,6 +262,8 @@ cnode_proc *cnode__proc_by_name(cnode_node *node, const char *name);
 int cnode__proc_new_locked(cnode_node *node, const char *name, int sys, cnode_proc **out);
 void cnode__deliver(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
 void cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen); /* reason without 131 */
+/* The runtime is done with a system process: it dies with reason (if alive) and is freed. */
+void cnode__proc_finish(cnode_proc *p, const char *reason, size_t rlen);
 void cnode__peer_down(cnode_node *node, cnode__peer *peer);
 int cnode__pid_is_stale_local(cnode_node *node, const erlang_pid *pid);
 void cnode__signal_exit(cnode_proc *p, const cnode__xpid *from, const char *reason, size_t rlen, int via_link);
@@ -285,6 +289,10 @@ void cnode__erpc_stop(cnode_node *node);
 int64_t cnode__erpc_next_deadline(cnode_node *node);
 void cnode__erpc_expire(cnode_node *node);
 void cnode__erpc_fire(cnode_node *node);
+
+/* server.c */
+int cnode__server_start(cnode_node *node);
+void cnode__server_stop(cnode_node *node);
 
 /* sys.c */
 int cnode__sys_start(cnode_node *node);

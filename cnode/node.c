@@ -343,7 +343,8 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = &node->epmd_fd;
     epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->epmd_fd, &ev);
-    if ((rc = cnode__sys_start(node)) != 0 || (rc = cnode__erpc_start(node)) != 0) {
+    if ((rc = cnode__sys_start(node)) != 0 || (rc = cnode__erpc_start(node)) != 0 ||
+        (rc = cnode__server_start(node)) != 0) {
         cnode__seterr(err, rc, NULL, "cannot start system processes");
         goto fail;
     }
@@ -359,6 +360,12 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     *out = node;
     return 0;
 fail:
+    if (node->has_io_thread) {
+        atomic_store(&node->stopping, 1);
+        cnode__enqueue_req(node, REQ_STOP, NULL);
+        pthread_join(node->io_thread, NULL);
+    }
+    cnode__server_stop(node);
     cnode__erpc_stop(node);
     cnode__proc_reap_all(node);
     node_free(node);
@@ -370,6 +377,7 @@ cnode_node_close(cnode_node *node)
 {
     if (!node)
         return;
+    cnode__server_stop(node); /* running handlers finish while connections still work */
     atomic_store(&node->stopping, 1);
     if (node->has_io_thread) {
         cnode__enqueue_req(node, REQ_STOP, NULL);

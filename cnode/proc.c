@@ -371,6 +371,16 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
         free_proc(node, p);
 }
 
+void
+cnode__proc_finish(cnode_proc *p, const char *reason, size_t rlen)
+{
+    p->closed = 1;
+    if (p->state == PROC_ALIVE)
+        cnode__proc_die(p, reason, rlen);
+    else
+        free_proc(p->node, p);
+}
+
 /* An exit signal arriving at p (protocol: EXIT via a link, or exit/2). */
 static void
 exit_signal_in(cnode_proc *p, const cnode__xpid *from, const char *reason, size_t rlen, int via_link)

@@ -10,7 +10,7 @@
 int
 cnode__sys_name(const char *name)
 {
-    return strcmp(name, "net_kernel") == 0 || strcmp(name, "logger_proxy") == 0;
+    return strcmp(name, "net_kernel") == 0 || strcmp(name, "logger_proxy") == 0 || strcmp(name, "rex") == 0;
 }
 
 /* {'$gen_call', {From, Tag}, Request}: *req_idx is left at Request. */

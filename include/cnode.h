@@ -97,6 +97,7 @@ typedef struct cnode_node_opts {
     unsigned ticktime_s;   /* net_ticktime; 0 means 60 */
     int no_io_thread;      /* 1: no I/O thread; the application drives the loop (cnode_poll) */
     unsigned max_frame;    /* largest accepted frame in bytes; 0 means 128 MiB */
+    unsigned workers;      /* handler threads for served calls; 0 means one per core */
     cnode_log_cb *log;     /* NULL: no logging */
     int log_level;         /* most verbose level passed to log */
     cnode_nodeup_cb *on_nodeup;
@@ -263,6 +264,40 @@ int cnode_multicall(cnode_node *node, const char *const *targets, size_t n, cons
  * already start with "Elixir." or with a lowercase letter are kept. Returns 0
  * or CNODE_EINVAL if it does not fit in cap. */
 int cnode_module_atom(const char *name, char *out, size_t cap);
+/* ---- serving BEAM: registered C functions ------------------------------------------------------ */
+/* A call being served. Valid only inside the handler. */
+typedef struct cnode_call_ctx cnode_call_ctx;
+/* The arguments: buf holds the argument list with its 131; idx[i] is the ei
+ * index of argument i, so `int i = args->idx[0]; ei_decode_long(args->buf, &i, &v)`. */
+typedef struct cnode_args {
+    const char *buf;
+    int n;
+    const int *idx;
+} cnode_args;
+/* Runs on a worker thread (never the I/O thread). It answers with exactly one of
+ * cnode_reply / cnode_raise; returning without either answers the atom `ok`.
+ * It may block; it may poll cnode_call_cancelled(). */
+typedef void cnode_handler(cnode_call_ctx *ctx, const cnode_args *args, void *user_data);
+/* Makes mod:fun/arity callable from BEAM (erpc:call/cast/send_request/multicall,
+ * rpc:call/cast, and the rex server for erl_call and older clients). Only
+ * registered functions are callable; anything else raises undef as on BEAM.
+ * CNODE_EEXIST if already registered. user_data: kept until unregistered. */
+int cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler,
+                            void *user_data);
+int cnode_unregister_function(cnode_node *node, const char *mod, const char *fun, int arity);
+/* The result term (with or without 131); borrowed. CNODE_EINVAL if already answered. */
+int cnode_reply(cnode_call_ctx *ctx, const ei_x_buff *term);
+/* Raise: cls "error", "throw" or "exit", reason a term (with or without 131);
+ * class error gets a stacktrace [{Mod, Fun, Args, []}] as a BEAM function would. */
+int cnode_raise(cnode_call_ctx *ctx, const char *cls, const ei_x_buff *reason);
+/* 1 once the caller gave up (erpc timeout: demonitor) or its node went down;
+ * the result will be discarded. */
+int cnode_call_cancelled(const cnode_call_ctx *ctx);
+/* The node this call is served on. */
+cnode_node *cnode_call_node(const cnode_call_ctx *ctx);
+/* Stop accepting calls and wait up to grace_ms for running handlers. */
+int cnode_server_drain(cnode_node *node, unsigned grace_ms);
+
 /* EasyRpc's text form: "[type] message" or "[type] message | details: [...]". */
 int cnode_error_format(const cnode_error *err, char *buf, size_t cap);
 
