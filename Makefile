@@ -33,10 +33,12 @@ all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 build/asan/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
+	@echo "CC [asan] $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
 
 build/libcnode.a: $(LIB_OBJ)
 	@mkdir -p build; rm -f $@; ar rcs $@ $^

@@ -1,6 +1,8 @@
 /* The cnode command: shared state of one invocation. */
 #ifndef CNODE_CLI_H
 #define CNODE_CLI_H
+#include <pthread.h>
+
 #include "cnode.h"
 
 enum { EXIT_OK = 0, EXIT_PANG = 1, EXIT_USAGE = 2, EXIT_NOCONN = 3, EXIT_TIMEOUT = 4, EXIT_UNAVAILABLE = 5 };
@@ -14,6 +16,7 @@ typedef struct {
     int timeout_set;
     const char **connect; /* --connect NODE, repeatable */
     int nconnect;
+    unsigned workers;     /* serve --workers N */
     int argc;             /* the command's positional arguments */
     char **argv;
 } cli_opts;
@@ -25,4 +28,5 @@ int cli_exit_code(int rc);
 void cli_log(int level, const char *msg, void *ud);
 
 int cmd_ping(cli_opts *o);
+int cmd_serve(cli_opts *o);
 #endif

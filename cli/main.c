@@ -15,6 +15,8 @@ usage(FILE *f)
                "\n"
                "commands:\n"
                "  ping NODE                      pong (exit 0) or pang (exit 1)\n"
+               "  serve [--workers N]            serve cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0)\n"
+               "                                 until SIGTERM or SIGINT\n"
                "\n"
                "global options (anywhere on the line):\n"
                "  --sname NAME | --name NAME@HOST  this node's name (default: a unique hidden name)\n"
@@ -72,6 +74,7 @@ cli_node_start(const cli_opts *o, cnode_node **node)
         no.name = auto_name;
     }
     no.cookie = o->cookie;
+    no.workers = o->workers;
     no.log = o->verbose ? cli_log : NULL;
     no.log_level = o->verbose ? o->verbose : 0;
     cnode_error err = {0};
@@ -91,6 +94,7 @@ typedef struct {
 
 static const command commands[] = {
     {"ping", cmd_ping, 1, 1},
+    {"serve", cmd_serve, 0, 0},
 };
 
 int
@@ -100,6 +104,7 @@ main(int argc, char **argv)
         {"sname", required_argument, NULL, 's'},   {"name", required_argument, NULL, 'n'},
         {"cookie", required_argument, NULL, 'c'},  {"connect", required_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"workers", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -136,6 +141,16 @@ main(int argc, char **argv)
             }
             o.timeout_ms = (unsigned)v;
             o.timeout_set = 1;
+            break;
+        }
+        case 'w': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || v <= 0 || v > 1024) {
+                fprintf(stderr, "cnode: --workers takes a count (1..1024), not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.workers = (unsigned)v;
             break;
         }
         case 'v':

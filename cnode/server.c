@@ -811,6 +811,12 @@ cnode_call_node(const cnode_call_ctx *ctx)
     return ctx ? ctx->node : NULL;
 }
 
+const erlang_pid *
+cnode_call_self(const cnode_call_ctx *ctx)
+{
+    return ctx && ctx->p ? &ctx->p->pid : NULL;
+}
+
 int
 cnode_server_drain(cnode_node *node, unsigned grace_ms)
 {

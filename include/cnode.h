@@ -295,6 +295,14 @@ int cnode_raise(cnode_call_ctx *ctx, const char *cls, const ei_x_buff *reason);
 int cnode_call_cancelled(const cnode_call_ctx *ctx);
 /* The node this call is served on. */
 cnode_node *cnode_call_node(const cnode_call_ctx *ctx);
+/* The pid of the process serving an erpc call (as self() in the callee), or
+ * NULL for calls through rex. Valid inside the handler. */
+const erlang_pid *cnode_call_self(const cnode_call_ctx *ctx);
+
+/* The demo service `cnode_demo`: echo/1, add/2, sleep/1 (ms, stops early when
+ * the caller gives up), fail/1 (raises error:Reason), info/0 (#{node, version,
+ * pid}) and cancelled/0 (how many sleeps saw their caller give up). */
+int cnode_demo_register(cnode_node *node);
 /* Stop accepting calls and wait up to grace_ms for running handlers. */
 int cnode_server_drain(cnode_node *node, unsigned grace_ms);
 
