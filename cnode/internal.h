@@ -207,6 +207,18 @@ struct cnode_node {
     cnode__event *ev_head, *ev_tail; /* under node->lock */
     struct cnode__erpc *erpc;        /* erpc client state (erpc.c) */
     struct cnode__server *server;    /* registered functions, workers (server.c) */
+    struct cnode_pg_scope *pg;       /* pg scopes (pg/) */
+    /* periodic work of layers above, every housekeeping turn, node->lock held */
+    void (*tick_hooks[4])(cnode_node *node, void *ud);
+    void *tick_hook_ud[4];
+    int ntickhooks;
+    /* work after the loop lets go of node->lock (callbacks) */
+    void (*post_hooks[4])(cnode_node *node, void *ud);
+    void *post_hook_ud[4];
+    int nposthooks;
+    void (*close_hooks[4])(cnode_node *node); /* after the loop stopped */
+    int nclosehooks;
+    atomic_int pg_hooks;
     int stop_loop;                   /* loop thread only */
 };
 
@@ -234,6 +246,9 @@ void cnode__wake(cnode_node *node);
 void cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer);
 void cnode__add_ctl_hook(cnode_node *node, cnode__ctl_hook *hook, void *ud);
 void cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud);
+void cnode__add_tick_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud);
+void cnode__add_post_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud);
+void cnode__add_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 
 /* out.c: frames to a peer */
 int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);
@@ -269,6 +284,12 @@ int cnode__pid_is_stale_local(cnode_node *node, const erlang_pid *pid);
 void cnode__signal_exit(cnode_proc *p, const cnode__xpid *from, const char *reason, size_t rlen, int via_link);
 int cnode__add_monby(cnode_proc *p, const erlang_ref *ref, const cnode__xpid *watcher, int by_name);
 int cnode__add_link(cnode_proc *p, const cnode__xpid *who);
+/* erlang:monitor/2 from proc, node->lock held. name: NULL for a pid monitor. */
+int cnode__monitor_locked(cnode_proc *proc, const erlang_pid *target, const char *name, const char *nodename,
+                          erlang_ref *ref);
+int cnode__demonitor_locked(cnode_proc *proc, const erlang_ref *ref);
+/* Send a term (with 131) from proc to {name, node}, node->lock held. */
+void cnode__reg_send_locked(cnode_proc *from, const char *name, cnode__peer *peer, const char *term, size_t len);
 void cnode__proc_exit_all(cnode_node *node, const char *reason);
 int cnode__monitor_fired(cnode_proc *p, const erlang_ref *ref, const char *reason, size_t rlen);
 void cnode__remove_monby(cnode_proc *p, const erlang_ref *ref);

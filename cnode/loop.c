@@ -145,6 +145,8 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     cnode__erpc_expire(node);
     if (cnode__past(&node->next_tick)) {
         cnode__conn_housekeeping(node);
+        for (int i = 0; i < node->ntickhooks; i++)
+            node->tick_hooks[i](node, node->tick_hook_ud[i]);
         cnode__deadline_after(&node->next_tick, HOUSEKEEPING_MS);
     }
     pthread_mutex_unlock(&node->lock);
@@ -152,6 +154,8 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     cnode__loop_thread_node = NULL;
     fire_events(node);
     cnode__erpc_fire(node);
+    for (int i = 0; i < node->nposthooks; i++)
+        node->post_hooks[i](node, node->post_hook_ud[i]);
     return n < 0 ? 0 : n;
 }
 

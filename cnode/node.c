@@ -386,6 +386,8 @@ cnode_node_close(cnode_node *node)
         cnode__shutdown_io(node);
     }
     cnode__erpc_stop(node);
+    for (int i = 0; i < node->nclosehooks; i++)
+        node->close_hooks[i](node);
     cnode__proc_reap_all(node);
     node_free(node);
 }
@@ -506,6 +508,37 @@ cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud)
         node->peer_hooks[node->npeerhooks] = hook;
         node->peer_hook_ud[node->npeerhooks++] = ud;
     }
+    pthread_mutex_unlock(&node->lock);
+}
+
+void
+cnode__add_tick_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud)
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->ntickhooks < 4) {
+        node->tick_hooks[node->ntickhooks] = hook;
+        node->tick_hook_ud[node->ntickhooks++] = ud;
+    }
+    pthread_mutex_unlock(&node->lock);
+}
+
+void
+cnode__add_post_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud)
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->nposthooks < 4) {
+        node->post_hooks[node->nposthooks] = hook;
+        node->post_hook_ud[node->nposthooks++] = ud;
+    }
+    pthread_mutex_unlock(&node->lock);
+}
+
+void
+cnode__add_close_hook(cnode_node *node, void (*hook)(cnode_node *))
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->nclosehooks < 4)
+        node->close_hooks[node->nclosehooks++] = hook;
     pthread_mutex_unlock(&node->lock);
 }
 

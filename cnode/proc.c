@@ -832,26 +832,20 @@ cnode__add_link(cnode_proc *p, const cnode__xpid *who)
     return 0;
 }
 
-static int
-monitor(cnode_proc *proc, const erlang_pid *target, const char *name, const char *nodename, erlang_ref *ref)
+int
+cnode__monitor_locked(cnode_proc *proc, const erlang_pid *target, const char *name, const char *nodename,
+                      erlang_ref *ref)
 {
-    if (!proc || !ref || (!target && (!name || !*name || strlen(name) >= MAXATOMLEN)))
-        return CNODE_EINVAL;
     cnode_node *node = proc->node;
     if (!nodename)
         nodename = target ? target->node : node->name;
-    pthread_mutex_lock(&node->lock);
-    if (proc->state != PROC_ALIVE) {
-        pthread_mutex_unlock(&node->lock);
+    if (proc->state != PROC_ALIVE)
         return CNODE_EEXITED;
-    }
     cnode_make_ref(node, ref);
     cnode__mon m = {.ref = *ref, .by_name = target == NULL};
     int rc = 0;
-    if (name && !(m.name = strdup(name))) {
-        pthread_mutex_unlock(&node->lock);
+    if (name && !(m.name = strdup(name)))
         return CNODE_ENOMEM;
-    }
     cnode__xpid self = {NULL, proc->num, proc->serial, node->creation};
     if (cnode__is_local(node, nodename)) {
         cnode_proc *t = target ? cnode__proc_by_pid(node, target) : cnode__proc_by_name(node, name);
@@ -866,13 +860,11 @@ monitor(cnode_proc *proc, const erlang_pid *target, const char *name, const char
         } else {
             free(m.name);
         }
-        pthread_mutex_unlock(&node->lock);
         return rc;
     }
     cnode__peer *peer = cnode__peer_get(node, nodename, 1);
     if (!peer) {
         free(m.name);
-        pthread_mutex_unlock(&node->lock);
         return CNODE_EINVAL;
     }
     if (target)
@@ -880,14 +872,23 @@ monitor(cnode_proc *proc, const erlang_pid *target, const char *name, const char
     m.name_peer = peer;
     if ((rc = add_mon(proc, &m)) != 0) {
         free(m.name);
-        pthread_mutex_unlock(&node->lock);
         return rc;
     }
-    pthread_mutex_unlock(&node->lock);
     cnode__ctl c = {.op = CNODE__OP_MONITOR_P, .ref = *ref};
     c.from.pid = proc->pid;
     pid_or_name(&c.to, target, target ? NULL : name);
     return cnode__send_ctl(node, peer, &c, NULL, 0);
+}
+
+static int
+monitor(cnode_proc *proc, const erlang_pid *target, const char *name, const char *nodename, erlang_ref *ref)
+{
+    if (!proc || !ref || (!target && (!name || !*name || strlen(name) >= MAXATOMLEN)))
+        return CNODE_EINVAL;
+    pthread_mutex_lock(&proc->node->lock);
+    int rc = cnode__monitor_locked(proc, target, name, nodename, ref);
+    pthread_mutex_unlock(&proc->node->lock);
+    return rc;
 }
 
 int
@@ -905,20 +906,15 @@ cnode_monitor_name(cnode_proc *proc, const char *name, const char *node, erlang_
 }
 
 int
-cnode_demonitor(cnode_proc *proc, const erlang_ref *ref)
+cnode__demonitor_locked(cnode_proc *proc, const erlang_ref *ref)
 {
-    if (!proc || !ref)
-        return CNODE_EINVAL;
     cnode_node *node = proc->node;
-    pthread_mutex_lock(&node->lock);
     size_t i;
     for (i = 0; i < proc->nmons; i++)
         if (cnode__ref_eq(&proc->mons[i].ref, ref))
             break;
-    if (i == proc->nmons) {
-        pthread_mutex_unlock(&node->lock);
+    if (i == proc->nmons)
         return CNODE_ENOTFOUND;
-    }
     cnode__mon m = proc->mons[i];
     proc->mons[i] = proc->mons[--proc->nmons];
     cnode__peer *peer = m.by_name ? m.name_peer : m.target.peer;
@@ -958,10 +954,30 @@ cnode_demonitor(cnode_proc *proc, const erlang_ref *ref)
         pp = &(*pp)->next;
     }
     free(m.name);
-    pthread_mutex_unlock(&node->lock);
     if (peer && peer->up)
         cnode__send_ctl(node, peer, &c, NULL, 0);
     return 0;
+}
+
+int
+cnode_demonitor(cnode_proc *proc, const erlang_ref *ref)
+{
+    if (!proc || !ref)
+        return CNODE_EINVAL;
+    pthread_mutex_lock(&proc->node->lock);
+    int rc = cnode__demonitor_locked(proc, ref);
+    pthread_mutex_unlock(&proc->node->lock);
+    return rc;
+}
+
+void
+cnode__reg_send_locked(cnode_proc *from, const char *name, cnode__peer *peer, const char *term, size_t len)
+{
+    cnode__ctl c = {.op = CNODE__OP_REG_SEND};
+    c.from.pid = from->pid;
+    c.to.is_name = 1;
+    snprintf(c.to.name, sizeof c.to.name, "%s", name);
+    cnode__send_ctl(from->node, peer, &c, term, len);
 }
 
 int

@@ -90,6 +90,7 @@ gl_handler(cnode_proc *p, const cnode__xpid *sender, const char *b, size_t len)
         return;
     int re = idx, req = idx;
     const char *reply = "ok";
+    int getopts = 0;
     int rarity = 0;
     char ra_atom[MAXATOMLEN_UTF8] = "";
     if (ei_decode_tuple_header(b, &idx, &rarity) == 0 && ei_decode_atom(b, &idx, ra_atom) == 0) {
@@ -110,7 +111,7 @@ gl_handler(cnode_proc *p, const cnode__xpid *sender, const char *b, size_t len)
     } else {
         idx = req;
         if (ei_decode_atom(b, &idx, ra_atom) == 0 && strcmp(ra_atom, "getopts") == 0)
-            reply = "getopts";
+            getopts = 1;
     }
     ei_x_buff x;
     if (ei_x_new_with_version(&x) != 0)
@@ -118,7 +119,7 @@ gl_handler(cnode_proc *p, const cnode__xpid *sender, const char *b, size_t len)
     ei_x_encode_tuple_header(&x, 3);
     cnode__x_atom(&x, "io_reply");
     ei_x_append_buf(&x, b + ra, re - ra);
-    if (strcmp(reply, "getopts") == 0) {
+    if (getopts) {
         ei_x_encode_empty_list(&x);
     } else if (strcmp(reply, "enotsup") == 0) {
         ei_x_encode_tuple_header(&x, 2);

@@ -306,6 +306,68 @@ int cnode_demo_register(cnode_node *node);
 /* Stop accepting calls and wait up to grace_ms for running handlers. */
 int cnode_server_drain(cnode_node *node, unsigned grace_ms);
 
+/* ---- pg: scopes, membership mirror ------------------------------------------------------------- */
+typedef struct cnode_pg_scope cnode_pg_scope; /* until the node closes */
+
+/* A member in a snapshot, kept compact (a pid without its node string).
+ * node: the member's node name (lives with the snapshot). */
+typedef struct cnode_pg_member {
+    const char *node;
+    uint32_t num, serial, creation;
+} cnode_pg_member;
+/* The member's pid as ei's struct. */
+void cnode_pg_member_pid(const cnode_pg_member *m, erlang_pid *out);
+
+enum { CNODE_PG_JOIN = 1, CNODE_PG_LEAVE = 2, CNODE_PG_NODEDOWN = 3, CNODE_PG_SUSPECT = 4, CNODE_PG_CLEAR = 5 };
+/* Membership change: runs on the I/O thread after the change is visible to
+ * readers; group is the encoded group term (no 131); pids/n the members
+ * concerned (node for SUSPECT/CLEAR, with n == 0). All die on return. */
+typedef void cnode_pg_cb(cnode_pg_scope *scope, int event, const char *group, size_t group_len, const char *node,
+                         const erlang_pid *pids, size_t n, void *user_data);
+
+typedef struct cnode_pg_opts {
+    unsigned discover_interval_ms; /* ask peers for nodes(connected); 0 means 1000 */
+    unsigned probe_interval_ms;    /* liveness probe; 0 means 200 */
+    unsigned probe_timeout_ms;     /* suspect after; 0 means 1000 */
+    cnode_pg_cb *on_change;
+    void *user_data;
+} cnode_pg_opts;
+
+/* Join scope `name` (an atom) as a peer of OTP's pg scope processes. opts may
+ * be NULL. Any thread. CNODE_EEXIST if this node already runs that scope. */
+int cnode_pg_scope_start(cnode_node *node, const char *name, const cnode_pg_opts *opts, cnode_pg_scope **out);
+/* Connect to node and take part in discovery through it (--connect). */
+int cnode_pg_connect(cnode_pg_scope *scope, const char *node);
+/* One discovery round: sync with every connected node's scope, learn their
+ * node lists, connect to and sync with every node listed, until nothing new
+ * turns up or timeout_ms passes (0 means 3000). 0, or CNODE_ETIMEOUT. */
+int cnode_pg_wait_ready(cnode_pg_scope *scope, unsigned timeout_ms);
+/* pg:join/3 and pg:leave/3 for a C process of this node (join twice, member twice). */
+int cnode_pg_join(cnode_pg_scope *scope, const char *group, const cnode_proc *proc);
+int cnode_pg_leave(cnode_pg_scope *scope, const char *group, const cnode_proc *proc);
+
+/* An immutable view of every group of a scope, read without locks. */
+typedef struct cnode_pg_snapshot cnode_pg_snapshot;
+/* Any thread; wait-free apart from a few atomic operations. Release it. */
+cnode_pg_snapshot *cnode_pg_snapshot_get(cnode_pg_scope *scope);
+void cnode_pg_snapshot_release(cnode_pg_snapshot *snap);
+/* Members of group (an atom's name) in pg's order (pg:get_members/2); *n set.
+ * Local: only this node's (pg:get_local_members/2). Pointers live with snap. */
+const cnode_pg_member *cnode_pg_members(const cnode_pg_snapshot *snap, const char *group, size_t *n);
+const cnode_pg_member *cnode_pg_members_term(const cnode_pg_snapshot *snap, const char *group, size_t glen, size_t *n);
+size_t cnode_pg_local_members(const cnode_pg_snapshot *snap, const char *group, cnode_pg_member *out, size_t cap);
+/* Group i (0 <= i < count) as an encoded term (no 131). */
+size_t cnode_pg_group_count(const cnode_pg_snapshot *snap);
+const char *cnode_pg_group_at(const cnode_pg_snapshot *snap, size_t i, size_t *len);
+/* 1 if node is marked suspect by the liveness probe (see cnode_pg_opts). */
+int cnode_pg_node_suspect(const cnode_pg_snapshot *snap, const char *node);
+/* Members per node in group. */
+size_t cnode_pg_node_count(const cnode_pg_snapshot *snap, const char *group, const char *node);
+/* Probe round trip of a peer in microseconds, or -1 if unknown. */
+long cnode_pg_probe_rtt_us(cnode_pg_scope *scope, const char *node);
+cnode_node *cnode_pg_scope_node(const cnode_pg_scope *scope);
+const char *cnode_pg_scope_name(const cnode_pg_scope *scope);
+
 /* EasyRpc's text form: "[type] message" or "[type] message | details: [...]". */
 int cnode_error_format(const cnode_error *err, char *buf, size_t cap);
 
