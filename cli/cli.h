@@ -17,6 +17,14 @@ typedef struct {
     const char **connect; /* --connect NODE, repeatable */
     int nconnect;
     unsigned workers;     /* serve --workers N */
+    const char *scope;    /* --scope S (pg commands, serve, balance) */
+    const char *group;    /* --group G */
+    const char *algorithm; /* balance --algorithm A */
+    const char *key;      /* balance --key K (hash_ring) */
+    const char *filter;   /* balance --filter SUBSTRING */
+    long count;           /* balance -n N (default 1) */
+    int watch;            /* members --watch */
+    int sticky;           /* balance --sticky */
     int argc;             /* the command's positional arguments */
     char **argv;
 } cli_opts;
@@ -29,4 +37,8 @@ void cli_log(int level, const char *msg, void *ud);
 
 int cmd_ping(cli_opts *o);
 int cmd_serve(cli_opts *o);
+int cmd_call(cli_opts *o);
+int cmd_cast(cli_opts *o);
+int cmd_members(cli_opts *o);
+int cmd_balance(cli_opts *o);
 #endif

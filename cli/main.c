@@ -101,14 +101,19 @@ int
 main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"sname", required_argument, NULL, 's'},   {"name", required_argument, NULL, 'n'},
+        {"sname", required_argument, NULL, 's'},   {"name", required_argument, NULL, 'm'},
         {"cookie", required_argument, NULL, 'c'},  {"connect", required_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {"workers", required_argument, NULL, 'w'},
+        {"workers", required_argument, NULL, 'w'}, {"scope", required_argument, NULL, 'S'},
+        {"group", required_argument, NULL, 'G'},   {"algorithm", required_argument, NULL, 'A'},
+        {"key", required_argument, NULL, 'K'},     {"filter", required_argument, NULL, 'F'},
+        {"count", required_argument, NULL, 'N'},   {"watch", no_argument, NULL, 'W'},
+        {"sticky", no_argument, NULL, 'Y'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
     o.timeout_ms = 5000;
+    o.count = 1;
     o.connect = calloc((size_t)argc + 1, sizeof *o.connect);
     if (!o.connect)
         return EXIT_USAGE;
@@ -116,13 +121,13 @@ main(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int status = -1;
-    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "vhn:", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
             o.name = optarg;
             o.longnames = 0;
             break;
-        case 'n':
+        case 'm':
             o.name = optarg;
             o.longnames = 1;
             break;
@@ -151,6 +156,38 @@ main(int argc, char **argv)
                 status = EXIT_USAGE;
             }
             o.workers = (unsigned)v;
+            break;
+        }
+        case 'S':
+            o.scope = optarg;
+            break;
+        case 'G':
+            o.group = optarg;
+            break;
+        case 'A':
+            o.algorithm = optarg;
+            break;
+        case 'K':
+            o.key = optarg;
+            break;
+        case 'F':
+            o.filter = optarg;
+            break;
+        case 'W':
+            o.watch = 1;
+            break;
+        case 'Y':
+            o.sticky = 1;
+            break;
+        case 'n':
+        case 'N': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || v <= 0 || v > 100000000) {
+                fprintf(stderr, "cnode: -n takes a count (1..100000000), not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.count = v;
             break;
         }
         case 'v':
