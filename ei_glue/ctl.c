@@ -329,9 +329,7 @@ cnode__ctl_encode(ei_x_buff *x, const cnode__ctl *c, size_t payload_len)
         break;
     case CNODE__OP_REG_SEND:
     case CNODE__OP_REG_SEND_TT:
-        if (!c->to.is_name)
-            return -1;
-        e = ei_x_encode_pid(x, &c->from.pid) || x_atom(x, "") || x_atom(x, c->to.name) ||
+        e = !c->to.is_name || ei_x_encode_pid(x, &c->from.pid) || x_atom(x, "") || x_atom(x, c->to.name) ||
             (tt && x_raw(x, &c->token));
         break;
     case CNODE__OP_MONITOR_P:
