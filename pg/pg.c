@@ -953,8 +953,10 @@ static void
 connect_node(cnode_pg_scope *s, const char *name)
 {
     cnode__peer *peer = cnode__peer_get(s->node, name, 1);
-    if (peer && !peer->up && !peer->dialling)
+    if (peer && !peer->up && !peer->dialling) {
+        s->nodes[intern_node(s, name)].connecting = 1;
         cnode__enqueue_req(s->node, REQ_CONNECT, peer);
+    }
 }
 
 /* {Tag, Reply}: answers to our nodes(connected) requests and probes. */
@@ -1040,10 +1042,16 @@ pg_peer(cnode_node *node, cnode__peer *peer, int up, void *ud)
     (void)ud;
     for (cnode_pg_scope *s = node->pg; s; s = s->next) {
         pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+        ni->connecting = 0;
         if (up == 1) {
-            if (peer->flags & CNODE__DFLAG_SPAWN)
+            if (peer->flags & CNODE__DFLAG_SPAWN) {
                 cnode__pg_discover_node(s, peer);
-            else
+                /* its node list now, not at the next watch tick: a discovery round may be waiting */
+                if (!ni->nodes_out) {
+                    rex_ask(s, peer, "erlang", "nodes", 1, &ni->nodes_tag);
+                    ni->nodes_out = 1;
+                }
+            } else
                 ni->no_scope = 1; /* an ei-based client: never sent anything unasked */
         } else {
             /* the scope's DOWN (noconnection) already removed its members; reset discovery state */
@@ -1160,6 +1168,14 @@ cnode_pg_connect(cnode_pg_scope *s, const char *node)
 static int
 round_done(cnode_pg_scope *s)
 {
+    for (size_t i = 0; i < s->nnodes; i++)
+        if (s->nodes[i].connecting) {
+            cnode__peer *p = cnode__peer_get(s->node, s->nodes[i].name, 0);
+            if (!p || p->up)
+                s->nodes[i].connecting = 0; /* connected meanwhile, or forgotten */
+            else
+                return 0;
+        }
     for (cnode__peer *peer = s->node->peers; peer; peer = peer->next) {
         if (peer->dialling)
             return 0;

@@ -47,6 +47,7 @@ typedef struct {
     int has_name_mon;
     erlang_ref name_mon;
     int nodes_out, nodes_answered;
+    int connecting; /* we asked for a connection; until the peer hooks say how it went */
     erlang_ref nodes_tag;
     int probe_out, suspect;
     erlang_ref probe_tag;
