@@ -754,6 +754,12 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
     return status;
 }
 
+int
+cnode_wait_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_error *err)
+{
+    return cnode_receive_response(req, wait_ms, reply, err);
+}
+
 void
 cnode_req_abandon(cnode_req *req)
 {

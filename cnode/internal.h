@@ -314,6 +314,7 @@ void cnode__erpc_fire(cnode_node *node);
 /* server.c */
 int cnode__server_start(cnode_node *node);
 void cnode__server_stop(cnode_node *node);
+void cnode__server_free(cnode_node *node);
 
 /* sys.c */
 int cnode__sys_start(cnode_node *node);

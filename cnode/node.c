@@ -366,6 +366,7 @@ fail:
         pthread_join(node->io_thread, NULL);
     }
     cnode__server_stop(node);
+    cnode__server_free(node);
     cnode__erpc_stop(node);
     cnode__proc_reap_all(node);
     node_free(node);
@@ -385,6 +386,7 @@ cnode_node_close(cnode_node *node)
     } else {
         cnode__shutdown_io(node);
     }
+    cnode__server_free(node);
     cnode__erpc_stop(node);
     for (int i = 0; i < node->nclosehooks; i++)
         node->close_hooks[i](node);

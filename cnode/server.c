@@ -701,6 +701,16 @@ cnode__server_stop(cnode_node *node)
     pthread_mutex_unlock(&s->qlock);
     for (unsigned i = 0; i < s->nthreads; i++)
         pthread_join(s->threads[i], NULL);
+    s->nthreads = 0;
+}
+
+/* After the I/O thread is gone: its hooks (server_peer, ...) no longer run. */
+void
+cnode__server_free(cnode_node *node)
+{
+    server *s = srv(node);
+    if (!s)
+        return;
     free(s->threads);
     fn *f = s->fns;
     while (f) {

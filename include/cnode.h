@@ -244,6 +244,9 @@ int cnode_send_request(cnode_node *node, const char *target, const char *mod, co
  * it has not completed within wait_ms (req stays valid). Not for requests with
  * a callback (CNODE_EINVAL). */
 int cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_error *err);
+/* Like erpc:wait_response/2: the same as cnode_receive_response; CNODE_EAGAIN
+ * is erpc's no_response (the request stays valid, wait again or abandon it). */
+int cnode_wait_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_error *err);
 /* Abandon a request without a callback (frees it); a late reply is dropped. */
 void cnode_req_abandon(cnode_req *req);
 
