@@ -6,6 +6,8 @@
  *   cnode_calltest COOKIE TARGET callback N     N requests with completion callbacks
  *   cnode_calltest COOKIE TARGET threads T M    T threads, M blocking calls each
  *   cnode_calltest COOKIE TARGET late           a call that times out; its late reply is dropped
+ *   cnode_calltest COOKIE TARGET killwait N     N long calls in flight; prints SENT, then counts
+ *                                               the outcomes once the test has killed TARGET
  *   cnode_calltest COOKIE TARGET multicall NODE...  erlang:node() on every node
  *
  * Calls are erlang:abs(-K) with K unique per call, so a crossed answer shows. */
@@ -157,7 +159,11 @@ mode_late(void)
     ei_x_encode_empty_list(&a);
     ei_x_new(&r);
     cnode_error err = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc1 = cnode_call(node, target, "timer", "sleep", &a, 100, &r, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     cnode_error_clear(&err);
     ei_x_free(&a);
     ei_x_free(&r);
@@ -170,8 +176,46 @@ mode_late(void)
     cnode_error_clear(&err);
     ei_x_free(&a);
     ei_x_free(&r);
-    printf("late timeout=%d next=%d %s\n", rc1, rc2, ok ? "ok" : "bad");
+    printf("late timeout=%d next=%d %s after_ms=%ld\n", rc1, rc2, ok ? "ok" : "bad", took);
     return ok ? 0 : 1;
+}
+
+static int
+mode_killwait(long n)
+{
+    cnode_req **reqs = calloc((size_t)n, sizeof *reqs);
+    if (!reqs)
+        return 1;
+    long sent = 0, noconn = 0, other = 0;
+    for (long k = 0; k < n; k++) {
+        ei_x_buff a;
+        ei_x_new_with_version(&a);
+        ei_x_encode_list_header(&a, 1);
+        ei_x_encode_long(&a, 60000);
+        ei_x_encode_empty_list(&a);
+        if (cnode_send_request(node, target, "timer", "sleep", &a, 90000, NULL, NULL, &reqs[k]) == 0)
+            sent++;
+        ei_x_free(&a);
+    }
+    printf("SENT %ld\n", sent);
+    fflush(stdout);
+    for (long k = 0; k < n; k++) {
+        if (!reqs[k])
+            continue;
+        ei_x_buff r;
+        ei_x_new(&r);
+        cnode_error err = {0};
+        int rc = cnode_receive_response(reqs[k], -1, &r, &err);
+        if (rc == CNODE_ENOCONNECTION)
+            noconn++;
+        else
+            other++;
+        cnode_error_clear(&err);
+        ei_x_free(&r);
+    }
+    free(reqs);
+    printf("killwait sent=%ld noconnection=%ld other=%ld\n", sent, noconn, other);
+    return noconn == n ? 0 : 1;
 }
 
 static int
@@ -223,6 +267,8 @@ main(int argc, char **argv)
         rc = mode_threads(atol(argv[4]), atol(argv[5]));
     else if (strcmp(mode, "late") == 0)
         rc = mode_late();
+    else if (strcmp(mode, "killwait") == 0 && argc == 5)
+        rc = mode_killwait(atol(argv[4]));
     else if (strcmp(mode, "multicall") == 0 && argc >= 5)
         rc = mode_multicall(argc - 4, argv + 4);
     fflush(stdout);
