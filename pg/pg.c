@@ -1010,8 +1010,16 @@ pg_tick(cnode_node *node, void *ud)
     int64_t now = cnode__now_ms();
     for (cnode_pg_scope *s = node->pg; s; s = s->next) {
         int watch = now - s->last_watch_ms >= (int64_t)s->opts.discover_interval_ms;
-        if (watch)
+        if (watch) {
             s->last_watch_ms = now;
+            /* the nodes we were told to join through: redial them while they are down */
+            for (size_t i = 0; i < s->nnodes; i++)
+                if (s->nodes[i].seed && !s->nodes[i].connecting) {
+                    cnode__peer *sp = cnode__peer_get(node, s->nodes[i].name, 1);
+                    if (sp && !sp->up && !sp->dialling)
+                        connect_node(s, s->nodes[i].name);
+                }
+        }
         for (cnode__peer *peer = node->peers; peer; peer = peer->next) {
             if (!peer->up || !(peer->flags & CNODE__DFLAG_SPAWN))
                 continue;
@@ -1157,8 +1165,11 @@ cnode_pg_scope_start(cnode_node *node, const char *name, const cnode_pg_opts *op
 int
 cnode_pg_connect(cnode_pg_scope *s, const char *node)
 {
-    if (!s || !node || !strchr(node, '@'))
+    if (!s || !node || !strchr(node, '@') || strlen(node) >= CNODE__NAME_MAX)
         return CNODE_EINVAL;
+    pthread_mutex_lock(&s->node->lock);
+    s->nodes[intern_node(s, node)].seed = 1;
+    pthread_mutex_unlock(&s->node->lock);
     return cnode_ping(s->node, node, 5000, NULL);
 }
 

@@ -48,6 +48,7 @@ typedef struct {
     erlang_ref name_mon;
     int nodes_out, nodes_answered;
     int connecting; /* we asked for a connection; until the peer hooks say how it went */
+    int seed;       /* given to cnode_pg_connect: redialled while down, every watch interval */
     erlang_ref nodes_tag;
     int probe_out, suspect;
     erlang_ref probe_tag;
