@@ -15,8 +15,17 @@ usage(FILE *f)
                "\n"
                "commands:\n"
                "  ping NODE                      pong (exit 0) or pang (exit 1)\n"
-               "  serve [--workers N]            serve cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0)\n"
-               "                                 until SIGTERM or SIGINT\n"
+               "  call [--timeout MS] NODE MOD FUN ARGS\n"
+               "                                 erpc:call: prints the result as ~0p prints it\n"
+               "  cast NODE MOD FUN ARGS         erpc:cast (ARGS: Erlang term text of a list)\n"
+               "  serve [--workers N] [--scope S --group G]\n"
+               "                                 serve cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0)\n"
+               "                                 until SIGTERM or SIGINT; with --scope/--group a member of\n"
+               "                                 that pg group (leaves it first when stopping)\n"
+               "  members --scope S [--group G] [--watch]\n"
+               "                                 the pg mirror: SCOPE GROUP NODE PID per member;\n"
+               "                                 --watch then prints join/leave/nodedown lines\n"
+               "  balance --scope S --group G [--algorithm A] [--key K] [-n N] MOD FUN ARGS  N calls, prints NODE COUNT\n"
                "\n"
                "global options (anywhere on the line):\n"
                "  --sname NAME | --name NAME@HOST  this node's name (default: a unique hidden name)\n"
@@ -95,6 +104,10 @@ typedef struct {
 static const command commands[] = {
     {"ping", cmd_ping, 1, 1},
     {"serve", cmd_serve, 0, 0},
+    {"call", cmd_call, 4, 4},
+    {"cast", cmd_cast, 4, 4},
+    {"members", cmd_members, 0, 0},
+    {"balance", cmd_balance, 3, 3},
 };
 
 int

@@ -10,6 +10,7 @@
 
 #include "cnode/internal.h"
 #include "cnode/terms.h"
+#include "cnode_term.h"
 
 enum { RQ_PENDING_CONN, RQ_SENT, RQ_SPAWNED, RQ_DONE };
 
@@ -335,12 +336,7 @@ exception(cnode_req *r, const char *cls, const char *reason, size_t rlen, const 
     copy_term(&r->err.reason, reason, rlen);
     if (stack)
         copy_term(&r->err.stacktrace, stack, slen);
-    char *text = NULL;
-    int idx = 0;
-    if (ei_s_print_term(&text, r->err.reason.buff, &idx) < 0) {
-        free(text);
-        text = NULL;
-    }
+    char *text = cnode_term_print(r->err.reason.buff, (size_t)r->err.reason.index);
     snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d raised %s: %s", r->mod, r->fun, r->arity, cls,
              text ? text : "?");
     free(text);

@@ -1,0 +1,265 @@
+/* cnode balance [--connect NODE]... --scope S --group G [--algorithm A]
+ *               [--key K] [--filter F] [--sticky] [-n N] MOD FUN ARGS
+ *
+ * Makes N calls of MOD:FUN(ARGS...) through a balancer over the live members
+ * of pg group G in scope S and prints the spread, one `NODE COUNT` line per
+ * node that answered, sorted by node name. ARGS and K are Erlang term text;
+ * F is a substring, or a regex written ~r/.../. On the first failed call
+ * the spread so far is printed, then the error on stderr (`<lb_code>: ` and
+ * EasyRpc's text), and the exit code follows it (5: service_unavailable). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cnode_balancer.h"
+#include "cnode_term.h"
+
+#define WAIT_MEMBERS_MS 250 /* a group still empty after discovery fails fast */
+
+typedef struct {
+    char name[CNODE_BALANCER_NODE_MAX];
+    long count;
+} spread_ent;
+
+typedef struct {
+    spread_ent *v;
+    size_t n, cap;
+} spread;
+
+static int
+spread_add(spread *s, const char *node)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].name, node) == 0) {
+            s->v[i].count++;
+            return 0;
+        }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        spread_ent *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->v = nv;
+        s->cap = cap;
+    }
+    snprintf(s->v[s->n].name, sizeof s->v[s->n].name, "%s", node);
+    s->v[s->n++].count = 1;
+    return 0;
+}
+
+static int
+ent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const spread_ent *)a)->name, ((const spread_ent *)b)->name);
+}
+
+static void
+spread_print(spread *s)
+{
+    qsort(s->v, s->n, sizeof *s->v, ent_cmp);
+    for (size_t i = 0; i < s->n; i++)
+        printf("%s %ld\n", s->v[i].name, s->v[i].count);
+    fflush(stdout);
+}
+
+/* Term text into a fresh buffer with its 131; EXIT_OK or EXIT_USAGE (printed). */
+static int
+parse_term(const char *what, const char *text, ei_x_buff *out)
+{
+    char perr[200];
+    if (ei_x_new_with_version(out) != 0)
+        return EXIT_USAGE;
+    if (cnode_term_parse(text, out, perr, sizeof perr) != 0) {
+        fprintf(stderr, "cnode: balance: bad %s: %s\n", what, perr);
+        ei_x_free(out);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+typedef struct {
+    char mod[MAXATOMLEN_UTF8];
+    const char *fun;
+    ei_x_buff args, key;
+    int has_key;
+    char *regex; /* --filter ~r/.../: the pattern, malloc'd */
+    cnode_balancer_opts lb;
+} balance_args;
+
+static void
+balance_args_free(balance_args *a)
+{
+    ei_x_free(&a->args);
+    if (a->has_key)
+        ei_x_free(&a->key);
+    free(a->regex);
+}
+
+static int
+parse_balance(const cli_opts *o, balance_args *a)
+{
+    memset(a, 0, sizeof *a);
+    if (!o->scope || !o->group || !*o->scope || !*o->group) {
+        fprintf(stderr, "cnode: balance: --scope SCOPE and --group GROUP are required\n");
+        return EXIT_USAGE;
+    }
+    if (o->algorithm && cnode_balancer_algorithm_parse(o->algorithm, &a->lb.algorithm) != 0) {
+        fprintf(stderr,
+                "cnode: balance: unknown algorithm '%s' (random, round_robin, least_connections, power_of_two, "
+                "hash_ring, weighted_round_robin, easy_random, easy_round_robin, easy_hash, sticky)\n",
+                o->algorithm);
+        return EXIT_USAGE;
+    }
+    if (a->lb.algorithm == CNODE_LB_CALL_DIRECT || a->lb.algorithm == CNODE_LB_CUSTOM) {
+        fprintf(stderr, "cnode: balance: algorithm '%s' needs C code; not available here\n", o->algorithm);
+        return EXIT_USAGE;
+    }
+    if (cnode_module_atom(o->argv[0], a->mod, sizeof a->mod) != 0) {
+        fprintf(stderr, "cnode: balance: bad module name '%s'\n", o->argv[0]);
+        return EXIT_USAGE;
+    }
+    a->fun = o->argv[1];
+    if (!*a->fun || strlen(a->fun) >= MAXATOMLEN) {
+        fprintf(stderr, "cnode: balance: bad function name '%s'\n", a->fun);
+        return EXIT_USAGE;
+    }
+    if (parse_term("ARGS", o->argv[2], &a->args) != EXIT_OK)
+        return EXIT_USAGE;
+    int idx = 1, type, size;
+    if (ei_get_type(a->args.buff, &idx, &type, &size) != 0 ||
+        (type != ERL_LIST_EXT && type != ERL_NIL_EXT && type != ERL_STRING_EXT)) {
+        fprintf(stderr, "cnode: balance: ARGS must be a list, e.g. '[1, <<\"x\">>]'\n");
+        ei_x_free(&a->args);
+        return EXIT_USAGE;
+    }
+    if (o->key) {
+        if (parse_term("--key", o->key, &a->key) != EXIT_OK) {
+            ei_x_free(&a->args);
+            return EXIT_USAGE;
+        }
+        a->has_key = 1;
+    }
+    if (o->filter) {
+        size_t fl = strlen(o->filter);
+        if (fl >= 4 && strncmp(o->filter, "~r/", 3) == 0 && o->filter[fl - 1] == '/') {
+            a->regex = strndup(o->filter + 3, fl - 4);
+            if (!a->regex) {
+                balance_args_free(a);
+                return EXIT_USAGE;
+            }
+            a->lb.filter = a->regex;
+            a->lb.filter_kind = CNODE_FILTER_REGEX;
+        } else {
+            a->lb.filter = o->filter;
+        }
+        cnode_filter *f;
+        cnode_error err = {0};
+        if (cnode_filter_new(a->lb.filter, a->lb.filter_kind, NULL, 0, &f, &err) != 0) {
+            fprintf(stderr, "cnode: balance: %s\n", err.message);
+            cnode_error_clear(&err);
+            balance_args_free(a);
+            return EXIT_USAGE;
+        }
+        cnode_filter_free(f);
+    }
+    a->lb.timeout_ms = o->timeout_ms;
+    a->lb.sticky = o->sticky;
+    a->lb.wait_members_ms = WAIT_MEMBERS_MS;
+    return EXIT_OK;
+}
+
+static void
+print_error(const cnode_error *err, int rc)
+{
+    char text[4096];
+    if (cnode_error_format(err, text, sizeof text) != 0 || !text[0])
+        snprintf(text, sizeof text, "%s", cnode_strerror(rc));
+    if (err->lb_code)
+        fprintf(stderr, "%s: %s\n", err->lb_code, text);
+    else
+        fprintf(stderr, "%s\n", text);
+}
+
+/* Connect, discover, then the N calls. */
+static int
+run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
+{
+    cnode_pg_scope *scope;
+    int rc = cnode_pg_scope_start(node, o->scope, NULL, &scope);
+    if (rc != 0) {
+        fprintf(stderr, "cnode: balance: cannot start scope '%s': %s\n", o->scope, cnode_strerror(rc));
+        return cli_exit_code(rc);
+    }
+    int reached = 0;
+    for (int i = 0; i < o->nconnect; i++) {
+        cnode_error err = {0};
+        if (cnode_ping(node, o->connect[i], o->timeout_ms, &err) == 0)
+            reached++;
+        else
+            fprintf(stderr, "cnode: balance: cannot reach %s: %s\n", o->connect[i],
+                    err.message[0] ? err.message : cnode_strerror(err.code));
+        cnode_error_clear(&err);
+        cnode_pg_connect(scope, o->connect[i]);
+    }
+    if (o->nconnect && !reached)
+        return EXIT_NOCONN;
+    cnode_pg_wait_ready(scope, 0);
+    cnode_balancer *b;
+    rc = cnode_balancer_new(node, scope, o->group, &a->lb, &b);
+    if (rc != 0) {
+        fprintf(stderr, "cnode: balance: cannot make the balancer: %s\n", cnode_strerror(rc));
+        return EXIT_USAGE;
+    }
+    spread s = {0};
+    cnode_error err = {0};
+    int status = EXIT_OK;
+    for (long k = 0; k < o->count; k++) {
+        ei_x_buff reply;
+        if (ei_x_new(&reply) != 0) {
+            status = EXIT_USAGE;
+            break;
+        }
+        char served[CNODE_BALANCER_NODE_MAX];
+        rc = cnode_balancer_call(b, a->mod, a->fun, &a->args, a->has_key ? &a->key : NULL, &reply, served, sizeof served, &err);
+        if (rc == 0 && o->verbose) {
+            char *t = cnode_term_print(reply.buff, (size_t)reply.index);
+            fprintf(stderr, "cnode: balance: %s -> %s\n", served, t ? t : "?");
+            free(t);
+        }
+        ei_x_free(&reply);
+        if (rc != 0) {
+            status = cli_exit_code(rc);
+            break;
+        }
+        if (spread_add(&s, served) != 0) {
+            status = EXIT_USAGE;
+            break;
+        }
+    }
+    spread_print(&s);
+    if (rc != 0)
+        print_error(&err, rc);
+    cnode_error_clear(&err);
+    free(s.v);
+    cnode_balancer_free(b);
+    return status;
+}
+
+int
+cmd_balance(cli_opts *o)
+{
+    balance_args a;
+    int rc = parse_balance(o, &a);
+    if (rc != EXIT_OK)
+        return rc;
+    cnode_node *node;
+    if ((rc = cli_node_start(o, &node)) != 0) {
+        balance_args_free(&a);
+        return rc;
+    }
+    rc = run_calls(o, node, &a);
+    cnode_node_close(node);
+    balance_args_free(&a);
+    return rc;
+}

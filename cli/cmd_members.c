@@ -1,0 +1,159 @@
+/* cnode members [--connect NODE]... --scope S [--group G] [--watch]
+ *
+ * Prints the pg mirror, one member per line: `SCOPE GROUP NODE PID`, in pg's
+ * member order (groups sorted). With --watch it then prints every change as
+ * it happens until SIGTERM/SIGINT:
+ *   join SCOPE GROUP NODE PID...
+ *   leave SCOPE GROUP NODE PID...
+ *   nodedown SCOPE GROUP NODE PID...
+ *   suspect SCOPE NODE / clear SCOPE NODE
+ * Groups and pids are printed as Erlang term text. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cnode_term.h"
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static int live; /* under out_lock: the listing is out, print changes */
+
+static char *
+pid_text(const erlang_pid *p)
+{
+    ei_x_buff x;
+    if (ei_x_new(&x) != 0)
+        return NULL;
+    char *t = NULL;
+    if (ei_x_encode_pid(&x, p) == 0)
+        t = cnode_term_print(x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return t;
+}
+
+static void
+on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, const char *node, const erlang_pid *pids,
+          size_t n, void *ud)
+{
+    (void)ud;
+    static const char *const names[] = {"?", "join", "leave", "nodedown", "suspect", "clear"};
+    const char *what = event >= 1 && event <= 5 ? names[event] : "?";
+    pthread_mutex_lock(&out_lock);
+    if (!live) { /* already in the listing that is being printed */
+        pthread_mutex_unlock(&out_lock);
+        return;
+    }
+    if (event == CNODE_PG_SUSPECT || event == CNODE_PG_CLEAR) {
+        printf("%s %s %s\n", what, cnode_pg_scope_name(scope), node);
+    } else {
+        char *g = cnode_term_print(group, glen);
+        printf("%s %s %s %s", what, cnode_pg_scope_name(scope), g ? g : "?", node);
+        for (size_t i = 0; i < n; i++) {
+            char *p = pid_text(&pids[i]);
+            printf(" %s", p ? p : "?");
+            free(p);
+        }
+        putchar('\n');
+        free(g);
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&out_lock);
+}
+
+static void
+print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g, size_t gl)
+{
+    size_t n = 0;
+    const cnode_pg_member *m = cnode_pg_members_term(snap, g, gl, &n);
+    char *gt = cnode_term_print(g, gl);
+    for (size_t i = 0; i < n; i++) {
+        erlang_pid pid;
+        cnode_pg_member_pid(&m[i], &pid);
+        char *pt = pid_text(&pid);
+        printf("%s %s %s %s\n", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?");
+        free(pt);
+    }
+    free(gt);
+}
+
+int
+cmd_members(cli_opts *o)
+{
+    if (!o->scope) {
+        fprintf(stderr, "cnode: members: --scope SCOPE is required\n");
+        return EXIT_USAGE;
+    }
+    ei_x_buff gkey = {0};
+    if (o->group) {
+        /* the group as pg holds it: an atom */
+        if (ei_x_new(&gkey) != 0 || ei_x_encode_atom_len_as(&gkey, o->group, (int)strlen(o->group), ERLANG_UTF8,
+                                                            ERLANG_UTF8) != 0) {
+            fprintf(stderr, "cnode: members: bad group name '%s'\n", o->group);
+            ei_x_free(&gkey);
+            return EXIT_USAGE;
+        }
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (o->watch)
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    cnode_node *node;
+    int rc = cli_node_start(o, &node);
+    if (rc) {
+        ei_x_free(&gkey);
+        return rc;
+    }
+    cnode_pg_opts po = {0};
+    if (o->watch)
+        po.on_change = on_change;
+    cnode_pg_scope *scope;
+    rc = cnode_pg_scope_start(node, o->scope, &po, &scope);
+    if (rc != 0) {
+        fprintf(stderr, "cnode: members: cannot start scope '%s': %s\n", o->scope, cnode_strerror(rc));
+        cnode_node_close(node);
+        ei_x_free(&gkey);
+        return cli_exit_code(rc);
+    }
+    int reached = 0;
+    for (int i = 0; i < o->nconnect; i++) {
+        cnode_error err = {0};
+        if (cnode_ping(node, o->connect[i], o->timeout_ms, &err) == 0)
+            reached++;
+        else
+            fprintf(stderr, "cnode: members: cannot reach %s: %s\n", o->connect[i],
+                    err.message[0] ? err.message : cnode_strerror(err.code));
+        cnode_pg_connect(scope, o->connect[i]);
+    }
+    if (o->nconnect && !reached) {
+        cnode_node_close(node);
+        ei_x_free(&gkey);
+        return EXIT_NOCONN;
+    }
+    cnode_pg_wait_ready(scope, 0);
+    pthread_mutex_lock(&out_lock);
+    cnode_pg_snapshot *snap = cnode_pg_snapshot_get(scope);
+    if (o->group) {
+        print_group(scope, snap, gkey.buff, (size_t)gkey.index);
+    } else {
+        size_t ng = cnode_pg_group_count(snap);
+        for (size_t i = 0; i < ng; i++) {
+            size_t gl;
+            const char *g = cnode_pg_group_at(snap, i, &gl);
+            print_group(scope, snap, g, gl);
+        }
+    }
+    cnode_pg_snapshot_release(snap);
+    fflush(stdout);
+    live = 1; /* a change published before the snapshot may still be printed once more: harmless */
+    pthread_mutex_unlock(&out_lock);
+    if (o->watch) {
+        int sig = 0;
+        sigwait(&set, &sig);
+    }
+    cnode_node_close(node);
+    ei_x_free(&gkey);
+    return EXIT_OK;
+}
