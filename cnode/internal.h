@@ -139,6 +139,7 @@ struct cnode_proc {
     /* system processes handle messages on the loop thread instead of queueing */
     void (*sys_handler)(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
     void *job; /* server.c: the call this process serves */
+    void *sys_ud; /* the owner of a system process's sys_handler (pg: its scope) */
 };
 
 #define CNODE__MAX_PROCS ((size_t)1 << 24)

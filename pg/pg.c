@@ -514,7 +514,7 @@ scope_msg(cnode_proc *p, const cnode__xpid *from, const char *b, size_t len)
 {
     (void)from;
     (void)len;
-    cnode_pg_scope *s = p->job;
+    cnode_pg_scope *s = p->sys_ud;
     int idx = 0, ver, arity;
     char a[MAXATOMLEN_UTF8];
     if (ei_decode_version(b, &idx, &ver) < 0 || ei_decode_tuple_header(b, &idx, &arity) < 0 || arity < 2) {
@@ -1147,7 +1147,7 @@ cnode_pg_scope_start(cnode_node *node, const char *name, const cnode_pg_opts *op
         free(s);
         return rc;
     }
-    s->proc->job = s;
+    s->proc->sys_ud = s;
     s->proc->sys_handler = scope_msg;
     intern_node(s, node->name); /* index 0: this node */
     s->next = node->pg;
