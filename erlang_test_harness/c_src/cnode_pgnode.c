@@ -23,6 +23,7 @@
  *   stop                            ok, then the program exits
  * The program also stops when stdin closes. */
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,7 @@ command(const char *b, int idx, ei_x_buff *r)
         }
         for (int i = 0; i < nprocs; i++)
             if (procs[i] && ei_cmp_pids((erlang_pid *)cnode_proc_pid(procs[i]), &pid) == 0) {
-                cnode_proc_exit(procs[i], NULL);
-                cnode_proc_close(procs[i]);
+                cnode_proc_exit(procs[i], NULL); /* frees the handle */
                 procs[i] = NULL;
             }
         ei_x_encode_atom(r, "ok");
@@ -285,14 +285,9 @@ command(const char *b, int idx, ei_x_buff *r)
     return 0;
 }
 
-static void *
-stdin_watch(void *arg)
+static void
+ask_stop(void)
 {
-    (void)arg;
-    char buf[256];
-    while (read(0, buf, sizeof buf) > 0)
-        ;
-    /* stdin closed: tell ctl to stop */
     ei_x_buff x;
     ei_x_new_with_version(&x);
     ei_x_encode_tuple_header(&x, 4);
@@ -302,6 +297,27 @@ stdin_watch(void *arg)
     ei_x_encode_atom(&x, "stop");
     cnode_send(ctl, cnode_proc_pid(ctl), &x);
     ei_x_free(&x);
+}
+
+static void *
+stdin_watch(void *arg)
+{
+    (void)arg;
+    char buf[256];
+    while (read(0, buf, sizeof buf) > 0)
+        ;
+    ask_stop(); /* stdin closed */
+    return NULL;
+}
+
+/* SIGTERM / SIGINT: stop as cleanly as the stop command */
+static void *
+signal_watch(void *arg)
+{
+    sigset_t *set = arg;
+    int sig;
+    if (sigwait(set, &sig) == 0)
+        ask_stop();
     return NULL;
 }
 
@@ -329,6 +345,11 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: cnode_pgnode --sname NAME --cookie C [-v]\n");
         return 2;
     }
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
     cnode_node_opts o = {.name = name, .cookie = cookie, .log = log_cb, .log_level = verbose ? 3 : 1};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
@@ -342,6 +363,9 @@ main(int argc, char **argv)
     pthread_t watcher;
     pthread_create(&watcher, NULL, stdin_watch, NULL);
     pthread_detach(watcher);
+    pthread_t sigthr;
+    pthread_create(&sigthr, NULL, signal_watch, &set);
+    pthread_detach(sigthr);
     printf("READY %s\n", cnode_node_name(node));
     fflush(stdout);
     for (int stop = 0; !stop;) {
