@@ -108,6 +108,18 @@ proc_by_pid(const erlang_pid *p)
     return NULL;
 }
 
+/* ei_x grows by a little at a time; under ASan every growth copies the whole
+ * buffer, so a big reply is sized up front. */
+static void
+x_reserve(ei_x_buff *x, size_t n)
+{
+    char *zeros = calloc(1, n);
+    int at = x->index;
+    if (zeros && ei_x_append_buf(x, zeros, (int)n) == 0)
+        x->index = at; /* the room stays allocated */
+    free(zeros);
+}
+
 static void
 x_status(ei_x_buff *x, int rc)
 {
@@ -120,9 +132,12 @@ x_status(ei_x_buff *x, int rc)
     }
 }
 
+static void x_reserve(ei_x_buff *x, size_t n);
+
 static void
 x_members(ei_x_buff *x, const cnode_pg_member *m, size_t n)
 {
+    x_reserve(x, (size_t)x->index + n * 80 + 16);
     if (n)
         ei_x_encode_list_header(x, (long)n);
     for (size_t i = 0; i < n; i++) {
@@ -258,9 +273,18 @@ command(const char *b, int idx, ei_x_buff *r)
         ev *e = s->head;
         s->head = s->tail = NULL;
         pthread_mutex_unlock(&s->lock);
+        /* one proper list: a chain of one-cell lists nests as deep as it is long */
+        long count = 0;
+        size_t bytes = 16;
+        for (ev *k = e; k; k = k->next) {
+            count++;
+            bytes += 64 + k->glen + k->n * 80;
+        }
+        x_reserve(r, bytes);
+        if (count)
+            ei_x_encode_list_header(r, count);
         while (e) {
             ev *nx = e->next;
-            ei_x_encode_list_header(r, 1);
             ei_x_encode_tuple_header(r, 4);
             ei_x_encode_atom(r, e->kind >= 1 && e->kind <= 5 ? kinds[e->kind] : "?");
             if (e->glen)
@@ -385,7 +409,9 @@ main(int argc, char **argv)
                 ei_x_encode_tuple_header(&r, 2);
                 ei_x_append_buf(&r, b + ref_at, idx - ref_at);
                 stop = command(b, idx, &r);
-                cnode_send(ctl, &from, &r);
+                int rc = cnode_send(ctl, &from, &r);
+                if (rc != 0)
+                    fprintf(stderr, "pgnode: reply not sent: %s\n", cnode_strerror(rc));
                 ei_x_free(&r);
             }
         }

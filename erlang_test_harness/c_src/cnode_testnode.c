@@ -81,7 +81,7 @@ static agent *
 find_agent(const erlang_pid *pid)
 {
     for (agent *a = agents; a; a = a->next)
-        if (ei_cmp_pids(&a->pid, pid) == 0)
+        if (ei_cmp_pids(&a->pid, (erlang_pid *)pid) == 0) /* ei_cmp_pids takes non-const */
             return a;
     return NULL;
 }
@@ -521,6 +521,11 @@ main(int argc, char **argv)
         cnode_proc_close(a->p);
         free(a);
     }
+    /* cnode_node_close() fires on_down for every open connection; node_event
+     * must not send through ctl once it is closed */
+    pthread_mutex_lock(&subs_lock);
+    nsubs = 0;
+    pthread_mutex_unlock(&subs_lock);
     cnode_proc_close(ctl);
     cnode_node_close(node);
     return 0;

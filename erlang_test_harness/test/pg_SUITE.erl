@@ -271,14 +271,14 @@ reconnect_resync(Config) ->
         {ok, Q} = ctl(C, spawn),
         ok = ctl(C, {join, ?S, rg, Q}),
         await_beam([A], rg, fun(M) -> M =:= lists:sort([Q | Ps]) end),
-        await_mirror(C, ?S, rg, Ps, 5000),
+        await_mirror(C, ?S, rg, [Q | Ps], 5000),
         %% A drops the connection; the C node redials its seed and both sides re-sync
         true = erpc:call(A, erlang, disconnect_node, [CN]),
         P4 = member(A, rg), % joined while the connection may be down
-        await_mirror(C, ?S, rg, [P4 | Ps], 15000),
+        await_mirror(C, ?S, rg, [Q, P4 | Ps], 15000),
         await_beam([A], rg, fun(M) -> M =:= lists:sort([Q, P4 | Ps]) end),
         %% still exact a moment later: no duplicates, no ghosts
-        Final = lists:sort([P4 | Ps]),
+        Final = lists:sort([Q, P4 | Ps]),
         Final = mirror(C, rg),
         ok
     end).
