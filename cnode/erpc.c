@@ -259,7 +259,7 @@ complete(cnode_node *node, cnode_req *r, int status)
                 snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d timed out after %u ms", r->mod, r->fun, r->arity,
                          r->timeout_ms);
             else if (status == CNODE_ENOCONNECTION)
-                snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d: no connection to %s", r->mod, r->fun,
+                snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d: noconnection (no connection to %s)", r->mod, r->fun,
                          r->arity, r->err.node);
             else
                 snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d: %s", r->mod, r->fun, r->arity,

@@ -59,15 +59,19 @@ term_types(Config) ->
                  #{{x, y} => #{z => 1.0}},
                  lists:seq(1, 300), list_to_binary(lists:duplicate(70000, $x)),
                  list_to_tuple(lists:seq(1, 300))],
+        %% erlang:hd([T]) returns T: the argument list is [[T]]
         [begin
-             Text = lists:flatten(io_lib:format("~0p", [T])),
-             {0, Out} = call(B, "erlang", "hd", "[" ++ Text ++ "]"),
-             Want = Text ++ "\n",
+             %% characters: open_port passes them on as UTF-8
+             Arg = lists:flatten(io_lib:format("~0tp", [[T]])),
+             {0, Out} = call(B, "erlang", "hd", "[" ++ Arg ++ "]"),
+             %% the CLI writes UTF-8; the port hands us its bytes
+             Want = binary_to_list(unicode:characters_to_binary(io_lib:format("~0p~n", [T]))),
              Want =:= Out orelse ct:fail({printed, T, Out})
-         end || T <- [[X] || X <- Terms]],
-        %% a large result: 1 MB binary built remotely
-        {0, Big} = call(B, "erlang", "byte_size", "[<<0:8000000>>]"),
-        "1000000\n" = Big,
+         end || T <- Terms],
+        %% a large result: a 1 MB binary built remotely, printed as <<7,7,...>>
+        {0, Big} = call(B, "binary", "copy", "[<<7>>, 1000000]"),
+        2000004 = length(Big),
+        "<<7,7,7," ++ _ = Big,
         ok
     end).
 
@@ -145,8 +149,10 @@ cast_effect(Config) ->
     ?H:run(Config, fun() ->
         #{node := B} = beam(Config),
         Self = self(),
-        Sink = spawn(fun() -> receive M -> Self ! {sink, M} end end),
-        true = erpc:call(B, erlang, register, [cast_sink, Sink]),
+        %% a registered process on B that forwards what it gets to us
+        true = erpc:call(B, fun() ->
+                                    register(cast_sink, spawn(fun() -> receive M -> Self ! {sink, M} end end))
+                            end),
         {0, _} = ?H:run_cli(["--cookie", ?H:cookie(), "cast", atom_to_list(B), "erlang", "send",
                              "[cast_sink, {hello, <<\"cast\">>}]"]),
         receive {sink, {hello, <<"cast">>}} -> ok after 10000 -> ct:fail(no_cast) end
