@@ -1,17 +1,18 @@
-/* cnode members [--connect NODE]... --scope S [--group G] [--watch]
+/* cnode members --scope S [--group G] [--watch] [--connect NODE]... [NODE...]
  *
- * Prints the pg mirror, one member per line: `SCOPE GROUP NODE PID`, in pg's
- * member order (groups sorted). With --watch it then prints every change as
- * it happens until SIGTERM/SIGINT:
- *   join SCOPE GROUP NODE PID...
- *   leave SCOPE GROUP NODE PID...
- *   nodedown SCOPE GROUP NODE PID...
- *   suspect SCOPE NODE / clear SCOPE NODE
+ * Joins the cluster through the given nodes and, after the discovery round,
+ * prints the pg mirror, one member per line: `SCOPE GROUP NODE PID`, in pg's
+ * member order (groups sorted). With --watch it then prints one line per
+ * member per change as it happens, flushing after every line, until
+ * SIGTERM/SIGINT:
+ *   2026-12-01T10:00:00.123Z join|leave|nodedown SCOPE GROUP NODE PID
+ *   2026-12-01T10:00:00.123Z suspect|clear SCOPE - NODE -
  * Groups and pids are printed as Erlang term text. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cnode_term.h"
@@ -32,6 +33,18 @@ pid_text(const erlang_pid *p)
     return t;
 }
 
+/* UTC, milliseconds: 2026-12-01T10:00:00.123Z */
+static void
+iso_now(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
 static void
 on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, const char *node, const erlang_pid *pids,
           size_t n, void *ud)
@@ -39,22 +52,23 @@ on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, cons
     (void)ud;
     static const char *const names[] = {"?", "join", "leave", "nodedown", "suspect", "clear"};
     const char *what = event >= 1 && event <= 5 ? names[event] : "?";
+    char when[40];
+    iso_now(when, sizeof when);
     pthread_mutex_lock(&out_lock);
     if (!live) { /* already in the listing that is being printed */
         pthread_mutex_unlock(&out_lock);
         return;
     }
     if (event == CNODE_PG_SUSPECT || event == CNODE_PG_CLEAR) {
-        printf("%s %s %s\n", what, cnode_pg_scope_name(scope), node);
+        printf("%s %s %s - %s -\n", when, what, cnode_pg_scope_name(scope), node);
     } else {
         char *g = cnode_term_print(group, glen);
-        printf("%s %s %s %s", what, cnode_pg_scope_name(scope), g ? g : "?", node);
         for (size_t i = 0; i < n; i++) {
             char *p = pid_text(&pids[i]);
-            printf(" %s", p ? p : "?");
+            printf("%s %s %s %s %s %s\n", when, what, cnode_pg_scope_name(scope), g ? g : "?",
+                   pids[i].node, p ? p : "?");
             free(p);
         }
-        putchar('\n');
         free(g);
     }
     fflush(stdout);
@@ -117,17 +131,23 @@ cmd_members(cli_opts *o)
         ei_x_free(&gkey);
         return cli_exit_code(rc);
     }
-    int reached = 0;
-    for (int i = 0; i < o->nconnect; i++) {
+    int reached = 0, tried = 0;
+    for (int i = 0; i < o->nconnect + o->argc; i++) {
+        const char *peer = i < o->nconnect ? o->connect[i] : o->argv[i - o->nconnect];
         cnode_error err = {0};
-        if (cnode_ping(node, o->connect[i], o->timeout_ms, &err) == 0)
+        tried++;
+        if (!strchr(peer, '@')) {
+            fprintf(stderr, "cnode: members: '%s' is not a node name (name@host)\n", peer);
+            continue;
+        }
+        if (cnode_ping(node, peer, o->timeout_ms, &err) == 0)
             reached++;
         else
-            fprintf(stderr, "cnode: members: cannot reach %s: %s\n", o->connect[i],
+            fprintf(stderr, "cnode: members: cannot reach %s: %s\n", peer,
                     err.message[0] ? err.message : cnode_strerror(err.code));
-        cnode_pg_connect(scope, o->connect[i]);
+        cnode_pg_connect(scope, peer);
     }
-    if (o->nconnect && !reached) {
+    if (tried && !reached) {
         cnode_node_close(node);
         ei_x_free(&gkey);
         return EXIT_NOCONN;

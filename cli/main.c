@@ -22,9 +22,9 @@ usage(FILE *f)
                "                                 serve cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0)\n"
                "                                 until SIGTERM or SIGINT; with --scope/--group a member of\n"
                "                                 that pg group (leaves it first when stopping)\n"
-               "  members --scope S [--group G] [--watch]\n"
+               "  members --scope S [--group G] [--watch] [NODE...]\n"
                "                                 the pg mirror: SCOPE GROUP NODE PID per member;\n"
-               "                                 --watch then prints join/leave/nodedown lines\n"
+               "                                 --watch then prints one timestamped line per change\n"
                "  balance --scope S --group G [--algorithm A] [--key K] [-n N] MOD FUN ARGS  N calls, prints NODE COUNT\n"
                "\n"
                "global options (anywhere on the line):\n"
@@ -106,7 +106,7 @@ static const command commands[] = {
     {"serve", cmd_serve, 0, 0},
     {"call", cmd_call, 4, 4},
     {"cast", cmd_cast, 4, 4},
-    {"members", cmd_members, 0, 0},
+    {"members", cmd_members, 0, 1000},
     {"balance", cmd_balance, 3, 3},
 };
 

@@ -78,7 +78,10 @@ start_connect(const struct in_addr *addr, uint16_t port)
 static void
 dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 {
-    cnode__log(node, CNODE_LOG_INFO, "connection to %s failed: %s", peer->name, why);
+    /* a cookie mismatch is the user's to fix: say it at warning level */
+    cnode__log(node, strstr(why, "cookie") ? CNODE_LOG_WARNING : CNODE_LOG_INFO, "connection to %s failed: %s",
+               peer->name, why);
+    snprintf(peer->last_error, sizeof peer->last_error, "%s", why);
     peer->connect_failed++;
     if (!peer->up) {
         pthread_mutex_lock(&peer->wlock);

@@ -84,6 +84,7 @@ struct cnode__peer {
     /* waiters for connect (ping), under node->lock */
     pthread_cond_t up_cond;
     int connect_failed;    /* bumped when an attempt fails */
+    char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
 
 typedef struct cnode__mbox_msg {

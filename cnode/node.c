@@ -645,9 +645,11 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
         if (!p->up)
             rc = p->connect_failed != failed0 ? CNODE_ENOCONNECTION : CNODE_ETIMEOUT;
     }
+    char why[sizeof p->last_error];
+    snprintf(why, sizeof why, "%s", p->last_error);
     pthread_mutex_unlock(&node->lock);
     if (rc == CNODE_ENOCONNECTION)
-        cnode__seterr(err, rc, peer, "cannot connect to %s", peer);
+        cnode__seterr(err, rc, peer, "cannot connect to %s%s%s", peer, why[0] ? ": " : "", why);
     else if (rc == CNODE_ETIMEOUT)
         cnode__seterr(err, rc, peer, "connecting to %s timed out after %u ms", peer, timeout_ms);
     return rc;

@@ -462,6 +462,36 @@ stdin_main(void *arg)
     return NULL;
 }
 
+/* cnode_test:raise(Class, Reason): raises Reason with Class (error, throw or
+ * exit), so the suites can check what a BEAM caller sees for each class. */
+static void
+raise_handler(cnode_call_ctx *ctx, const cnode_args *args, void *ud)
+{
+    (void)ud;
+    char cls[MAXATOMLEN_UTF8];
+    int i = args->idx[0];
+    if (ei_decode_atom(args->buf, &i, cls) < 0) {
+        ei_x_buff r;
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "badarg");
+        cnode_raise(ctx, "error", &r);
+        ei_x_free(&r);
+        return;
+    }
+    int s = args->idx[1], e = s;
+    ei_skip_term(args->buf, &e);
+    ei_x_buff r;
+    ei_x_new(&r);
+    ei_x_append_buf(&r, args->buf + s, e - s);
+    if (cnode_raise(ctx, cls, &r) != 0) {
+        ei_x_free(&r);
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "badarg");
+        cnode_raise(ctx, "error", &r);
+    }
+    ei_x_free(&r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -494,6 +524,7 @@ main(int argc, char **argv)
         cnode_node_close(node);
         return 1;
     }
+    cnode_register_function(node, "cnode_test", "raise", 2, raise_handler, NULL);
     pthread_t in;
     pthread_create(&in, NULL, stdin_main, NULL);
     pthread_detach(in);

@@ -8,7 +8,7 @@
 -export([mirror_beam_joins/1, c_join_visible/1, kill9_removal/1, late_joiner_discovered/1,
          erl_call_with_serve/1, two_c_nodes_through_beam/1, two_scopes_and_double_join/1,
          many_members/1, reconnect_resync/1, suspect_on_sigstop/1, no_false_suspect/1,
-         bad_input/1, serve_member_and_stop/1]).
+         bad_input/1, serve_member_and_stop/1, cli_members_and_watch/1]).
 
 -define(H, cnode_harness).
 -define(S, pgs1).
@@ -16,7 +16,8 @@
 all() ->
     [mirror_beam_joins, c_join_visible, kill9_removal, late_joiner_discovered,
      erl_call_with_serve, two_c_nodes_through_beam, two_scopes_and_double_join, many_members,
-     reconnect_resync, suspect_on_sigstop, no_false_suspect, bad_input, serve_member_and_stop].
+     reconnect_resync, suspect_on_sigstop, no_false_suspect, bad_input, serve_member_and_stop,
+     cli_members_and_watch].
 
 init_per_suite(Config) -> ?H:init_per_suite(?MODULE, Config).
 end_per_suite(Config) -> ?H:end_per_suite(Config).
@@ -379,3 +380,36 @@ serve_member_and_stop(Config) ->
         0 = ?H:wait_exit(S, 30000),
         ok
     end).
+
+%% `cnode members`: the listing after discovery (through a node given as an
+%% argument), then with --watch one timestamped line per member per change.
+cli_members_and_watch(Config) ->
+    ?H:run(Config, fun() ->
+        {[_, HB], [A, B]} = beams(2),
+        PA = member(A, wg),
+        PB = member(B, wg),
+        {0, Out} = ?H:run_cli(["--cookie", ?H:cookie(), "members", "--scope", atom_to_list(?S),
+                               "--group", "wg", atom_to_list(A)]),
+        Lines = lists:sort(string:split(string:trim(Out), "\n", all)),
+        Want = lists:sort([lists:flatten(io_lib:format("~s wg ~s ~s", [?S, node(P), pid_text(P)]))
+                           || P <- [PA, PB]]),
+        ?H:wait_until(fun() -> Lines =:= Want orelse ct:fail({listing, Lines, Want}) end, 1000),
+        W = ?H:start_cli(["--cookie", ?H:cookie(), "members", "--watch", "--connect", atom_to_list(A),
+                          "--scope", atom_to_list(?S), "--group", "wg"]),
+        ?H:wait_line(W, "^" ++ atom_to_list(?S) ++ " wg " ++ atom_to_list(B), 30000),
+        PB2 = member(B, wg),
+        Ts = "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z ",
+        ?H:wait_line(W, Ts ++ "join " ++ atom_to_list(?S) ++ " wg " ++ atom_to_list(B) ++ " "
+                     ++ re_quote(pid_text(PB2)) ++ "$", 10000),
+        ?H:kill_peer(HB),
+        [?H:wait_line(W, Ts ++ "nodedown " ++ atom_to_list(?S) ++ " wg " ++ atom_to_list(B) ++ " "
+                      ++ re_quote(pid_text(P)) ++ "$", 10000) || P <- [PB, PB2]],
+        ok
+    end).
+
+%% How the CLI prints a pid: <node.Num.Serial>
+pid_text(P) ->
+    [_, N, S] = string:split(string:trim(pid_to_list(P), both, "<>"), ".", all),
+    lists:flatten(io_lib:format("<~s.~s.~s>", [node(P), N, S])).
+
+re_quote(S) -> lists:flatten([case lists:member(C, ".<>") of true -> [$\\, C]; false -> C end || C <- S]).

@@ -2,10 +2,9 @@
 %%% cnode_demo (echo/1, add/2, sleep/1 in ms, fail/1 raises error, info/0,
 %%% cancelled/0) to erpc, rpc, the rex protocol, erl_call and Elixir.
 %%%
-%%% cnode_demo can only raise class error (fail/1). The throw and exit shapes
-%%% would need a test handler on the C side that calls cnode_raise(ctx,
-%%% "throw", R) / cnode_raise(ctx, "exit", R); on a BEAM node those give
-%%% erpc: throw:R and exit:{exception, R}; rpc: R and {badrpc, {'EXIT', R}}.
+%%% cnode_demo can only raise class error (fail/1); the throw and exit shapes
+%%% are checked against the C test node's cnode_test:raise/2, which raises with
+%%% cnode_raise(ctx, Class, Reason), next to a BEAM callee doing the same.
 -module(serve_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -16,7 +15,7 @@
 -export([erpc_call/1, erpc_cast/1, erpc_multicall/1, rpc_call_cast/1, rex_protocol/1,
          elixir_erpc/1, echo_all_types/1, exceptions/1, undef/1, caller_timeout/1,
          fast_calls_while_sleeping/1, garbage_to_rex/1, erl_call/1,
-         killed_mid_call/1, sigterm_drains/1]).
+         killed_mid_call/1, sigterm_drains/1, raise_classes/1]).
 
 -define(H, cnode_harness).
 -define(TMO, 15000).
@@ -28,7 +27,7 @@ all() ->
     [erpc_call, erpc_cast, erpc_multicall, rpc_call_cast, rex_protocol,
      elixir_erpc, echo_all_types, exceptions, undef, caller_timeout,
      fast_calls_while_sleeping, garbage_to_rex, erl_call,
-     killed_mid_call, sigterm_drains].
+     killed_mid_call, sigterm_drains, raise_classes].
 
 init_per_suite(Config) ->
     Ebin = string:trim(os:cmd("elixir -e 'IO.write :code.lib_dir(:elixir)' 2>/dev/null")) ++ "/ebin",
@@ -385,3 +384,40 @@ short(T) ->
         true -> {large_term, erlang:phash2(T), erts_debug:flat_size(T)};
         false -> T
     end.
+
+%% A C handler raising error, throw and exit: the BEAM caller sees exactly what
+%% it sees when a BEAM callee raises the same (erpc and rpc shapes).
+raise_classes(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := T} = ?H:start_testnode(?H:unique("raiser")),
+        Beam = fun(error, R) -> erlang:error(R);
+                  (throw, R) -> throw(R);
+                  (exit, R) -> exit(R)
+               end,
+        lists:foreach(
+          fun({Class, R}) ->
+                  Got = catch_class(fun() -> erpc:call(T, cnode_test, raise, [Class, R]) end),
+                  Want = catch_class(fun() -> erpc:call(node(), erlang, apply, [Beam, [Class, R]]) end),
+                  ?assertEqual(strip_stack(Want), strip_stack(Got)),
+                  RpcGot = rpc:call(T, cnode_test, raise, [Class, R]),
+                  RpcWant = rpc:call(node(), erlang, apply, [Beam, [Class, R]]),
+                  ?assertEqual(strip_stack(RpcWant), strip_stack(RpcGot))
+          end,
+          [{C, R} || C <- [error, throw, exit], R <- [boom, {a, [1, 2], #{k => <<"v">>}}]]),
+        %% the error class carries the callee in its stacktrace
+        try erpc:call(T, cnode_test, raise, [error, boom]) of
+            V -> error({no_exception, V})
+        catch error:{exception, boom, [{cnode_test, raise, [error, boom], _} | _]} -> ok
+        end
+    end).
+
+catch_class(F) ->
+    try F() of V -> {value, V}
+    catch C:R -> {C, R}
+    end.
+
+%% Stacktraces differ between callees (BEAM's names erlang:apply, ours the C
+%% function): compare classes and reasons, and that a stack is there.
+strip_stack({error, {exception, R, [_ | _]}}) -> {error, {exception, R, stack}};
+strip_stack({badrpc, {'EXIT', {R, [{_, _, _, _} | _]}}}) -> {badrpc, {'EXIT', {R, stack}}};
+strip_stack(X) -> X.
