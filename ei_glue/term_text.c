@@ -1581,6 +1581,7 @@ typedef struct {
     size_t errcap;
     int failed;
     unsigned depth;
+    va_list *ap; /* cnode_term_format: the arguments for its holes; NULL when parsing */
 } ps;
 
 __attribute__((format(printf, 3, 4))) static int
@@ -2437,11 +2438,20 @@ binary(ps *p)
     return res;
 }
 
+static int put_codepoints(ps *p, cpbuf *s, int res);
+
 static int
 string_term(ps *p)
 {
     cpbuf s = {0};
-    int res = strings(p, &s);
+    return put_codepoints(p, &s, strings(p, &s));
+}
+
+/* A string's code points as Erlang encodes the list; frees s->c. */
+static int
+put_codepoints(ps *p, cpbuf *sp, int res)
+{
+    cpbuf s = *sp;
     int latin1 = 1;
     for (size_t i = 0; i < s.n; i++)
         latin1 &= s.c[i] <= 255;
@@ -2468,12 +2478,116 @@ string_term(ps *p)
     return res;
 }
 
+/* UTF-8 text as code points; 0, or -1 if it is not valid UTF-8. */
+static int
+utf8_cps(ps *p, const char *text, cpbuf *out)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        size_t k = utf8_get(u + i, n - i, &c);
+        if (!k || cp_push(p, out, c) != 0)
+            return -1;
+        i += k;
+    }
+    return 0;
+}
+
+/* A hole of cnode_term_format at p->pos: "~X", filled from the next argument. */
+static int
+hole(ps *p)
+{
+    size_t at = p->pos;
+    int d = peek(p, 1);
+    if (!p->ap)
+        return perr(p, at, "unexpected character '~'");
+    p->pos += d < 0 ? 1 : 2;
+    switch (d) {
+    case 'i':
+        return put_int64(p, (int64_t)va_arg(*p->ap, long));
+    case 'l':
+        return put_int64(p, (int64_t)va_arg(*p->ap, long long));
+    case 'u': {
+        uint64_t m = (uint64_t)va_arg(*p->ap, unsigned long);
+        unsigned char mag[8];
+        for (int i = 0; i < 8; i++)
+            mag[i] = (unsigned char)(m >> (8 * i));
+        return put_int_mag(p, 0, mag, 8);
+    }
+    case 'f': {
+        double f = va_arg(*p->ap, double);
+        if (!isfinite(f))
+            return perr(p, at, "~f: NaN and infinities are not Erlang floats");
+        return ei_x_encode_double(p->x, f) < 0 ? oom(p) : 0;
+    }
+    case 'a': {
+        const char *a = va_arg(*p->ap, const char *);
+        cpbuf b = {0};
+        if (!a || utf8_cps(p, a, &b) != 0) {
+            free(b.c);
+            return p->failed ? -1 : perr(p, at, "~a: not an atom name (NULL or invalid UTF-8)");
+        }
+        size_t chars = b.n;
+        free(b.c);
+        return put_atom_text(p, at, (const unsigned char *)a, strlen(a), chars);
+    }
+    case 's': {
+        const char *t = va_arg(*p->ap, const char *);
+        cpbuf b = {0};
+        if (!t || utf8_cps(p, t, &b) != 0) {
+            free(b.c);
+            return p->failed ? -1 : perr(p, at, "~s: not a string (NULL or invalid UTF-8)");
+        }
+        return put_codepoints(p, &b, 0);
+    }
+    case 'b': {
+        const char *t = va_arg(*p->ap, const char *);
+        if (!t)
+            return perr(p, at, "~b: NULL");
+        return ei_x_encode_binary(p->x, t, (long)strlen(t)) < 0 ? oom(p) : 0;
+    }
+    case 'B': {
+        const void *b = va_arg(*p->ap, const void *);
+        size_t n = va_arg(*p->ap, size_t);
+        if ((!b && n) || n > INT32_MAX)
+            return perr(p, at, "~B: NULL data or a size above 2 GiB");
+        return ei_x_encode_binary(p->x, n ? b : "", (long)n) < 0 ? oom(p) : 0;
+    }
+    case 'p': {
+        const erlang_pid *pid = va_arg(*p->ap, const erlang_pid *);
+        if (!pid || !pid->node[0])
+            return perr(p, at, "~p: NULL or a pid without a node");
+        return ei_x_encode_pid(p->x, pid) < 0 ? oom(p) : 0;
+    }
+    case 'r': {
+        const erlang_ref *ref = va_arg(*p->ap, const erlang_ref *);
+        if (!ref || !ref->node[0] || ref->len < 1 || ref->len > 5)
+            return perr(p, at, "~r: NULL or a malformed reference");
+        return ei_x_encode_ref(p->x, ref) < 0 ? oom(p) : 0;
+    }
+    case 't': {
+        const char *b = va_arg(*p->ap, const char *);
+        size_t n = va_arg(*p->ap, size_t);
+        if (b && n && (unsigned char)b[0] == 131)
+            b++, n--;
+        if (!b || !n || cnode__term_extent(b, n, NULL, NULL) != (ptrdiff_t)n || n > INT32_MAX)
+            return perr(p, at, "~t: not exactly one well-formed encoded term");
+        return ei_x_append_buf(p->x, b, (int)n) < 0 ? oom(p) : 0;
+    }
+    default:
+        return perr(p, at, "unknown hole '~%c' (one of ~i ~u ~l ~f ~a ~s ~b ~B ~p ~r ~t)", d < 0 ? ' ' : d);
+    }
+}
+
 static int
 value(ps *p)
 {
     int ch = peek(p, 0);
     if (ch < 0)
         return perr(p, p->pos, "unexpected end of text, expected a term");
+    if (ch == '~')
+        return hole(p);
     if ((ch >= '0' && ch <= '9') || ch == '-' || ch == '+' || ch == '$')
         return numeric(p, 0, NULL);
     switch (ch) {
@@ -2509,12 +2623,36 @@ value(ps *p)
     return perr(p, p->pos, "unexpected character U+%04X", (unsigned)c);
 }
 
+static int parse_all(ps *p);
+
 int
 cnode_term_parse(const char *text, ei_x_buff *out, char *err, size_t errcap)
 {
     if (err && errcap)
         err[0] = 0;
-    ps p = {(const unsigned char *)text, text ? strlen(text) : 0, 0, out, err, errcap, 0, 0};
+    ps p = {(const unsigned char *)text, text ? strlen(text) : 0, 0, out, err, errcap, 0, 0, NULL};
+    return parse_all(&p);
+}
+
+int
+cnode_term_format(ei_x_buff *out, char *err, size_t errcap, const char *fmt, ...)
+{
+    if (err && errcap)
+        err[0] = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    ps p = {(const unsigned char *)fmt, fmt ? strlen(fmt) : 0, 0, out, err, errcap, 0, 0, &ap};
+    int rc = parse_all(&p);
+    va_end(ap);
+    return rc;
+}
+
+static int
+parse_all(ps *p0)
+{
+    ps p = *p0;
+    const char *text = (const char *)p.s;
+    ei_x_buff *out = p.x;
     if (!text || !out || !out->buff)
         return perr(&p, 0, "no text or no output buffer");
     int start = out->index;

@@ -72,6 +72,20 @@ char *cnode_term_print(const char *buf, size_t len);
  * ß-ÿ but ÷ (in UTF-8). The empty name is copied unchanged. */
 int cnode_term_module_name(const char *in, char *out, size_t cap);
 
+/* Build a term from Erlang term text with holes, in the manner of ei_x_format
+ * but with all of this parser's syntax (maps, binaries, bignums...), and
+ * append its encoding to out (no 131 added). Holes take the next argument:
+ *   ~i long          ~u unsigned long     ~l long long     ~f double
+ *   ~a const char * (an atom, UTF-8)      ~s const char * (a string: a list of
+ *   code points, UTF-8 decoded)           ~b const char * (a binary of its bytes)
+ *   ~B const void *, size_t (a binary)    ~p const erlang_pid *
+ *   ~r const erlang_ref *                 ~t const char *, size_t (an encoded
+ *   term, with or without 131, copied after a bounds check)
+ * Holes may stand wherever a term may: "{~a, [~i, ~i | ~t], #{~a => ~b}}".
+ * 0, or -1 with out->index unchanged and a message naming the offset in fmt
+ * (or the hole) in err. Never prints; a bad hole argument is an error. */
+int cnode_term_format(ei_x_buff *out, char *err, size_t errcap, const char *fmt, ...);
+
 #ifdef __cplusplus
 }
 #endif

@@ -672,6 +672,93 @@ test_module_name(void)
     CU_ASSERT_EQUAL(cnode_term_module_name("Foo", out, 0), -1);
 }
 
+/* cnode_term_format: holes filled from arguments give the same bytes as the
+ * text with the values written out; bad holes are errors naming the offset. */
+static int
+same_as_text(const ei_x_buff *x, const char *text)
+{
+    ei_x_buff y;
+    ei_x_new(&y);
+    int ok = cnode_term_parse(text, &y, NULL, 0) == 0 && y.index == x->index && memcmp(x->buff, y.buff, (size_t)y.index) == 0;
+    ei_x_free(&y);
+    return ok;
+}
+
+static void
+test_format(void)
+{
+    char err[200];
+    ei_x_buff x;
+    erlang_pid pid = {.node = "a@h", .num = 5, .serial = 1, .creation = 7};
+    erlang_ref ref = {.node = "a@h", .len = 3, .n = {1, 2, 3}, .creation = 7};
+    ei_x_buff t;
+    ei_x_new(&t);
+    cnode_term_parse("{pre, [encoded]}", &t, NULL, 0);
+
+    ei_x_new(&x);
+    CU_ASSERT_EQUAL(cnode_term_format(&x, err, sizeof err, "{~a, [~i, ~i | ~a], #{~b => ~f}, ~s, ~u, ~l}", "ok", -5L,
+                                      1L << 40, "tail", "k\xc3\xa9", 2.5, "h\xc3\xa9llo \xe6\x97\xa5", 4294967296UL,
+                                      -(1LL << 62)),
+                    0);
+    CU_ASSERT(same_as_text(&x, "{ok, [-5, 1099511627776 | tail], #{<<\"k\xc3\xa9\">>/utf8 => 2.5}, "
+                               "\"h\xc3\xa9llo \xe6\x97\xa5\", 4294967296, -4611686018427387904}") ||
+              same_as_text(&x, "{ok, [-5, 1099511627776 | tail], #{<<107,195,169>> => 2.5}, "
+                               "[104,233,108,108,111,32,26085], 4294967296, -4611686018427387904}"));
+    ei_x_free(&x);
+
+    ei_x_new(&x);
+    CU_ASSERT_EQUAL(cnode_term_format(&x, err, sizeof err, "[~p, ~r, ~t, ~t, ~B]", &pid, &ref, t.buff, (size_t)t.index,
+                                      "\x83\x61\x07", (size_t)3, "\0\1", (size_t)2),
+                    0);
+    char *txt = cnode_term_print(x.buff, (size_t)x.index);
+    CU_ASSERT_PTR_NOT_NULL(txt);
+    if (txt)
+        CU_ASSERT_STRING_EQUAL(txt, "[<a@h.5.1>,#Ref<a@h.3.2.1>,{pre,[encoded]},7,<<0,1>>]");
+    free(txt);
+    ei_x_free(&x);
+
+    /* no holes: exactly cnode_term_parse */
+    ei_x_new(&x);
+    CU_ASSERT_EQUAL(cnode_term_format(&x, err, sizeof err, "{a, \"~i is text here\", 'and ~a'}"), 0);
+    CU_ASSERT(same_as_text(&x, "{a, \"~i is text here\", 'and ~a'}"));
+    ei_x_free(&x);
+
+    /* errors: out->index untouched, the message names where */
+    struct {
+        const char *fmt, *want;
+    } bad[] = {
+        {"{~q}", "offset 1"},
+        {"[~a, ~a]", "offset 5"},
+        {"~f", "offset 0"},
+        {"~t", "offset 0"},
+        {"{~i,", "offset"},
+        {"~", "offset 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ei_x_new(&x);
+        ei_x_encode_atom(&x, "keep");
+        int before = x.index, rc;
+        err[0] = 0;
+        if (i == 1)
+            rc = cnode_term_format(&x, err, sizeof err, bad[i].fmt, "ok", (const char *)NULL);
+        else if (i == 2)
+            rc = cnode_term_format(&x, err, sizeof err, bad[i].fmt, 0.0 / 0.0);
+        else if (i == 3)
+            rc = cnode_term_format(&x, err, sizeof err, bad[i].fmt, "\x68\x02\x61", (size_t)3); /* truncated */
+        else if (i == 4)
+            rc = cnode_term_format(&x, err, sizeof err, bad[i].fmt, 1L);
+        else
+            rc = cnode_term_format(&x, err, sizeof err, bad[i].fmt);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT_EQUAL(x.index, before);
+        if (!strstr(err, bad[i].want))
+            fprintf(stderr, "\nformat '%s': %s\n", bad[i].fmt, err);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].want));
+        ei_x_free(&x);
+    }
+    ei_x_free(&t);
+}
+
 void
 cnode_test_register(void)
 {
@@ -690,4 +777,5 @@ cnode_test_register(void)
     ADD_TEST(s, test_print_noncanonical);
     ADD_TEST(s, test_print_remote_ids);
     ADD_TEST(s, test_module_name);
+    ADD_TEST(s, test_format);
 }
