@@ -43,7 +43,8 @@
          kill_os/2, os_alive/1,
          start_peer/1, start_peer/2, stop_peer/1, kill_peer/1,
          wait_until/2, wait_until/3, flush/0,
-         capture_logs/0, stop_capture_logs/1, log/2]).
+         capture_logs/0, stop_capture_logs/1, log/2,
+         fake_handshake/3, frame/1, fake_pid/0, dist_port/1, await_close/2, recv_frame/2]).
 %% gen_server
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -622,6 +623,81 @@ remove_log_handlers() ->
 
 %%% ===================================================================
 %%% Internals
+
+%%% ---- a fake distribution peer (for bad-input tests) --------------------
+
+frame(Parts) ->
+    Bin = iolist_to_binary([112 | Parts]),
+    <<(byte_size(Bin)):32, Bin/binary>>.
+
+fake_pid() ->
+    list_to_pid("<0.99.0>").
+
+%% The C node's distribution port, from our private epmd.
+dist_port(Node) ->
+    [Name, Host] = string:split(atom_to_list(Node), "@"),
+    {port, Port, _} = erl_epmd:port_please(Name, Host),
+    Port.
+
+await_close(S, Timeout) ->
+    case gen_tcp:recv(S, 0, Timeout) of
+        {error, closed} -> closed;
+        {error, econnreset} -> closed;
+        {ok, _Data} -> await_close(S, Timeout);
+        {error, timeout} -> still_open;
+        Other -> Other
+    end.
+
+%% The initiator side of the version 6 handshake (OTP 23+ 'N' messages).
+%% {ok, Socket} once the peer acked, or {error, Why}.
+fake_handshake(Port, Name, Cookie) ->
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {packet, 2}], 5000),
+    Flags = 16#D075F4FBC,
+    NodeName = list_to_binary(Name ++ "@" ++ host()),
+    ok = gen_tcp:send(S, <<$N, Flags:64, 1:32, (byte_size(NodeName)):16, NodeName/binary>>),
+    R = case gen_tcp:recv(S, 0, 15000) of
+            {ok, <<$s, "ok">>} ->
+                case gen_tcp:recv(S, 0, 15000) of
+                    {ok, <<$N, _PeerFlags:64, Challenge:32, _Creation:32, NL:16, _Peer:NL/binary>>} ->
+                        Mine = rand:uniform(1 bsl 31),
+                        Digest = erlang:md5([Cookie, integer_to_list(Challenge)]),
+                        ok = gen_tcp:send(S, <<$r, Mine:32, Digest/binary>>),
+                        Expected = erlang:md5([Cookie, integer_to_list(Mine)]),
+                        case gen_tcp:recv(S, 0, 15000) of
+                            {ok, <<$a, Expected:16/binary>>} -> ok;
+                            Other -> {error, {ack, Other}}
+                        end;
+                    Other -> {error, {challenge, Other}}
+                end;
+            Other -> {error, {status, Other}}
+        end,
+    case R of
+        ok ->
+            ok = inet:setopts(S, [{packet, raw}]),
+            {ok, S};
+        Err ->
+            gen_tcp:close(S),
+            Err
+    end.
+
+%% The next non-tick packet from a fake peer's socket (raw mode, 4-byte
+%% lengths): {Control, Payload | none}, or {error, Why}.
+recv_frame(S, Timeout) ->
+    case gen_tcp:recv(S, 4, Timeout) of
+        {ok, <<0:32>>} -> recv_frame(S, Timeout);
+        {ok, <<Len:32>>} ->
+            case gen_tcp:recv(S, Len, Timeout) of
+                {ok, <<112, Rest/binary>>} ->
+                    {Ctl, Used} = binary_to_term(Rest, [used]),
+                    case binary:part(Rest, Used, byte_size(Rest) - Used) of
+                        <<>> -> {Ctl, none};
+                        P -> {Ctl, binary_to_term(P)}
+                    end;
+                Other -> {error, Other}
+            end;
+        Other -> {error, Other}
+    end.
+
 %%% ===================================================================
 
 now_ms() -> erlang:monotonic_time(millisecond).

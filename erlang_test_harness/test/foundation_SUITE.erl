@@ -747,7 +747,7 @@ garbage_tcp(Config) ->
     ?H:run(Config, fun() ->
         #{node := T} = TN = ?H:start_testnode(?H:unique("t")),
         A = ?H:spawn_agent(T, self()),
-        Port = dist_port(T),
+        Port = ?H:dist_port(T),
         Cases = [{garbage, rand:bytes(4096), closes},
                  {zero_length, <<0:16>>, any},
                  {huge_length, <<16#FFFF:16, (rand:bytes(100))/binary>>, any},
@@ -761,7 +761,7 @@ garbage_tcp(Config) ->
                   {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000),
                   _ = gen_tcp:send(S, Bytes),
                   case Expect of
-                      closes -> ?assertEqual({What, closed}, {What, await_close(S, ?TMO)});
+                      closes -> ?assertEqual({What, closed}, {What, ?H:await_close(S, ?TMO)});
                       any -> ok
                   end,
                   gen_tcp:close(S),
@@ -783,9 +783,9 @@ wrong_cookie_fake_peer(Config) ->
     ?H:run(Config, fun() ->
         #{node := T} = ?H:start_testnode(?H:unique("t")),
         A = ?H:spawn_agent(T, self()),
-        Port = dist_port(T),
-        ?assertMatch({error, _}, fake_handshake(Port, ?H:unique("fake"), "wrong_cookie")),
-        {ok, S} = fake_handshake(Port, ?H:unique("fake"), ?H:cookie()),
+        Port = ?H:dist_port(T),
+        ?assertMatch({error, _}, ?H:fake_handshake(Port, ?H:unique("fake"), "wrong_cookie")),
+        {ok, S} = ?H:fake_handshake(Port, ?H:unique("fake"), ?H:cookie()),
         gen_tcp:close(S),
         A ! {echo, self(), still},
         receive still -> ok after ?TMO -> tmo(still) end
@@ -797,26 +797,26 @@ fake_peer_bad_frames(Config) ->
     ?H:run(Config, fun() ->
         #{node := T} = TN = ?H:start_testnode(?H:unique("t")),
         A = ?H:spawn_agent(T, self()),
-        Port = dist_port(T),
-        Ctl = term_to_binary({6, fake_pid(), '', ctl}),          % REG_SEND to ctl
+        Port = ?H:dist_port(T),
+        Ctl = term_to_binary({6, ?H:fake_pid(), '', ctl}),          % REG_SEND to ctl
         Frames =
             [{bad_pass_through, <<3:32, 111, 1, 2>>},
              {truncated_term, <<6:32, 112, 131, 104, 9, 100, 0>>},
              {not_a_term, <<4:32, 112, 131, 255, 255>>},
              {oversized_length, <<16#7FFFFFF0:32, 112, (rand:bytes(1000))/binary>>},
-             {unknown_control_op, frame([term_to_binary({999, x, y})])},
-             {control_not_tuple, frame([term_to_binary(just_an_atom)])},
-             {send_missing_message, frame([Ctl])},
-             {send_garbage_message, frame([Ctl, <<131, 200, 1, 2, 3>>])},
-             {send_truncated_message, frame([Ctl, binary:part(term_to_binary({a, lists:seq(1, 100)}), 0, 40)])},
-             {huge_atom_in_control, frame([<<131, 104, 2, 97, 6, 118, 255, 255, 1, 2>>])}],
+             {unknown_control_op, ?H:frame([term_to_binary({999, x, y})])},
+             {control_not_tuple, ?H:frame([term_to_binary(just_an_atom)])},
+             {send_missing_message, ?H:frame([Ctl])},
+             {send_garbage_message, ?H:frame([Ctl, <<131, 200, 1, 2, 3>>])},
+             {send_truncated_message, ?H:frame([Ctl, binary:part(term_to_binary({a, lists:seq(1, 100)}), 0, 40)])},
+             {huge_atom_in_control, ?H:frame([<<131, 104, 2, 97, 6, 118, 255, 255, 1, 2>>])}],
         lists:foreach(
           fun({What, Bytes}) ->
                   Fake = ?H:unique("fake"),
-                  {ok, S} = fake_handshake(Port, Fake, ?H:cookie()),
+                  {ok, S} = ?H:fake_handshake(Port, Fake, ?H:cookie()),
                   ok = gen_tcp:send(S, <<0:32>>),                 % a tick is fine
                   _ = gen_tcp:send(S, Bytes),
-                  ?assertEqual({What, closed}, {What, await_close(S, ?TMO)}),
+                  ?assertEqual({What, closed}, {What, ?H:await_close(S, ?TMO)}),
                   gen_tcp:close(S),
                   %% the drop is logged with its reason
                   {match, [Reason]} = ?H:wait_line(TN, "dropping connection to " ++ Fake ++ "@\\S+: (.+)", ?TMO),
@@ -825,8 +825,8 @@ fake_peer_bad_frames(Config) ->
                   receive {still, What} -> ok after ?TMO -> tmo({still, What}) end
           end, Frames),
         %% a well-formed message from the fake peer still reaches ctl
-        {ok, S2} = fake_handshake(Port, ?H:unique("fake"), ?H:cookie()),
-        ok = gen_tcp:send(S2, frame([Ctl, term_to_binary(not_a_call)])),
+        {ok, S2} = ?H:fake_handshake(Port, ?H:unique("fake"), ?H:cookie()),
+        ok = gen_tcp:send(S2, ?H:frame([Ctl, term_to_binary(not_a_call)])),
         A ! {echo, self(), last},
         receive last -> ok after ?TMO -> tmo(last) end,
         gen_tcp:close(S2),
@@ -834,60 +834,6 @@ fake_peer_bad_frames(Config) ->
         Out = ?H:output_text(TN),
         ct_log("test node output:~n~s", [Out])
     end).
-
-frame(Parts) ->
-    Bin = iolist_to_binary([112 | Parts]),
-    <<(byte_size(Bin)):32, Bin/binary>>.
-
-fake_pid() ->
-    list_to_pid("<0.99.0>").
-
-%% The C node's distribution port, from our private epmd.
-dist_port(Node) ->
-    [Name, Host] = string:split(atom_to_list(Node), "@"),
-    {port, Port, _} = erl_epmd:port_please(Name, Host),
-    Port.
-
-await_close(S, Timeout) ->
-    case gen_tcp:recv(S, 0, Timeout) of
-        {error, closed} -> closed;
-        {error, econnreset} -> closed;
-        {ok, _Data} -> await_close(S, Timeout);
-        {error, timeout} -> still_open;
-        Other -> Other
-    end.
-
-%% The initiator side of the version 6 handshake (OTP 23+ 'N' messages).
-%% {ok, Socket} once the peer acked, or {error, Why}.
-fake_handshake(Port, Name, Cookie) ->
-    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {packet, 2}], 5000),
-    Flags = 16#D075F4FBC,
-    NodeName = list_to_binary(Name ++ "@" ++ ?H:host()),
-    ok = gen_tcp:send(S, <<$N, Flags:64, 1:32, (byte_size(NodeName)):16, NodeName/binary>>),
-    R = case gen_tcp:recv(S, 0, ?TMO) of
-            {ok, <<$s, "ok">>} ->
-                case gen_tcp:recv(S, 0, ?TMO) of
-                    {ok, <<$N, _PeerFlags:64, Challenge:32, _Creation:32, NL:16, _Peer:NL/binary>>} ->
-                        Mine = rand:uniform(1 bsl 31),
-                        Digest = erlang:md5([Cookie, integer_to_list(Challenge)]),
-                        ok = gen_tcp:send(S, <<$r, Mine:32, Digest/binary>>),
-                        Expected = erlang:md5([Cookie, integer_to_list(Mine)]),
-                        case gen_tcp:recv(S, 0, ?TMO) of
-                            {ok, <<$a, Expected:16/binary>>} -> ok;
-                            Other -> {error, {ack, Other}}
-                        end;
-                    Other -> {error, {challenge, Other}}
-                end;
-            Other -> {error, {status, Other}}
-        end,
-    case R of
-        ok ->
-            ok = inet:setopts(S, [{packet, raw}]),
-            {ok, S};
-        Err ->
-            gen_tcp:close(S),
-            Err
-    end.
 
 %%% ---- spawn requests ----------------------------------------------------
 

@@ -15,7 +15,7 @@
 -export([erpc_call/1, erpc_cast/1, erpc_multicall/1, rpc_call_cast/1, rex_protocol/1,
          elixir_erpc/1, echo_all_types/1, exceptions/1, undef/1, caller_timeout/1,
          fast_calls_while_sleeping/1, garbage_to_rex/1, erl_call/1,
-         killed_mid_call/1, sigterm_drains/1, raise_classes/1]).
+         killed_mid_call/1, sigterm_drains/1, raise_classes/1, bad_spawn_requests/1]).
 
 -define(H, cnode_harness).
 -define(TMO, 15000).
@@ -27,7 +27,7 @@ all() ->
     [erpc_call, erpc_cast, erpc_multicall, rpc_call_cast, rex_protocol,
      elixir_erpc, echo_all_types, exceptions, undef, caller_timeout,
      fast_calls_while_sleeping, garbage_to_rex, erl_call,
-     killed_mid_call, sigterm_drains, raise_classes].
+     killed_mid_call, sigterm_drains, raise_classes, bad_spawn_requests].
 
 init_per_suite(Config) ->
     Ebin = string:trim(os:cmd("elixir -e 'IO.write :code.lib_dir(:elixir)' 2>/dev/null")) ++ "/ebin",
@@ -421,3 +421,69 @@ catch_class(F) ->
 strip_stack({error, {exception, R, [_ | _]}}) -> {error, {exception, R, stack}};
 strip_stack({badrpc, {'EXIT', {R, [{_, _, _, _} | _]}}}) -> {badrpc, {'EXIT', {R, stack}}};
 strip_stack(X) -> X.
+
+%% Spawn requests a BEAM node would never send, from a fake peer after a real
+%% handshake: an argument "list" that is not a list, an improper one, and a
+%% huge argument list. Each gets a spawn reply and then a DOWN, or is dropped
+%% with a log line; the node keeps serving, and the fake peer's connection
+%% stays up for well-formed traffic.
+bad_spawn_requests(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S} = H = ?H:start_serve(?H:unique("srv"), ["-v"]),
+        Fake = ?H:unique("fake"),
+        {ok, Sock} = ?H:fake_handshake(?H:dist_port(S), Fake, ?H:cookie()),
+        From = binary_to_term(<<131, 88, 119, (length(Fake ++ "@" ++ ?H:host())),
+                                (list_to_binary(Fake ++ "@" ++ ?H:host()))/binary, 1:32, 0:32, 1:32>>),
+        Req = fun(Args) ->
+                      R = make_ref(),
+                      Ctl = {29, R, From, From, {erpc, execute_call, 4}, [monitor]},
+                      ok = gen_tcp:send(Sock, ?H:frame([term_to_binary(Ctl), term_to_binary(Args)])),
+                      R
+              end,
+        %% not a list, improper: refused
+        R1 = Req(not_a_list),
+        R2 = Req([make_ref(), cnode_demo, echo | improper]),
+        %% a huge argument list for echo/1: served
+        Big = lists:seq(1, 200000),
+        RR = make_ref(),
+        R3 = Req([RR, cnode_demo, echo, [Big]]),
+        %% 100,000 arguments: no such function
+        R4 = Req([make_ref(), cnode_demo, echo, Big]),
+        Frames = frames(Sock, []),
+        Outs = [{R, outcome(Frames, R)} || R <- [R1, R2, R3, R4]],
+        ct:log("outcomes: ~p", [[{R, trim(O)} || {R, O} <- Outs]]),
+        {_, O3} = lists:keyfind(R3, 1, Outs),
+        {down, {RR, return, Big}} = O3,
+        {_, O4} = lists:keyfind(R4, 1, Outs),
+        {down, {_, error, undef, _}} = O4,
+        [true = is_tuple(O) || {_, O} <- Outs],
+        %% the node keeps serving, and says why it refused
+        ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2])),
+        gen_tcp:close(Sock),
+        ?H:wait_line(H, "malformed erpc request from " ++ Fake ++ "@", ?TMO)
+    end).
+
+%% Every packet the C node sends the fake peer until it has been quiet for
+%% 3 s (the requests are answered in any order: undef at once, echo later).
+frames(Sock, Acc) ->
+    case ?H:recv_frame(Sock, 3000) of
+        {error, _} -> lists:reverse(Acc);
+        F -> frames(Sock, [F | Acc])
+    end.
+
+%% What the C node answered spawn request R with: {down, Reason} after a spawn
+%% reply with a pid, {error, Atom} for a refusing spawn reply, {dropped}.
+outcome(Frames, R) ->
+    Spawned = [P || {{31, R1, _, _, P}, none} <- Frames, R1 =:= R, is_pid(P)],
+    Refused = [E || {{31, R1, _, _, E}, none} <- Frames, R1 =:= R, is_atom(E)],
+    Down = [Why || {{21, _, _, R1, Why}, none} <- Frames, R1 =:= R]
+        ++ [Why || {{28, _, _, R1}, Why} <- Frames, R1 =:= R],
+    case {Spawned, Refused, Down} of
+        {[_], [], [Why]} -> {down, Why};
+        {[], [E], []} -> {error, E};
+        {[], [], []} -> {dropped};
+        Other -> {unexpected, Other}
+    end.
+
+trim({down, {Ref, return, L}}) when is_list(L) -> {down, {Ref, return, {list, length(L)}}};
+trim(O) -> O.
