@@ -219,6 +219,8 @@ struct cnode_node {
     void *post_hook_ud[4];
     int nposthooks;
     void (*close_hooks[4])(cnode_node *node); /* after the loop stopped */
+    void (*pre_close_hooks[4])(cnode_node *node); /* first thing in close, the loop still running */
+    int npreclosehooks;
     int nclosehooks;
     atomic_int pg_hooks;
     int stop_loop;                   /* loop thread only */
@@ -251,6 +253,7 @@ void cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud);
 void cnode__add_tick_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud);
 void cnode__add_post_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud);
 void cnode__add_close_hook(cnode_node *node, void (*hook)(cnode_node *));
+void cnode__add_pre_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 
 /* out.c: frames to a peer */
 int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);

@@ -378,6 +378,8 @@ cnode_node_close(cnode_node *node)
 {
     if (!node)
         return;
+    for (int i = 0; i < node->npreclosehooks; i++)
+        node->pre_close_hooks[i](node); /* e.g. pg: leave every group before anything stops */
     cnode__server_stop(node); /* running handlers finish while connections still work */
     atomic_store(&node->stopping, 1);
     if (node->has_io_thread) {
@@ -541,6 +543,15 @@ cnode__add_close_hook(cnode_node *node, void (*hook)(cnode_node *))
     pthread_mutex_lock(&node->lock);
     if (node->nclosehooks < 4)
         node->close_hooks[node->nclosehooks++] = hook;
+    pthread_mutex_unlock(&node->lock);
+}
+
+void
+cnode__add_pre_close_hook(cnode_node *node, void (*hook)(cnode_node *))
+{
+    pthread_mutex_lock(&node->lock);
+    if (node->npreclosehooks < 4)
+        node->pre_close_hooks[node->npreclosehooks++] = hook;
     pthread_mutex_unlock(&node->lock);
 }
 

@@ -1104,6 +1104,21 @@ pg_post(cnode_node *node, void *ud)
     }
 }
 
+/* Closing the node: every local member leaves every group, and the peers are
+ * told, while connections still work (the seed's "deregister first"). */
+static void
+pg_leave_all(cnode_node *node)
+{
+    pthread_mutex_lock(&node->lock);
+    for (cnode_pg_scope *s = node->pg; s; s = s->next) {
+        while (s->locals)
+            cnode__pg_local_exit(s, s->locals);
+        if (s->dirty)
+            cnode__pg_publish(s);
+    }
+    pthread_mutex_unlock(&node->lock);
+}
+
 /* ---- public --------------------------------------------------------------------------------------------------------- */
 
 int
@@ -1131,6 +1146,7 @@ cnode_pg_scope_start(cnode_node *node, const char *name, const cnode_pg_opts *op
         cnode__add_post_hook(node, pg_post, NULL);
         cnode__add_peer_hook(node, pg_peer, NULL);
         cnode__add_close_hook(node, cnode__pg_free_all);
+        cnode__add_pre_close_hook(node, pg_leave_all);
     }
     pthread_mutex_lock(&node->lock);
     for (cnode_pg_scope *o = node->pg; o; o = o->next)

@@ -119,12 +119,29 @@ c_join_visible(Config) ->
         ok = ctl(C, {exit, P}),
         await_beam(Nodes, cg, fun(M) -> M =:= [] end),
         await_beam(Nodes, cg2, fun(M) -> M =:= [] end),
-        %% the C node stopping removes its members everywhere
+        %% the C node stopping removes its members everywhere, leaving the
+        %% groups before the connection goes: A sees the leave, then nodedown
         {ok, P2} = ctl(C, spawn),
         ok = ctl(C, {join, ?S, cg, P2}),
         await_beam(Nodes, cg, fun(M) -> M =:= [P2] end),
+        Self = self(),
+        CN = maps:get(node, C),
+        _ = erpc:call(A, fun() ->
+                                 W = spawn(fun() ->
+                                                   ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
+                                                   {Ref, _} = pg:monitor(?S, cg),
+                                                   Self ! {watching, self()},
+                                                   watch_order(Self, Ref, CN)
+                                           end),
+                                 W
+                         end),
+        receive {watching, _} -> ok after 10000 -> ct:fail(no_watcher) end,
         ok = ctl(C, stop),
         await_beam(Nodes, cg, fun(M) -> M =:= [] end),
+        receive
+            {order, Order} -> [leave, nodedown] = Order
+        after 10000 -> ct:fail(no_order)
+        end,
         ok
     end).
 
@@ -332,6 +349,17 @@ no_false_suspect(Config) ->
         [] = Bad,
         ok
     end, 120000).
+
+%% On A: which came first for the C node, its member's leave or its nodedown.
+watch_order(To, Ref, CN) -> watch_order(To, Ref, CN, []).
+watch_order(To, Ref, CN, Acc) when length(Acc) =:= 2 -> To ! {order, lists:reverse(Acc)};
+watch_order(To, Ref, CN, Acc) ->
+    receive
+        {Ref, leave, cg, _} -> watch_order(To, Ref, CN, [leave | Acc]);
+        {nodedown, CN, _} -> watch_order(To, Ref, CN, [nodedown | Acc]);
+        _ -> watch_order(To, Ref, CN, Acc)
+    after 20000 -> To ! {order, lists:reverse(Acc)}
+    end.
 
 churn(N) ->
     P = erpc:call(N, erlang, spawn, [timer, sleep, [infinity]]),
