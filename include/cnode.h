@@ -114,9 +114,9 @@ typedef struct cnode_node_opts {
 int cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err);
 /* Stops the node: every live process exits with reason `shutdown`, every
  * connection closes, epmd forgets the name, the I/O thread is joined.
- * Processes not yet closed become dead handles (cnode_proc_close them before
- * or after, but before nothing else: no other call may run concurrently with
- * or after this one). NULL is a no-op. */
+ * Handles of processes not yet closed are freed by it: close the ones you
+ * want to close before, and touch none after. No other call may run
+ * concurrently with or after this one. NULL is a no-op. */
 void cnode_node_close(cnode_node *node);
 /* "alive@host"; lives as long as the node. */
 const char *cnode_node_name(const cnode_node *node);

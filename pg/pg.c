@@ -45,6 +45,16 @@ intern_node(cnode_pg_scope *s, const char *name)
     return (uint32_t)s->nnodes++;
 }
 
+/* The node's entry, added if new. Take the index first: interning may move
+ * s->nodes, so &s->nodes[intern_node(...)] could read the old base. The
+ * pointer is good until the next node is interned. */
+static pg_nodeinfo *
+node_info(cnode_pg_scope *s, const char *name)
+{
+    uint32_t i = intern_node(s, name);
+    return &s->nodes[i];
+}
+
 static void
 to_mpid(cnode_pg_scope *s, const erlang_pid *p, pg_pid *out)
 {
@@ -235,7 +245,7 @@ remote_add(cnode_pg_scope *s, const erlang_pid *spid)
     }
     r->next = s->remotes;
     s->remotes = r;
-    pg_nodeinfo *ni = &s->nodes[intern_node(s, spid->node)];
+    pg_nodeinfo *ni = node_info(s, spid->node);
     ni->scope_seen = 1;
     return r;
 }
@@ -369,7 +379,7 @@ on_sync(cnode_pg_scope *s, const char *b, int idx)
         return;
     }
     r->synced = 1;
-    pg_nodeinfo *ni = &s->nodes[intern_node(s, peer.node)];
+    pg_nodeinfo *ni = node_info(s, peer.node);
     ni->synced = 1;
     if (ni->has_name_mon) {
         cnode__demonitor_locked(s->proc, &ni->name_mon);
@@ -567,7 +577,7 @@ send_discover_pid(cnode_pg_scope *s, const erlang_pid *to)
 void
 cnode__pg_discover_node(cnode_pg_scope *s, cnode__peer *peer)
 {
-    pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+    pg_nodeinfo *ni = node_info(s, peer->name);
     if (!ni->has_name_mon && !ni->synced &&
         cnode__monitor_locked(s->proc, NULL, s->name, peer->name, &ni->name_mon) == 0)
         ni->has_name_mon = 1;
@@ -954,7 +964,7 @@ connect_node(cnode_pg_scope *s, const char *name)
 {
     cnode__peer *peer = cnode__peer_get(s->node, name, 1);
     if (peer && !peer->up && !peer->dialling) {
-        s->nodes[intern_node(s, name)].connecting = 1;
+        node_info(s, name)->connecting = 1;
         cnode__enqueue_req(s->node, REQ_CONNECT, peer);
     }
 }
@@ -991,7 +1001,7 @@ pg_reply(cnode_pg_scope *s, const char *b, int idx, int arity)
                         break;
                     if (!cnode__is_local(s->node, a) && strchr(a, '@')) {
                         size_t before = s->nnodes;
-                        pg_nodeinfo *nj = &s->nodes[intern_node(s, a)];
+                        pg_nodeinfo *nj = node_info(s, a);
                         if (s->nnodes != before || (!nj->synced && !nj->no_scope))
                             connect_node(s, a);
                     }
@@ -1023,7 +1033,7 @@ pg_tick(cnode_node *node, void *ud)
         for (cnode__peer *peer = node->peers; peer; peer = peer->next) {
             if (!peer->up || !(peer->flags & CNODE__DFLAG_SPAWN))
                 continue;
-            pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+            pg_nodeinfo *ni = node_info(s, peer->name);
             if (ni->probe_out) {
                 if (!ni->suspect && now - ni->probe_sent_ms > (int64_t)s->opts.probe_timeout_ms) {
                     ni->suspect = 1;
@@ -1049,7 +1059,7 @@ pg_peer(cnode_node *node, cnode__peer *peer, int up, void *ud)
 {
     (void)ud;
     for (cnode_pg_scope *s = node->pg; s; s = s->next) {
-        pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+        pg_nodeinfo *ni = node_info(s, peer->name);
         ni->connecting = 0;
         if (up == 1) {
             if (peer->flags & CNODE__DFLAG_SPAWN) {
@@ -1184,7 +1194,7 @@ cnode_pg_connect(cnode_pg_scope *s, const char *node)
     if (!s || !node || !strchr(node, '@') || strlen(node) >= CNODE__NAME_MAX)
         return CNODE_EINVAL;
     pthread_mutex_lock(&s->node->lock);
-    s->nodes[intern_node(s, node)].seed = 1;
+    node_info(s, node)->seed = 1;
     pthread_mutex_unlock(&s->node->lock);
     return cnode_ping(s->node, node, 5000, NULL);
 }
@@ -1208,7 +1218,7 @@ round_done(cnode_pg_scope *s)
             return 0;
         if (!peer->up || !(peer->flags & CNODE__DFLAG_SPAWN))
             continue;
-        pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+        pg_nodeinfo *ni = node_info(s, peer->name);
         if (!ni->synced && !ni->no_scope)
             return 0;
         if (!ni->nodes_answered)
@@ -1229,7 +1239,7 @@ cnode_pg_wait_ready(cnode_pg_scope *s, unsigned timeout_ms)
     /* ask for node lists now rather than at the next watch tick */
     for (cnode__peer *peer = node->peers; peer; peer = peer->next)
         if (peer->up && (peer->flags & CNODE__DFLAG_SPAWN)) {
-            pg_nodeinfo *ni = &s->nodes[intern_node(s, peer->name)];
+            pg_nodeinfo *ni = node_info(s, peer->name);
             if (!ni->nodes_out && !ni->nodes_answered) {
                 rex_ask(s, peer, "erlang", "nodes", 1, &ni->nodes_tag);
                 ni->nodes_out = 1;

@@ -418,12 +418,8 @@ main(int argc, char **argv)
         cnode_msg_free(&m);
     }
     /* close the node with its processes still open: cnode_node_close leaves
-       every pg group first (pg_SUITE checks the order), then they are handles */
+       every pg group first (pg_SUITE checks the order), then frees them */
     cnode_node_close(node);
-    for (int i = 0; i < nprocs; i++)
-        if (procs[i])
-            cnode_proc_close(procs[i]);
-    cnode_proc_close(ctl);
     for (int i = 0; i < nscopes; i++) {
         ev *e = scopes[i].head;
         while (e) {
