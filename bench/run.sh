@@ -1,28 +1,63 @@
 #!/bin/sh
-# make bench: every figure next to its BEAM-to-BEAM anchor measured in the same
-# run, in the one-CPU and two-CPU placements (both ends pinned with taskset).
-# Private epmd; every process started here is stopped by pid. Writes
-# bench/results.json and prints a table.
+# make bench: every figure next to its BEAM-to-BEAM (or stock ei) anchor
+# measured in the same run, min/median/max over BENCH_REPS repetitions,
+# written to bench/results.json with the ratio C/anchor, and printed as a table.
+#
+# Placements (taskset; a pinned BEAM node sees one CPU and runs 1 scheduler):
+#   1cpu  both ends on the first allowed CPU (A)
+#   2cpu  server on the second allowed CPU (B), client on the first (A)
+# Throughput figures run in 2cpu only. pg: 1cpu = nodes A, B and the C mirror
+# (and member nodes) all on A; 2cpu = the observers (B, C mirror) on B, the
+# joining node A and the member nodes on A.
+#
+# A private epmd (ERL_EPMD_PORT); every process started here, or by the pg
+# orchestrator (listed in $TMP/pids), is stopped by pid: SIGTERM, SIGKILL
+# after 5 s. Every foreground step runs under `timeout`.
 set -u
 ROOT=$(pwd)
 REPS=${BENCH_REPS:-5}
-N=${BENCH_N:-20000}
+N1=${BENCH_N:-20000}
+N2=${BENCH_N_2CPU:-$((N1 / 2))} # sequential calls per run at 2cpu (each ~2x slower there)
 WARM=${BENCH_WARMUP:-2000}
+SECS=${BENCH_SECS:-3}
+PG_JOINS=${BENCH_PG_JOINS:-200}
+PG_KILLS=${BENCH_PG_KILLS:-10}
+HUNG_CAP_MS=${BENCH_HUNG_CAP_MS:-20000}
+PG_ERL_FLAGS=${BENCH_PG_ERL_FLAGS:-+sbwt none +sbwtdcpu none +sbwtdio none}
 PORT=${BENCH_EPMD_PORT:-$((44000 + $$ % 1000))}
 export ERL_EPMD_PORT=$PORT
+TMP=$(mktemp -d)
+export ERL_CRASH_DUMP=$TMP/erl_crash.dump
 COOKIE=bench_$$
 HOST=$(hostname -s)
-TMP=$(mktemp -d)
+HZ=$(getconf CLK_TCK)
 RAW=$TMP/raw.txt
+PIDFILE=$TMP/pids
 : >"$RAW"
+: >"$PIDFILE"
 PIDS=""
+STARTED=$(date +%s)
+
+alive_any() {
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+    return 1
+}
+stop_pids() { # PID... : SIGTERM, then SIGKILL after 5 s
+    [ $# -gt 0 ] || return 0
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
+    i=0
+    while alive_any "$@" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    for p in "$@"; do kill -KILL "$p" 2>/dev/null; done
+    for p in "$@"; do wait "$p" 2>/dev/null; done
+    return 0
+}
 cleanup() {
-    for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.3
-    for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
+    # shellcheck disable=SC2046
+    stop_pids $PIDS $(cat "$PIDFILE" 2>/dev/null)
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 CPUS=$(awk '/Cpus_allowed_list/ {print $2}' /proc/self/status)
 A=$(echo "$CPUS" | tr ',-' '  ' | awk '{print $1}')
@@ -32,6 +67,7 @@ B=$(echo "$CPUS" | tr ',-' '  ' | awk '{print $2}')
 erlc -o "$TMP" bench/bench_anchor.erl || exit 1
 epmd -port "$PORT" >/dev/null 2>&1 &
 PIDS="$PIDS $!"
+sleep 0.3
 
 wait_up() { # NODE
     i=0
@@ -41,33 +77,163 @@ wait_up() { # NODE
     done
 }
 
-value() { awk '$1 == "rt_us" {print $2}'; }
+# get KEY < output: the value on the line "KEY value"
+get() { awk -v k="$1" '$1 == k {print $2; exit}'; }
+# emit FIGURE PLACEMENT REP C ANCHOR UNIT GOAL ANCHOR_NAME
+emit() {
+    echo "$1 $2 $3 c ${4:-nan} $6 $7 $8" >>"$RAW"
+    echo "$1 $2 $3 anchor ${5:-nan} $6 $7 $8" >>"$RAW"
+}
+# a BEAM client node pinned to CPU A: beam NAME FUNCTION ARGS...
+beam() {
+    name=$1 fun=$2
+    shift 2
+    taskset -c "$A" timeout 300 erl -sname "$name" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
+        -run bench_anchor "$fun" "$@" 2>>"$TMP/client.log"
+}
+# pv PROG EVENT [SCALE]: a perf stat -x, count per call (times SCALE)
+pv() { awk -F, -v e="$2" -v n="$N" -v s="${3:-1}" '$3 == e {printf "%.3f", $1 / n * s}' "$TMP/perf_$1" 2>/dev/null; }
+c_prog() { # PROGRAM ARGS...: a C client pinned to CPU A
+    prog=$1
+    shift
+    taskset -c "$A" timeout 300 "build/bench/$prog" --cookie "$COOKIE" "$@" 2>>"$TMP/client.log"
+}
+
+echo "bench: CPUs $CPUS (A=$A, B=$B), $REPS repetitions, epmd port $PORT" >&2
 
 for placement in 1cpu 2cpu; do
-    if [ $placement = 1cpu ]; then SCPU=$A; else SCPU=$B; fi
+    if [ $placement = 1cpu ]; then SCPU=$A N=$N1; else SCPU=$B N=$N2; fi
     SRV=bsrv_${placement}_$$
+    CSRV=csrv_${placement}_$$
     taskset -c "$SCPU" erl -sname "$SRV" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
         -eval 'bench_anchor:server()' >/dev/null 2>&1 &
     SPID=$!
     PIDS="$PIDS $SPID"
+    taskset -c "$SCPU" build/cnode --sname "$CSRV" --cookie "$COOKIE" serve >/dev/null 2>>"$TMP/server.log" &
+    CPID=$!
+    PIDS="$PIDS $CPID"
     wait_up "$SRV@$HOST" || exit 1
+    wait_up "$CSRV@$HOST" || exit 1
+    S=$SRV@$HOST
+    CS=$CSRV@$HOST
     for rep in $(seq 1 "$REPS"); do
-        c=$(taskset -c "$A" timeout 120 build/bench/bench_rt --sname "bc_$$_$rep" --cookie "$COOKIE" \
-            --peer "$SRV@$HOST" --n "$N" --warmup "$WARM" | value)
-        cp=$(taskset -c "$A" timeout 120 build/bench/bench_rt --poll --sname "bcp_$$_$rep" --cookie "$COOKIE" \
-            --peer "$SRV@$HOST" --n "$N" --warmup "$WARM" | value)
-        a=$(taskset -c "$A" timeout 120 erl -sname "bb_$$_$rep" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
-            -run bench_anchor client_rt "$SRV@$HOST" "$N" "$WARM" | value)
-        echo "roundtrip $placement $rep c ${c:-nan} us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt" >>"$RAW"
-        echo "roundtrip $placement $rep anchor ${a:-nan} us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt" >>"$RAW"
-        echo "roundtrip_poll $placement $rep c ${cp:-nan} us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt" >>"$RAW"
-        echo "roundtrip_poll $placement $rep anchor ${a:-nan} us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt" >>"$RAW"
-        echo "bench: $placement rep $rep: C ${c:-?} us, C poll ${cp:-?} us, BEAM ${a:-?} us" >&2
+        t=${placement}_$$_$rep
+        # issue 3: message round trip to a registered echo process
+        c=$(c_prog bench_rt --sname "brt_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
+        cp=$(c_prog bench_rt --poll --sname "brp_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
+        a=$(beam "bbrt_$t" client_rt "$S" "$N" "$WARM" | get rt_us)
+        emit roundtrip $placement "$rep" "$c" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
+        emit roundtrip_poll $placement "$rep" "$cp" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
+        # issue 4: sequential calls erlang:abs(-1): cnode_call, stock ei_rpc, BEAM erpc:call
+        cc=$(c_prog bench_call --sname "bcl_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
+        ce=$(c_prog bench_ei --sname "bei_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
+        ca=$(beam "bbcl_$t" client_call "$S" erlang abs '[-1]' "$N" "$WARM" | get call_us)
+        emit call_latency $placement "$rep" "$cc" "$ca" us_per_call le0.55@1cpu beam_erpc_call
+        emit call_latency_vs_ei $placement "$rep" "$cc" "$ce" us_per_call - stock_ei_rpc
+        emit ei_rpc_latency $placement "$rep" "$ce" "$ca" us_per_call - beam_erpc_call
+        # issue 5: a BEAM client calling cnode_demo:echo/1 on `cnode serve`, vs the same on a BEAM node
+        sc=$(beam "bbsc_$t" client_call "$CS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
+        sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
+        emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
+        echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
+            "served C $sc / BEAM $sa us" >&2
+        if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
+            # evidence: context switches, system calls and CPU per call of the calling
+            # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
+            for prog in bench_call bench_ei; do
+                taskset -c "$A" timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter \
+                    -o "$TMP/perf_$prog" "build/bench/$prog" --cookie "$COOKIE" --sname "perf_${prog}_$t" \
+                    --peer "$S" --n "$N" --warmup 0 >/dev/null 2>>"$TMP/client.log"
+            done
+            emit call_client_ctxsw $placement "$rep" "$(pv bench_call context-switches)" \
+                "$(pv bench_ei context-switches)" per_call - stock_ei_rpc_client
+            emit call_client_syscalls $placement "$rep" "$(pv bench_call raw_syscalls:sys_enter)" \
+                "$(pv bench_ei raw_syscalls:sys_enter)" per_call - stock_ei_rpc_client
+            emit call_client_cpu $placement "$rep" "$(pv bench_call task-clock 1000)" \
+                "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
+        fi
+        if [ $placement = 2cpu ]; then
+            # throughput, closed loops of SECS s each after 0.5 s warm-up; server on B, client on A
+            c_prog bench_call --sname "bct_$t" --peer "$S" --mode tput --secs "$SECS" --windows 1,8,64 \
+                --threads 8 --server-pid "$SPID" >"$TMP/ct.out"
+            beam "bbct_$t" client_tput "$S" erlang abs '[-1]' 1,8,64 "$SECS" "$SPID" "$HZ" >"$TMP/bt.out"
+            for k in 1 8 64; do
+                g=-
+                [ $k = 64 ] && g=ge1.6
+                emit call_throughput_$k $placement "$rep" "$(get tput_async_$k <"$TMP/ct.out")" \
+                    "$(get tput_$k <"$TMP/bt.out")" calls_per_s $g beam_erpc_${k}_procs
+                emit call_srvcpu_$k $placement "$rep" "$(get srvcpu_async_$k <"$TMP/ct.out")" \
+                    "$(get srvcpu_$k <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_${k}_procs
+            done
+            # where the limit is: CPUs busy (1.0 = one whole CPU) in the server and in the client
+            emit call_srvutil_64 $placement "$rep" "$(get srvcpu_util_async_64 <"$TMP/ct.out")" \
+                "$(get srvcpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
+            emit call_cliutil_64 $placement "$rep" "$(get clicpu_util_async_64 <"$TMP/ct.out")" \
+                "$(get clicpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
+            emit call_clicpu_64 $placement "$rep" "$(get clicpu_async_64 <"$TMP/ct.out")" \
+                "$(get clicpu_64 <"$TMP/bt.out")" client_cpu_us_per_call - beam_erpc_64_procs
+            emit call_throughput_8_threads $placement "$rep" "$(get tput_threads_8 <"$TMP/ct.out")" \
+                "$(get tput_8 <"$TMP/bt.out")" calls_per_s - beam_erpc_8_procs
+            emit call_srvcpu_8_threads $placement "$rep" "$(get srvcpu_threads_8 <"$TMP/ct.out")" \
+                "$(get srvcpu_8 <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_8_procs
+            beam "bbst_$t" client_tput "$CS" cnode_demo echo '[ping]' 64 "$SECS" "$CPID" "$HZ" >"$TMP/sc.out"
+            beam "bbsb_$t" client_tput "$S" bench_anchor echo '[ping]' 64 "$SECS" "$SPID" "$HZ" >"$TMP/sb.out"
+            emit served_throughput_64 $placement "$rep" "$(get tput_64 <"$TMP/sc.out")" \
+                "$(get tput_64 <"$TMP/sb.out")" calls_per_s ge1.5 beam_echo_64_procs
+            emit served_srvcpu_64 $placement "$rep" "$(get srvcpu_64 <"$TMP/sc.out")" \
+                "$(get srvcpu_64 <"$TMP/sb.out")" server_cpu_us_per_call - beam_echo_64_procs
+            emit served_srvutil_64 $placement "$rep" "$(get srvcpu_util_64 <"$TMP/sc.out")" \
+                "$(get srvcpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
+            emit served_cliutil_64 $placement "$rep" "$(get clicpu_util_64 <"$TMP/sc.out")" \
+                "$(get clicpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
+            echo "bench: 2cpu rep $rep: calls/s C async 1/8/64 $(get tput_async_1 <"$TMP/ct.out")" \
+                "$(get tput_async_8 <"$TMP/ct.out") $(get tput_async_64 <"$TMP/ct.out"), C 8 threads" \
+                "$(get tput_threads_8 <"$TMP/ct.out"); BEAM 1/8/64 $(get tput_1 <"$TMP/bt.out")" \
+                "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out"); served 64: C" \
+                "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out")" >&2
+        fi
     done
-    kill -TERM "$SPID" 2>/dev/null
+    stop_pids "$SPID" "$CPID"
+
+    # issue 6: pg, orchestrated by node A (bench_anchor:pg_orch), per placement. The BEAM
+    # nodes of the main session run without scheduler busy-waiting: they share a CPU with
+    # the C mirror (and each other), and a spinning scheduler keeps that CPU for a whole
+    # kernel time slice (ms), which is what a join latency would then measure. A second,
+    # join-only session keeps BEAM's default flags (figures *_default_sbwt).
+    if [ $placement = 1cpu ]; then OCPU=$A; MEM=$REPS; else OCPU=$B; MEM=0; fi
+    for session in main default_sbwt; do
+        if [ $session = main ]; then
+            flags=$PG_ERL_FLAGS phases=all sfx=none log=$TMP/pg_$placement.log
+        else
+            flags= phases=join sfx=_default_sbwt log=$TMP/pg_${placement}_default.log
+        fi
+        ERL_AFLAGS=$flags taskset -c "$A" timeout 600 erl -sname "pga_${placement}_${session}_$$" -setcookie "$COOKIE" \
+            -noshell -noinput -pa "$TMP" -run bench_anchor pg_orch $placement "$A" "$OCPU" "$COOKIE" \
+            "$ROOT/build/bench/bench_pg" "$TMP" "$PIDFILE" "$REPS" "$PG_JOINS" "$PG_KILLS" "$HUNG_CAP_MS" "$MEM" \
+            $phases $sfx >"$TMP/pg.out" 2>"$log"
+        rc=$?
+        grep '^RAW ' "$TMP/pg.out" | cut -c5- >>"$RAW"
+        grep '^bench: ' "$log" >&2
+        [ $rc = 0 ] || { echo "bench: pg $placement $session failed (exit $rc):" >&2; tail -20 "$log" >&2; }
+        # shellcheck disable=SC2046
+        stop_pids $(cat "$PIDFILE")
+        : >"$PIDFILE"
+    done
 done
 
-grep -v ' nan ' "$RAW" >"$RAW.ok"
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# the commit, read without running git
+COMMIT=unknown
+if [ -f .git/HEAD ]; then
+    h=$(cat .git/HEAD)
+    case $h in
+    ref:*)
+        r=${h#ref: }
+        if [ -f ".git/$r" ]; then h=$(cat ".git/$r"); else h=$(awk -v r="$r" '$2 == r {print $1}' .git/packed-refs 2>/dev/null); fi ;;
+    esac
+    [ -n "$h" ] && COMMIT=$(echo "$h" | cut -c1-12)
+fi
 MACHINE="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-escript bench/report.escript "$RAW.ok" "$ROOT/bench/results.json" "$COMMIT" "$MACHINE"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(($(date +%s) - STARTED))
+cp "$RAW" "$ROOT/bench/raw.txt" 2>/dev/null
+escript bench/report.escript "$RAW" "$ROOT/bench/results.json" "$COMMIT" "$MACHINE" "$LOAD" "$ELAPSED" "$REPS"
