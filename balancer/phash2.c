@@ -49,7 +49,6 @@
         c ^= (b >> 15);                                                                                                            \
     } while (0)
 
-
 typedef struct {
     const unsigned char *p;
     size_t len, pos;

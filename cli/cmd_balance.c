@@ -107,7 +107,7 @@ parse_balance(const cli_opts *o, balance_args *a)
     if (o->algorithm && cnode_balancer_algorithm_parse(o->algorithm, &a->lb.algorithm) != 0) {
         fprintf(stderr,
                 "cnode: balance: unknown algorithm '%s' (random, round_robin, least_connections, power_of_two, "
-                "hash_ring, weighted_round_robin, easy_random, easy_round_robin, easy_hash, sticky)\n",
+                "hash_ring, weighted_round_robin, easy_random, easy_round_robin, easy_hash, sticky, least_cpu)\n",
                 o->algorithm);
         return EXIT_USAGE;
     }
@@ -163,7 +163,7 @@ parse_balance(const cli_opts *o, balance_args *a)
         }
         cnode_filter_free(f);
     }
-    a->lb.timeout_ms = o->timeout_ms;
+    a->lb.timeout_ms = (long)o->timeout_ms;
     a->lb.sticky = o->sticky;
     a->lb.wait_members_ms = WAIT_MEMBERS_MS;
     return EXIT_OK;
@@ -206,9 +206,11 @@ run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
         return EXIT_NOCONN;
     cnode_pg_wait_ready(scope, 0);
     cnode_balancer *b;
-    rc = cnode_balancer_new(node, scope, o->group, &a->lb, &b);
+    cnode_error berr = {0};
+    rc = cnode_balancer_new(node, scope, o->group, &a->lb, &b, &berr);
     if (rc != 0) {
-        fprintf(stderr, "cnode: balance: cannot make the balancer: %s\n", cnode_strerror(rc));
+        fprintf(stderr, "cnode: balance: cannot make the balancer: %s\n", berr.message[0] ? berr.message : cnode_strerror(rc));
+        cnode_error_clear(&berr);
         return EXIT_USAGE;
     }
     spread s = {0};

@@ -25,7 +25,7 @@ mk(int algo)
 {
     cnode_balancer_opts o = {.algorithm = algo};
     cnode_balancer *b = NULL;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "grp", &o, &b), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "grp", &o, &b, NULL), 0);
     return b;
 }
 
@@ -70,16 +70,16 @@ test_bad_options(void)
 {
     cnode_balancer *b = NULL;
     cnode_balancer_opts o = {.algorithm = CNODE_LB_CALL_DIRECT};
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), CNODE_ECONFIG); /* no local function */
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), CNODE_ECONFIG); /* no local function */
     o.algorithm = CNODE_LB_CUSTOM;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), CNODE_ECONFIG); /* no vtable */
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), CNODE_ECONFIG); /* no vtable */
     o.algorithm = 99;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), CNODE_EINVAL);
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), CNODE_ECONFIG); /* unknown algorithm: config_error */
     o.algorithm = CNODE_LB_RANDOM;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "", &o, &b), CNODE_EINVAL);
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "", &o, &b, NULL), CNODE_EINVAL);
     o.filter = "a(";
     o.filter_kind = CNODE_FILTER_REGEX;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), CNODE_ECONFIG);
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), CNODE_ECONFIG);
     CU_ASSERT_PTR_NULL(b);
     cnode_balancer_free(NULL);
     b = mk(CNODE_LB_RANDOM);
@@ -185,7 +185,7 @@ test_weighted(void)
     cnode_balancer_weight w31[] = {{"a@h", 3}, {"b@h", 1}};
     cnode_balancer_opts o = {.algorithm = CNODE_LB_WEIGHTED_ROUND_ROBIN, .weights = w31, .n_weights = 2};
     cnode_balancer *b;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     /* blocks, not interleaved: a a a b a a a b */
     static const int want[] = {0, 0, 0, 1, 0, 0, 0, 1};
     for (int k = 0; k < 8; k++)
@@ -196,7 +196,7 @@ test_weighted(void)
     cnode_balancer_weight w2[] = {{"a@h", 2}};
     o.weights = w2;
     o.n_weights = 1;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     int hits[2] = {0};
     for (int k = 0; k < 6; k++)
         hits[pick(b, ab, 2)]++;
@@ -207,14 +207,14 @@ test_weighted(void)
     /* no weights at all: plain a b c a b c; weight 0 leaves a node out */
     o.weights = NULL;
     o.n_weights = 0;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     for (int k = 0; k < 6; k++)
         CU_ASSERT_EQUAL(pick(b, abc, 3), k % 3);
     cnode_balancer_free(b);
     cnode_balancer_weight w0[] = {{"b@h", 0}};
     o.weights = w0;
     o.n_weights = 1;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     for (int k = 0; k < 6; k++)
         CU_ASSERT_NOT_EQUAL(pick(b, abc, 3), 1);
     /* every weight 0: the seed divides by zero; here service_unavailable */
@@ -313,8 +313,8 @@ test_hash_ring_vectors(void)
     cnode_balancer_opts o25 = {.algorithm = CNODE_LB_HASH_RING, .otp_release = 25};
     cnode_balancer_opts o26 = {.algorithm = CNODE_LB_HASH_RING, .otp_release = 26};
     cnode_balancer *b25, *b26;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o25, &b25), 0);
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o26, &b26), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o25, &b25, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o26, &b26, NULL), 0);
     char *text = tu_read_file(RING_TSV, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     char *save = NULL, *line = strtok_r(text, "\n", &save);
@@ -493,7 +493,7 @@ test_sticky(void)
 
     /* sticky on top of round_robin */
     cnode_balancer_opts o = {.algorithm = CNODE_LB_ROUND_ROBIN, .sticky = 1};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     CU_ASSERT_EQUAL(pick(b, abc, 3), 0);
     CU_ASSERT_EQUAL(pick(b, abc, 3), 0);
     cnode_balancer_free(b);
@@ -553,7 +553,7 @@ test_custom(void)
     cnode_balancer_algo algo = {c_init, c_select, c_result, c_destroy};
     cnode_balancer_opts o = {.algorithm = CNODE_LB_CUSTOM, .custom = &algo, .custom_data = &st};
     cnode_balancer *b;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
     CU_ASSERT_EQUAL(st.inits, 1);
     size_t i;
     CU_ASSERT_EQUAL(cnode_balancer_select_from(b, abc, 3, NULL, NULL, &i), 0);
@@ -567,7 +567,7 @@ test_custom(void)
     CU_ASSERT_EQUAL(st.destroys, 1);
 
     algo.init = c_init_fail;
-    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b), CNODE_ECONFIG);
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), CNODE_ECONFIG);
     CU_ASSERT_EQUAL(st.destroys, 1); /* init failed: destroy is not called */
 }
 
@@ -619,7 +619,7 @@ test_empty_group_at_once(void)
     if (!node)
         return;
     cnode_balancer *b;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", NULL, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", NULL, &b, NULL), 0);
     ei_x_buff args, reply;
     ei_x_new_with_version(&args);
     ei_x_encode_empty_list(&args);
@@ -650,7 +650,7 @@ test_empty_group_at_once(void)
 
     /* no-route retries are bounded: 2 retries x 50 ms */
     cnode_balancer_opts o = {.retries = 2, .sleep_before_retry_ms = 50};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b, NULL), 0);
     t0 = ms_now();
     rc = cnode_balancer_call(b, "erlang", "node", &args, NULL, &reply, NULL, 0, &err);
     int64_t took = ms_now() - t0;
@@ -714,7 +714,7 @@ test_local_member_outcomes(void)
     local_state ls = {0};
     cnode_balancer_opts o = {.algorithm = CNODE_LB_LEAST_CONNECTIONS, .local = local_fn, .local_data = &ls};
     cnode_balancer *b;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b, NULL), 0);
     const char *me = cnode_node_name(node);
     ei_x_buff args, reply;
     ei_x_new_with_version(&args);
@@ -763,7 +763,7 @@ test_local_member_outcomes(void)
     o.retry_policy = CNODE_LB_RETRY_ALL;
     ls.calls = 0;
     ls.next_rc = CNODE_EEXCEPTION;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b, NULL), 0);
     ei_x_new(&reply);
     cnode_error err = {0};
     CU_ASSERT_EQUAL(cnode_balancer_call(b, "m", "f", &args, NULL, &reply, NULL, 0, &err), CNODE_EEXCEPTION);
@@ -775,7 +775,7 @@ test_local_member_outcomes(void)
     /* ... while the default policy never retries a call that ran */
     o.retry_policy = CNODE_LB_RETRY_NO_ROUTE;
     ls.calls = 0;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b, NULL), 0);
     CU_ASSERT_EQUAL(cnode_balancer_call(b, "m", "f", &args, NULL, &reply, NULL, 0, &err), CNODE_EEXCEPTION);
     CU_ASSERT_EQUAL(ls.calls, 1);
     cnode_error_clear(&err);
@@ -783,14 +783,14 @@ test_local_member_outcomes(void)
     ei_x_free(&reply);
 
     /* without opts.local this node is never a candidate */
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", NULL, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", NULL, &b, NULL), 0);
     CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, pickd, sizeof pickd, &err), CNODE_EUNAVAILABLE);
     cnode_error_clear(&err);
     cnode_balancer_free(b);
 
     /* a filter that rejects this node: the filter's message */
     o = (cnode_balancer_opts){.local = local_fn, .local_data = &ls, .filter = "no_such_node"};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b, NULL), 0);
     CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, pickd, sizeof pickd, &err), CNODE_EUNAVAILABLE);
     CU_ASSERT_STRING_EQUAL(err.message, "no nodes in cluster found with that filter");
     cnode_error_clear(&err);
@@ -798,7 +798,7 @@ test_local_member_outcomes(void)
 
     /* wait_members_ms: a member that joins during the wait is used */
     o = (cnode_balancer_opts){.local = local_fn, .local_data = &ls, .wait_members_ms = 3000};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "late", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "late", &o, &b, NULL), 0);
     joiner j = {p};
     pthread_t t;
     pthread_create(&t, NULL, join_later, &j);
@@ -811,7 +811,7 @@ test_local_member_outcomes(void)
     cnode_balancer_free(b);
     /* and a wait that finds nobody ends on time */
     o.wait_members_ms = 150;
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b, NULL), 0);
     t0 = ms_now();
     CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, pickd, sizeof pickd, &err), CNODE_EUNAVAILABLE);
     took = ms_now() - t0;
@@ -823,7 +823,7 @@ test_local_member_outcomes(void)
     ls.calls = 0;
     ls.next_rc = 0;
     o = (cnode_balancer_opts){.algorithm = CNODE_LB_CALL_DIRECT, .local = local_fn, .local_data = &ls};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b, NULL), 0);
     ei_x_new(&reply);
     CU_ASSERT_EQUAL(cnode_balancer_call(b, "m", "direct", &args, NULL, &reply, NULL, 0, NULL), 0);
     CU_ASSERT_EQUAL(ls.calls, 1);
@@ -836,7 +836,7 @@ test_local_member_outcomes(void)
 
     /* args that are not a list: refused before any pick */
     o = (cnode_balancer_opts){.local = local_fn, .local_data = &ls};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "self_grp", &o, &b, NULL), 0);
     ei_x_buff bad;
     ei_x_new_with_version(&bad);
     ei_x_encode_atom(&bad, "x");
