@@ -28,8 +28,15 @@ static _Thread_local struct {
 } tl_rr[TL_RR];
 static _Thread_local struct {
     uint64_t id;
+    cnode__nslot *slot; /* the node's slot in balancer id */
     char node[CNODE_BALANCER_NODE_MAX];
 } tl_sticky[CNODE__LB_TL_STICKY];
+/* The slot this thread picked last per balancer: the release that follows
+ * a pick on the same thread finds it without hashing the name. */
+static _Thread_local struct {
+    uint64_t id;
+    cnode__nslot *slot;
+} tl_last[CNODE__LB_TL_STICKY];
 
 uint64_t
 cnode__lb_rand(void)
@@ -149,11 +156,15 @@ cnode__lb_slot(cnode_balancer *b, const char *name, int create)
                 return s;
         if (!create)
             return NULL;
-        cnode__nslot *s = calloc(1, sizeof *s + len + 1);
+        /* whole cache lines: one node's counter never shares a line with another's */
+        size_t size = (sizeof(cnode__nslot) + len + 1 + CNODE__LB_LINE - 1) / CNODE__LB_LINE * CNODE__LB_LINE;
+        cnode__nslot *s = aligned_alloc(CNODE__LB_LINE, size);
         if (!s)
             return NULL;
+        memset(s, 0, size);
         memcpy(s->name, name, len + 1);
         s->hash = h;
+        s->len = len;
         s->weight = weight_of(b, name);
         s->next = head;
         if (atomic_compare_exchange_strong(bucket, &head, s))
@@ -172,14 +183,28 @@ slot_count(cnode_balancer *b, const char *name)
 /* ---- the algorithms ---- */
 
 typedef struct {
+    cnode__lb_cands c;
+    cnode__lb_view *view; /* NULL for a caller's list */
     const char *key, *args;
     size_t key_len, args_len;
 } pick_in;
 
+static cnode__nslot *
+slot_at(cnode_balancer *b, const cnode__lb_cands *c, size_t i)
+{
+    return c->slots ? c->slots[i] : cnode__lb_slot(b, c->names[i], 1);
+}
+
+static long
+load_of(const cnode__nslot *s)
+{
+    return s ? atomic_load_explicit(&s->in_flight, memory_order_relaxed) : 0;
+}
+
 static unsigned long
 cursor_next(atomic_ulong *cursor)
 {
-    unsigned long v = atomic_fetch_add(cursor, 1) + 1;
+    unsigned long v = atomic_fetch_add_explicit(cursor, 1, memory_order_relaxed) + 1;
     if (v > RR_RESET) {
         unsigned long expect = v;
         atomic_compare_exchange_strong(cursor, &expect, 0);
@@ -200,29 +225,47 @@ weight_of(const cnode_balancer *b, const char *node)
 
 /* A node's weight, from its slot (looked up in opts.weights once). */
 static unsigned
-slot_weight(cnode_balancer *b, const char *node)
+slot_weight(cnode_balancer *b, const cnode__lb_cands *c, size_t i)
 {
-    cnode__nslot *s = cnode__lb_slot(b, node, 1);
-    return s ? s->weight : weight_of(b, node);
+    cnode__nslot *s = slot_at(b, c, i);
+    return s ? s->weight : weight_of(b, c->names[i]);
 }
 
+/* Position (v - 1) mod total in the expanded list [a, a, a, b, ...],
+ * without building it: a binary search of the running sums of a view, or a
+ * walk of a caller's list. */
 static long
-pick_weighted(cnode_balancer *b, const char *const *nodes, size_t n)
+pick_weighted(cnode_balancer *b, const pick_in *in)
 {
-    unsigned stack[STACK_WEIGHTS], *w = n <= STACK_WEIGHTS ? stack : NULL;
+    const cnode__lb_cands *c = &in->c;
+    if (in->view) {
+        const cnode__lb_view *v = in->view;
+        if (v->total_weight == 0)
+            return CNODE_EUNAVAILABLE;
+        uint64_t at = (uint64_t)(cursor_next(&b->wrr_cursor) - 1) % v->total_weight;
+        size_t lo = 0, hi = v->n - 1;
+        while (lo < hi) { /* the first i with cumw[i] > at */
+            size_t mid = lo + (hi - lo) / 2;
+            if (v->cumw[mid] > at)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        return (long)lo;
+    }
+    unsigned stack[STACK_WEIGHTS], *w = c->n <= STACK_WEIGHTS ? stack : NULL;
     unsigned long long total = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned x = slot_weight(b, nodes[i]);
+    for (size_t i = 0; i < c->n; i++) {
+        unsigned x = slot_weight(b, c, i);
         if (w)
             w[i] = x;
         total += x;
     }
     if (total == 0)
         return CNODE_EUNAVAILABLE;
-    /* position in the expanded list [a, a, a, b, ...] without building it */
     unsigned long long at = (cursor_next(&b->wrr_cursor) - 1) % total;
-    for (size_t i = 0; i < n; i++) {
-        unsigned x = w ? w[i] : slot_weight(b, nodes[i]);
+    for (size_t i = 0; i < c->n; i++) {
+        unsigned x = w ? w[i] : slot_weight(b, c, i);
         if (at < x)
             return (long)i;
         at -= x;
@@ -231,29 +274,29 @@ pick_weighted(cnode_balancer *b, const char *const *nodes, size_t n)
 }
 
 static long
-pick_least(cnode_balancer *b, const char *const *nodes, size_t n)
+pick_least(cnode_balancer *b, const cnode__lb_cands *c)
 {
     size_t best = 0;
-    long best_count = slot_count(b, nodes[0]);
-    for (size_t i = 1; i < n && best_count > 0; i++) {
-        long c = slot_count(b, nodes[i]);
-        if (c < best_count) {
+    long best_count = load_of(slot_at(b, c, 0));
+    for (size_t i = 1; i < c->n && best_count > 0; i++) {
+        long k = load_of(slot_at(b, c, i));
+        if (k < best_count) {
             best = i;
-            best_count = c;
+            best_count = k;
         }
     }
     return (long)best;
 }
 
 static long
-pick_two(cnode_balancer *b, const char *const *nodes, size_t n)
+pick_two(cnode_balancer *b, const cnode__lb_cands *c)
 {
-    if (n == 1)
+    if (c->n == 1)
         return 0;
-    size_t i = cnode__lb_rand_below(n), j = cnode__lb_rand_below(n - 1);
+    size_t i = cnode__lb_rand_below(c->n), j = cnode__lb_rand_below(c->n - 1);
     if (j >= i)
         j++;
-    return slot_count(b, nodes[i]) <= slot_count(b, nodes[j]) ? (long)i : (long)j;
+    return load_of(slot_at(b, c, i)) <= load_of(slot_at(b, c, j)) ? (long)i : (long)j;
 }
 
 static long
@@ -267,7 +310,7 @@ pick_easy_rr(cnode_balancer *b, size_t n)
         tl_rr[k].idx = 0;
     }
     size_t at = tl_rr[k].idx;
-    tl_rr[k].idx = (at + 1) % n;
+    tl_rr[k].idx = at + 1 < n ? at + 1 : 0;
     return (long)at;
 }
 
@@ -281,27 +324,38 @@ pick_easy_hash(size_t n, const pick_in *in)
 }
 
 static long
-run_algorithm(cnode_balancer *b, const char *const *nodes, size_t n, const pick_in *in)
+pick_ring(cnode_balancer *b, const pick_in *in)
 {
+    if (!in->key)
+        return (long)cnode__lb_rand_below(in->c.n);
+    if (in->view)
+        return cnode__lb_view_ring(b, in->view, in->key, in->key_len);
+    return cnode__lb_pick_ring(b, in->c.names, in->c.n, in->key, in->key_len);
+}
+
+static long
+run_algorithm(cnode_balancer *b, const pick_in *in)
+{
+    size_t n = in->c.n;
     switch (b->algo) {
     case CNODE_LB_ROUND_ROBIN:
         return (long)((cursor_next(&b->rr_cursor) - 1) % n);
     case CNODE_LB_WEIGHTED_ROUND_ROBIN:
-        return pick_weighted(b, nodes, n);
+        return pick_weighted(b, in);
     case CNODE_LB_LEAST_CONNECTIONS:
-        return pick_least(b, nodes, n);
+        return pick_least(b, &in->c);
     case CNODE_LB_POWER_OF_TWO:
-        return pick_two(b, nodes, n);
+        return pick_two(b, &in->c);
     case CNODE_LB_HASH_RING:
-        return in->key ? cnode__lb_pick_ring(b, nodes, n, in->key, in->key_len) : (long)cnode__lb_rand_below(n);
+        return pick_ring(b, in);
     case CNODE_LB_EASY_ROUND_ROBIN:
         return pick_easy_rr(b, n);
     case CNODE_LB_EASY_HASH:
         return pick_easy_hash(n, in);
     case CNODE_LB_LEAST_CPU:
-        return cnode__lb_pick_cpu(b, nodes, n);
+        return cnode__lb_pick_cpu(b, &in->c);
     case CNODE_LB_CUSTOM: {
-        cnode_balancer_pick p = {nodes, n, in->key, in->key_len, in->args, in->args_len};
+        cnode_balancer_pick p = {in->c.names, n, in->key, in->key_len, in->args, in->args_len};
         long i = b->custom.select(b->custom_state, &p);
         return i >= (long)n ? CNODE_EINVAL : i;
     }
@@ -310,33 +364,88 @@ run_algorithm(cnode_balancer *b, const char *const *nodes, size_t n, const pick_
     }
 }
 
+/* This thread's sticky node among the candidates, or -1. EasyRpc reuses the
+ * stored node blindly; here only while it is a candidate. */
+static long
+sticky_index(cnode_balancer *b, const pick_in *in)
+{
+    size_t st = b->id % CNODE__LB_TL_STICKY;
+    if (tl_sticky[st].id != b->id)
+        return -1;
+    const cnode__lb_cands *c = &in->c;
+    if (in->view && tl_sticky[st].slot) {
+        cnode__lb_view *v = in->view;
+        if (v->sticky_at < v->n && v->slots[v->sticky_at] == tl_sticky[st].slot)
+            return (long)v->sticky_at;
+        for (size_t k = 0; k < v->n; k++)
+            if (v->slots[k] == tl_sticky[st].slot) {
+                v->sticky_at = k;
+                return (long)k;
+            }
+        return -1;
+    }
+    for (size_t k = 0; k < c->n; k++)
+        if (strcmp(c->names[k], tl_sticky[st].node) == 0)
+            return (long)k;
+    return -1;
+}
+
+static int
+choose(cnode_balancer *b, const pick_in *in, size_t *index)
+{
+    long i = b->sticky ? sticky_index(b, in) : -1;
+    if (i < 0)
+        i = run_algorithm(b, in);
+    if (i < 0)
+        return (int)i;
+    cnode__nslot *s = slot_at(b, &in->c, (size_t)i);
+    if (!s)
+        return CNODE_ENOMEM;
+    atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+    size_t st = b->id % CNODE__LB_TL_STICKY;
+    tl_last[st].id = b->id;
+    tl_last[st].slot = s;
+    if (b->sticky && (tl_sticky[st].id != b->id || tl_sticky[st].slot != s)) {
+        size_t len = strlen(s->name);
+        if (len < CNODE_BALANCER_NODE_MAX) {
+            tl_sticky[st].id = b->id;
+            tl_sticky[st].slot = s;
+            memcpy(tl_sticky[st].node, s->name, len + 1);
+        }
+    }
+    *index = (size_t)i;
+    return 0;
+}
+
 int
 cnode__lb_choose(cnode_balancer *b, const char *const *nodes, size_t n, const char *key, size_t key_len, const char *args,
                  size_t args_len, size_t *index)
 {
-    pick_in in = {key, args, key_len, args_len};
-    long i = -1;
-    size_t st = b->id % CNODE__LB_TL_STICKY;
-    if (b->sticky && tl_sticky[st].id == b->id) {
-        /* EasyRpc reuses the stored node blindly; here only while it is a candidate */
-        for (size_t k = 0; k < n && i < 0; k++)
-            if (strcmp(nodes[k], tl_sticky[st].node) == 0)
-                i = (long)k;
+    pick_in in = {{nodes, NULL, n}, NULL, key, args, key_len, args_len};
+    return choose(b, &in, index);
+}
+
+int
+cnode__lb_choose_view(cnode_balancer *b, cnode__lb_view *v, const char *key, size_t key_len, const char *args, size_t args_len,
+                      size_t *index)
+{
+    pick_in in = {{v->names, v->slots, v->n}, v, key, args, key_len, args_len};
+    return choose(b, &in, index);
+}
+
+int
+cnode__lb_filter_pass(cnode_balancer *b, const char *name)
+{
+    if (!b->filter)
+        return 1;
+    cnode__nslot *s = cnode__lb_slot(b, name, 1);
+    int f = s ? atomic_load_explicit(&s->filt, memory_order_relaxed) : 0;
+    if (f == 0) {
+        f = cnode_filter_match(b->filter, name) ? 1 : 2;
+        if (s)
+            atomic_store_explicit(&s->filt, f, memory_order_relaxed);
     }
-    if (i < 0)
-        i = run_algorithm(b, nodes, n, &in);
-    if (i < 0)
-        return (int)i;
-    cnode__nslot *s = cnode__lb_slot(b, nodes[i], 1);
-    if (!s)
-        return CNODE_ENOMEM;
-    atomic_fetch_add(&s->in_flight, 1);
-    if (b->sticky && strlen(nodes[i]) < CNODE_BALANCER_NODE_MAX) {
-        tl_sticky[st].id = b->id;
-        memcpy(tl_sticky[st].node, nodes[i], strlen(nodes[i]) + 1);
-    }
-    *index = (size_t)i;
-    return 0;
+    return f == 1;
 }
 
 void
@@ -344,7 +453,9 @@ cnode_balancer_release(cnode_balancer *b, const char *node, int status)
 {
     if (!b || !node)
         return;
-    cnode__nslot *s = cnode__lb_slot(b, node, 0);
+    size_t st = b->id % CNODE__LB_TL_STICKY;
+    cnode__nslot *s = tl_last[st].id == b->id && strcmp(tl_last[st].slot->name, node) == 0 ? tl_last[st].slot
+                                                                                         : cnode__lb_slot(b, node, 0);
     if (s) {
         /* never below 0: the seed lets a spare release go negative and attract traffic */
         long c = atomic_load(&s->in_flight);

@@ -2,7 +2,7 @@
  *
  *   balancer.c   the selection algorithms, per-node slots and counters
  *   lifecycle.c  names, option checks, cnode_balancer_new / _free
- *   pick_ring.c  hash_ring's pick: a merged ring cached per thread
+ *   view.c       per-thread prepared candidate sets (views) and merged hash rings
  *   route.c      node sources (pg, static list, provider), picks, calls, retries
  *   least_cpu.c  /proc/stat readings, the cpu handler, LeastCpu's poller and pick
  *   inspect.c    Elixir's inspect/1 for EasyRpc's messages and log lines: terms
@@ -20,17 +20,20 @@
 #include "cnode_balancer.h"
 
 #define CNODE__LB_NBUCKETS 256
+#define CNODE__LB_LINE 64 /* cache line */
 #define CNODE__LB_TL_STICKY 8
 
 /* Per-node state of one balancer: insert-only, read without locks. */
 typedef struct cnode__nslot {
     struct cnode__nslot *next;
     uint64_t hash;   /* of the name */
+    size_t len;      /* of the name */
     unsigned weight; /* weighted_round_robin: from opts.weights, else 1 */
     atomic_long in_flight;
     _Atomic(uint32_t *) points; /* hash_ring: this node's sorted points */
     _Atomic uint64_t cpu_bits;  /* least_cpu: the reading (a double's bits) */
     _Atomic int64_t cpu_at_ms;  /* least_cpu: when it was taken (monotonic), 0 = never */
+    atomic_int filt;            /* the balancer's filter on this name: 0 not run yet, 1 passes, 2 fails */
     char name[];
 } cnode__nslot;
 
@@ -59,7 +62,10 @@ struct cnode_balancer {
     void *local_data;
     cnode_balancer_observer *observer;
     void *observer_data;
-    atomic_ulong rr_cursor, wrr_cursor;
+    /* written by every round-robin pick: a line of their own */
+    _Alignas(CNODE__LB_LINE) atomic_ulong rr_cursor;
+    atomic_ulong wrr_cursor;
+    _Alignas(CNODE__LB_LINE) char after_cursors_;
     _Atomic(cnode__nslot *) buckets[CNODE__LB_NBUCKETS];
 
     /* node source */
@@ -101,11 +107,51 @@ int cnode__lb_fail(cnode_error *err, int code, const char *fmt, ...) __attribute
 /* EasyRpc/libcnode type and rpc_load_balancer code for err->code, unless set. */
 void cnode__lb_classify(cnode_error *err);
 
-/* pick_ring.c: hash_ring's owner of key among nodes (n >= 1). */
+/* The candidates of one pick: names, and their slots when known (a view). */
+typedef struct {
+    const char *const *names;
+    cnode__nslot *const *slots; /* NULL: looked up by name */
+    size_t n;
+} cnode__lb_cands;
+
+/* balancer.c: the filter's verdict on name (cached in its slot). */
+int cnode__lb_filter_pass(cnode_balancer *b, const char *name);
+
+/* view.c: a balancer's candidate set for one source generation, ready for
+ * picking; one per balancer and thread (see view.c). */
+typedef struct {
+    uint32_t point;
+    uint32_t owner; /* candidate index */
+} cnode__ring_pt;
+typedef struct {
+    uint64_t bid, gen; /* bid 0: empty */
+    size_t n;
+    const char **names; /* slots[i]->name */
+    cnode__nslot **slots;
+    uint64_t *cumw; /* weighted_round_robin: running sums of the weights */
+    uint64_t total_weight;
+    cnode__ring_pt *ring; /* hash_ring: merged at the first keyed pick */
+    size_t nring;
+    size_t members, suspect, filtered; /* what the source had (for "no member" errors) */
+    size_t sticky_at;                  /* where this thread's sticky node was last found */
+} cnode__lb_view;
+/* The calling thread's view entry for b: b's own, or a free or reused one
+ * (then bid != b->id). NULL: out of memory. */
+cnode__lb_view *cnode__lb_view_of(cnode_balancer *b);
+/* Rebuild v for b from the candidates names[0, n) of source generation gen;
+ * counts: members, suspect, filtered out. 0 or CNODE_ENOMEM (v left empty). */
+int cnode__lb_view_fill(cnode_balancer *b, cnode__lb_view *v, uint64_t gen, const char *const *names, size_t n,
+                        const size_t counts[3]);
+/* hash_ring's owner of key among the view's candidates (n >= 1). */
+long cnode__lb_view_ring(cnode_balancer *b, cnode__lb_view *v, const char *key, size_t key_len);
+/* The same over a caller's list (select_from): a merged ring cached per thread. */
 long cnode__lb_pick_ring(cnode_balancer *b, const char *const *nodes, size_t n, const char *key, size_t key_len);
+/* Pick among the view's candidates (n >= 1) and count the pick in flight. */
+int cnode__lb_choose_view(cnode_balancer *b, cnode__lb_view *v, const char *key, size_t key_len, const char *args, size_t args_len,
+                          size_t *index);
 
 /* least_cpu.c */
-long cnode__lb_pick_cpu(cnode_balancer *b, const char *const *nodes, size_t n);
+long cnode__lb_pick_cpu(cnode_balancer *b, const cnode__lb_cands *c);
 int cnode__lb_cpu_start(cnode_balancer *b, const cnode_balancer_opts *o, cnode_error *err);
 void cnode__lb_cpu_stop(cnode_balancer *b);
 

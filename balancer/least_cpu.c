@@ -112,9 +112,8 @@ store(cnode_balancer *b, const char *node, double pct, int64_t at)
 }
 
 static double
-value(cnode_balancer *b, const char *node, int64_t now)
+slot_value(const cnode_balancer *b, cnode__nslot *s, int64_t now)
 {
-    cnode__nslot *s = cnode__lb_slot(b, node, 0);
     if (!s)
         return MISSING;
     int64_t at = atomic_load(&s->cpu_at_ms);
@@ -124,6 +123,19 @@ value(cnode_balancer *b, const char *node, int64_t now)
     double d;
     memcpy(&d, &bits, sizeof d);
     return d;
+}
+
+static double
+value(cnode_balancer *b, const char *node, int64_t now)
+{
+    return slot_value(b, cnode__lb_slot(b, node, 0), now);
+}
+
+/* Candidate i's value: through its slot when the view has it. */
+static double
+cand_value(cnode_balancer *b, const cnode__lb_cands *c, size_t i, int64_t now)
+{
+    return c->slots ? slot_value(b, c->slots[i], now) : value(b, c->names[i], now);
 }
 
 int
@@ -144,15 +156,16 @@ cnode_balancer_cpu_get(cnode_balancer *b, const char *node)
 }
 
 long
-cnode__lb_pick_cpu(cnode_balancer *b, const char *const *nodes, size_t n)
+cnode__lb_pick_cpu(cnode_balancer *b, const cnode__lb_cands *c)
 {
+    size_t n = c->n;
     if (n == 1)
         return 0;
     int64_t now = cnode__lb_now_ms();
     double stack[STACK_VALUES], *v = n <= STACK_VALUES ? stack : NULL;
     double min = INFINITY;
     for (size_t i = 0; i < n; i++) {
-        double x = value(b, nodes[i], now);
+        double x = cand_value(b, c, i, now);
         if (v)
             v[i] = x;
         if (x < min)
@@ -161,12 +174,12 @@ cnode__lb_pick_cpu(cnode_balancer *b, const char *const *nodes, size_t n)
     double limit = min + b->threshold;
     size_t eligible = 0;
     for (size_t i = 0; i < n; i++)
-        eligible += (v ? v[i] : value(b, nodes[i], now)) <= limit;
+        eligible += (v ? v[i] : cand_value(b, c, i, now)) <= limit;
     if (eligible == 0)
         return (long)cnode__lb_rand_below(n); /* a reading changed between the passes */
     size_t k = cnode__lb_rand_below(eligible);
     for (size_t i = 0; i < n; i++)
-        if ((v ? v[i] : value(b, nodes[i], now)) <= limit && k-- == 0)
+        if ((v ? v[i] : cand_value(b, c, i, now)) <= limit && k-- == 0)
             return (long)i;
     return 0;
 }

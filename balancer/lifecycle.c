@@ -314,9 +314,10 @@ cnode_balancer_new(cnode_node *node, cnode_pg_scope *scope, const char *group, c
     if ((rc = check_algorithm(opts, &algo, err)) != 0 || (rc = check_numbers(opts, err)) != 0 ||
         (rc = check_source(opts, err)) != 0)
         return rc;
-    cnode_balancer *b = calloc(1, sizeof *b);
+    cnode_balancer *b = aligned_alloc(_Alignof(cnode_balancer), sizeof *b); /* sizeof is a multiple of the alignment */
     if (!b)
         return cnode__lb_fail(err, CNODE_ENOMEM, "out of memory");
+    memset(b, 0, sizeof *b);
     b->node = node;
     b->scope = scope;
     snprintf(b->group, sizeof b->group, "%s", group);

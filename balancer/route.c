@@ -111,7 +111,7 @@ cands_pg(cnode_balancer *b, const cnode_pg_snapshot *snap, cands *c)
             c->suspect++;
             continue;
         }
-        if (b->filter && !cnode_filter_match(b->filter, name)) {
+        if (!cnode__lb_filter_pass(b, name)) {
             c->filtered++;
             continue;
         }
@@ -127,7 +127,7 @@ cands_list(cnode_balancer *b, const char *const *names, size_t n, cands *c)
     if (cands_alloc(c, n) != 0)
         return CNODE_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (b->filter && !cnode_filter_match(b->filter, names[i])) {
+        if (!cnode__lb_filter_pass(b, names[i])) {
             c->filtered++;
             continue;
         }
@@ -268,6 +268,102 @@ sleep_ms(long ms)
         ;
 }
 
+/* The pick among c's candidates (n >= 1), minus avoided nodes while others are left; name into out. */
+static int
+pick_listed(cnode_balancer *b, cands *c, const char *key, size_t key_len, const char *args, size_t args_len,
+            const char *const *avoid, size_t navoid, char *out, size_t cap)
+{
+    size_t i;
+    cands_avoid(c, avoid, navoid);
+    int rc = cnode__lb_choose(b, c->v, c->n, key, key_len, args, args_len, &i);
+    if (!rc && strlen(c->v[i]) >= cap) {
+        cnode_balancer_release(b, c->v[i], CNODE_EINVAL);
+        rc = CNODE_EINVAL;
+    } else if (!rc) {
+        memcpy(out, c->v[i], strlen(c->v[i]) + 1);
+    }
+    return rc;
+}
+
+/* The calling thread's view of b's source (pg mirror or static list),
+ * rebuilt when the source has changed since: a new pg snapshot. */
+static int
+current_view(cnode_balancer *b, cnode__lb_view **out)
+{
+    cnode__lb_view *v = cnode__lb_view_of(b);
+    if (!v)
+        return CNODE_ENOMEM;
+    uint64_t gen = b->source == CNODE__SRC_LIST ? 1 : cnode_pg_generation(b->scope);
+    if (v->bid != b->id || v->gen != gen) {
+        cnode_pg_snapshot *snap = NULL;
+        cands c;
+        int rc;
+        if (b->source == CNODE__SRC_LIST) {
+            rc = cands_list(b, (const char *const *)b->nodes, b->n_nodes, &c);
+        } else {
+            snap = cnode_pg_snapshot_get(b->scope);
+            gen = cnode_pg_snapshot_generation(snap);
+            rc = cands_pg(b, snap, &c);
+        }
+        if (!rc) {
+            size_t counts[3] = {c.members, c.suspect, c.filtered};
+            rc = cnode__lb_view_fill(b, v, gen, c.v, c.n, counts);
+        }
+        cands_free(&c);
+        cnode_pg_snapshot_release(snap);
+        if (rc)
+            return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+/* One pick from the view: avoided nodes (retries) take the slow path. */
+static int
+pick_view(cnode_balancer *b, cnode__lb_view *v, const char *key, size_t key_len, const char *args, size_t args_len,
+          const char *const *avoid, size_t navoid, char *out, size_t cap)
+{
+    size_t i;
+    if (navoid) {
+        cands c;
+        if (cands_alloc(&c, v->n) != 0)
+            return CNODE_ENOMEM;
+        memcpy((void *)c.v, v->names, v->n * sizeof *c.v);
+        c.n = v->n;
+        int rc = pick_listed(b, &c, key, key_len, args, args_len, avoid, navoid, out, cap);
+        cands_free(&c);
+        return rc;
+    }
+    int rc = cnode__lb_choose_view(b, v, key, key_len, args, args_len, &i);
+    if (rc)
+        return rc;
+    size_t len = v->slots[i]->len;
+    if (len >= cap) {
+        cnode_balancer_release(b, v->names[i], CNODE_EINVAL);
+        return CNODE_EINVAL;
+    }
+    memcpy(out, v->names[i], len + 1);
+    return 0;
+}
+
+static int
+pick_failed(int rc, cnode_error *err)
+{
+    if (rc == CNODE_EUNAVAILABLE)
+        return cnode__lb_fail(err, rc, "no member with a weight above 0");
+    return cnode__lb_fail(err, rc, "node selection failed: %s", cnode_strerror(rc));
+}
+
+static int
+no_member(size_t members, size_t suspect, size_t filtered, cnode_error *err)
+{
+    if (members == 0)
+        return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no members registered");
+    if (filtered > 0 && suspect == 0)
+        return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no nodes in cluster found with that filter");
+    return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no live members (%zu suspect, %zu filtered out)", suspect, filtered);
+}
+
 /* Pick a candidate, waiting up to wait_ms for one (pg source); name into out. */
 static int
 pick_member(cnode_balancer *b, const char *key, size_t key_len, const char *args, size_t args_len, const char *const *avoid,
@@ -275,51 +371,33 @@ pick_member(cnode_balancer *b, const char *key, size_t key_len, const char *args
 {
     if (b->source == CNODE__SRC_PG && !b->scope)
         return cnode__lb_fail(err, CNODE_EINVAL, "this balancer has no pg scope and no node list: use cnode_balancer_select_from");
-    int64_t deadline = cnode__lb_now_ms() + b->wait_ms;
-    for (;;) {
-        cnode_pg_snapshot *snap = NULL;
+    if (b->source == CNODE__SRC_PROVIDER) {
+        /* a new list on every pick: no view */
         cands c;
-        int rc;
-        if (b->source == CNODE__SRC_LIST) {
-            rc = cands_list(b, (const char *const *)b->nodes, b->n_nodes, &c);
-        } else if (b->source == CNODE__SRC_PROVIDER) {
-            rc = cands_provider(b, &c, err);
-            if (rc)
-                return rc; /* err filled: the provider's own error */
-        } else {
-            snap = cnode_pg_snapshot_get(b->scope);
-            rc = cands_pg(b, snap, &c);
-        }
-        if (!rc && c.n > 0) {
-            size_t i;
-            cands_avoid(&c, avoid, navoid);
-            rc = cnode__lb_choose(b, c.v, c.n, key, key_len, args, args_len, &i);
-            if (!rc && strlen(c.v[i]) >= cap) {
-                cnode_balancer_release(b, c.v[i], CNODE_EINVAL);
-                rc = CNODE_EINVAL;
-            } else if (!rc) {
-                memcpy(out, c.v[i], strlen(c.v[i]) + 1);
-            }
+        int rc = cands_provider(b, &c, err);
+        if (rc)
+            return rc; /* err filled: the provider's own error */
+        if (c.n == 0) {
+            size_t members = c.members, suspect = c.suspect, filtered = c.filtered;
             cands_free(&c);
-            cnode_pg_snapshot_release(snap);
-            if (rc == CNODE_EUNAVAILABLE)
-                cnode__lb_fail(err, rc, "no member with a weight above 0");
-            else if (rc)
-                cnode__lb_fail(err, rc, "node selection failed: %s", cnode_strerror(rc));
-            return rc;
+            return no_member(members, suspect, filtered, err);
         }
-        size_t members = c.members, filtered = c.filtered, suspect = c.suspect;
+        rc = pick_listed(b, &c, key, key_len, args, args_len, avoid, navoid, out, cap);
         cands_free(&c);
-        cnode_pg_snapshot_release(snap);
+        return rc ? pick_failed(rc, err) : 0;
+    }
+    int64_t deadline = b->wait_ms ? cnode__lb_now_ms() + b->wait_ms : 0;
+    for (;;) {
+        cnode__lb_view *v;
+        int rc = current_view(b, &v);
         if (rc)
             return cnode__lb_fail(err, rc, "out of memory");
-        if (b->source != CNODE__SRC_PG || cnode__lb_now_ms() >= deadline) {
-            if (members == 0)
-                return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no members registered");
-            if (filtered > 0 && suspect == 0)
-                return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no nodes in cluster found with that filter");
-            return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no live members (%zu suspect, %zu filtered out)", suspect, filtered);
+        if (v->n > 0) {
+            rc = pick_view(b, v, key, key_len, args, args_len, avoid, navoid, out, cap);
+            return rc ? pick_failed(rc, err) : 0;
         }
+        if (b->source != CNODE__SRC_PG || cnode__lb_now_ms() >= deadline)
+            return no_member(v->members, v->suspect, v->filtered, err);
         sleep_ms(WAIT_POLL_MS);
     }
 }

@@ -1,9 +1,11 @@
-/* Nanoseconds per pick of every selection algorithm, no network: the
- * candidate set is built directly and handed to cnode_balancer_select_from
- * (call_direct through cnode_balancer_select, which picks this node). A
- * pick here is select + release, the pair every routed call makes, so the
- * counting algorithms pay for their counter both ways. The provider (MFA
- * discovery) source is left out: it makes a call per pick.
+/* Nanoseconds per pick of every selection algorithm, no network. By
+ * default the balancer's source is a static list of the members and a pick
+ * is cnode_balancer_select (the path every routed call takes: the thread's
+ * prepared view of the source, the algorithm, the counter, the name copied
+ * out) + cnode_balancer_release, so the counting algorithms pay for their
+ * counter both ways. --from times cnode_balancer_select_from over the same
+ * list held by the caller instead. The provider (MFA discovery) source is
+ * left out: it makes a call per pick.
  *
  * For each algorithm, 1 and 2 threads (sharing one balancer), 3, 30 and 300
  * members; each figure is the median of --reps runs of --n picks per
@@ -12,7 +14,7 @@
  *     pick ALGO THREADS MEMBERS NS_PER_PICK
  *
  *   build/bench/bench_pick [--n 200000] [--reps 5] [--algo NAME] [--threads 1,2] [--members 3,30,300]
- *                          [--select-only]
+ *                          [--select-only] [--from]
  *
  * --select-only times cnode_balancer_select_from alone (nothing released:
  * the counting algorithms then see every member loaded, and least_connections
@@ -20,7 +22,10 @@
  *
  * hash_ring cycles through 1024 binary keys, easy_hash through 1024
  * one-element argument lists; least_cpu has a reading for every member;
- * custom is a round robin on one atomic cursor. */
+ * custom is a round robin on one atomic cursor. least_connections and
+ * power_of_two start with one call held in flight on every member, so that
+ * least_connections scans them all on every pick (with every count 0 it
+ * stops at the first member): its figure is the O(n) worst case. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +40,7 @@
 
 static ei_x_buff keys[NKEYS], arglists[NKEYS];
 static int select_only; /* --select-only: no release (counters stay in flight) */
+static int from_list;   /* --from: cnode_balancer_select_from over the caller's list */
 
 /* custom: round robin on one atomic cursor */
 static atomic_ulong custom_cursor;
@@ -81,33 +87,18 @@ run(void *arg)
     char self[CNODE_BALANCER_NODE_MAX];
     pthread_barrier_wait(j->start);
     double t0 = now_ns();
-    if (j->algo == CNODE_LB_CALL_DIRECT) {
-        for (long k = 0; k < j->picks; k++) {
-            if (cnode_balancer_select(j->b, NULL, NULL, self, sizeof self, NULL) != 0)
+    for (long k = 0; k < j->picks; k++) {
+        const ei_x_buff *key = j->algo == CNODE_LB_HASH_RING ? &keys[k & (NKEYS - 1)] : NULL;
+        const ei_x_buff *args = j->algo == CNODE_LB_EASY_HASH ? &arglists[k & (NKEYS - 1)] : NULL;
+        if (from_list && j->algo != CNODE_LB_CALL_DIRECT) {
+            if (cnode_balancer_select_from(j->b, j->nodes, j->n, key, args, &i) != 0)
                 j->failures++;
-            else
-                select_only ? (void)0 : cnode_balancer_release(j->b, self, 0);
-        }
-    } else if (j->algo == CNODE_LB_HASH_RING) {
-        for (long k = 0; k < j->picks; k++) {
-            if (cnode_balancer_select_from(j->b, j->nodes, j->n, &keys[k & (NKEYS - 1)], NULL, &i) != 0)
-                j->failures++;
-            else
-                select_only ? (void)0 : cnode_balancer_release(j->b, j->nodes[i], 0);
-        }
-    } else if (j->algo == CNODE_LB_EASY_HASH) {
-        for (long k = 0; k < j->picks; k++) {
-            if (cnode_balancer_select_from(j->b, j->nodes, j->n, NULL, &arglists[k & (NKEYS - 1)], &i) != 0)
-                j->failures++;
-            else
-                select_only ? (void)0 : cnode_balancer_release(j->b, j->nodes[i], 0);
-        }
-    } else {
-        for (long k = 0; k < j->picks; k++) {
-            if (cnode_balancer_select_from(j->b, j->nodes, j->n, NULL, NULL, &i) != 0)
-                j->failures++;
-            else
-                select_only ? (void)0 : cnode_balancer_release(j->b, j->nodes[i], 0);
+            else if (!select_only)
+                cnode_balancer_release(j->b, j->nodes[i], 0);
+        } else if (cnode_balancer_select(j->b, key, args, self, sizeof self, NULL) != 0) {
+            j->failures++;
+        } else if (!select_only) {
+            cnode_balancer_release(j->b, self, 0);
         }
     }
     j->ns = (now_ns() - t0) / (double)j->picks;
@@ -130,7 +121,7 @@ measure(int algo, int threads, const char *const *nodes, size_t n, long picks, i
         w[i].node = nodes[i];
         w[i].weight = 1 + (unsigned)(i % 3);
     }
-    cnode_balancer_opts o = {.algorithm = algo, .poll_interval_ms = -1};
+    cnode_balancer_opts o = {.algorithm = algo, .poll_interval_ms = -1, .nodes = nodes, .n_nodes = n};
     if (algo == CNODE_LB_WEIGHTED_ROUND_ROBIN) {
         o.weights = w;
         o.n_weights = n;
@@ -150,6 +141,12 @@ measure(int algo, int threads, const char *const *nodes, size_t n, long picks, i
         if (algo == CNODE_LB_LEAST_CPU)
             for (size_t i = 0; i < n; i++)
                 cnode_balancer_cpu_set(b, nodes[i], (double)((i * 37) % 100));
+        if (algo == CNODE_LB_LEAST_CONNECTIONS || algo == CNODE_LB_POWER_OF_TWO)
+            for (size_t i = 0; i < n; i++) {
+                size_t one;
+                if (cnode_balancer_select_from(b, &nodes[i], 1, NULL, NULL, &one) != 0)
+                    *failures += 1;
+            }
         /* warm-up: slots and ring points exist before the clock starts; it
          * also sizes the run so that one run takes at most ~0.25 s */
         job warm = {b, nodes, n, algo, 2000, NULL, 0, 0};
@@ -209,6 +206,8 @@ main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--select-only"))
             select_only = 1;
+        else if (!strcmp(argv[i], "--from"))
+            from_list = 1;
         else if (v && !strcmp(argv[i], "--n"))
             picks = atol(argv[++i]);
         else if (v && !strcmp(argv[i], "--reps"))

@@ -354,6 +354,13 @@ typedef struct cnode_pg_snapshot cnode_pg_snapshot;
 /* Any thread; wait-free apart from a few atomic operations. Release it. */
 cnode_pg_snapshot *cnode_pg_snapshot_get(cnode_pg_scope *scope);
 void cnode_pg_snapshot_release(cnode_pg_snapshot *snap);
+/* A number that grows with every snapshot the scope publishes (each one
+ * after any change of membership or liveness): equal numbers mean the same
+ * snapshot, so views derived from one can be kept while it stays current.
+ * cnode_pg_generation is the current snapshot's (one atomic load; it may lag
+ * a publication by a few instructions), 0 for NULL. */
+uint64_t cnode_pg_snapshot_generation(const cnode_pg_snapshot *snap);
+uint64_t cnode_pg_generation(cnode_pg_scope *scope);
 /* Members of group (an atom's name) in pg's order (pg:get_members/2); *n set.
  * Local: only this node's (pg:get_local_members/2). Pointers live with snap. */
 const cnode_pg_member *cnode_pg_members(const cnode_pg_snapshot *snap, const char *group, size_t *n);

@@ -793,6 +793,7 @@ cnode__pg_publish(cnode_pg_scope *s)
         return;
     }
     atomic_init(&snap->refs, 1);
+    snap->gen = atomic_load(&s->gen) + 1; /* only this (the I/O) thread publishes */
     snap->groups = (pg_sgroup *)(void *)(snap + 1);
     cnode_pg_member *m = (cnode_pg_member *)(void *)(snap->groups + s->nall);
     snap->nodes = (pg_snode *)(void *)(m + members);
@@ -822,6 +823,7 @@ cnode__pg_publish(cnode_pg_scope *s)
     }
     qsort(snap->groups, snap->ngroups, sizeof *snap->groups, key_cmp);
     cnode_pg_snapshot *old = atomic_exchange(&s->cur, snap);
+    atomic_store(&s->gen, snap->gen);
     /* readers between their load and their reference are counted in s->readers */
     while (atomic_load(&s->readers) != 0)
         ;
@@ -839,6 +841,18 @@ cnode_pg_snapshot_get(cnode_pg_scope *s)
     atomic_fetch_add(&snap->refs, 1);
     atomic_fetch_sub(&s->readers, 1);
     return snap;
+}
+
+uint64_t
+cnode_pg_snapshot_generation(const cnode_pg_snapshot *snap)
+{
+    return snap ? snap->gen : 0;
+}
+
+uint64_t
+cnode_pg_generation(cnode_pg_scope *s)
+{
+    return s ? atomic_load_explicit(&s->gen, memory_order_acquire) : 0;
 }
 
 void

@@ -82,6 +82,7 @@ typedef struct {
 
 struct cnode_pg_snapshot {
     _Atomic int refs;
+    uint64_t gen; /* 1, 2, ... per scope, in publishing order */
     size_t ngroups;
     pg_sgroup *groups; /* sorted by (klen, bytes) */
     size_t nnodes;
@@ -102,6 +103,7 @@ struct cnode_pg_scope {
     size_t nnodes, capnodes;
     _Atomic(cnode_pg_snapshot *) cur;
     atomic_int readers;
+    _Atomic uint64_t gen; /* cur's gen, stored after cur */
     int dirty;
     pg_event *ev_head, *ev_tail;
     pthread_cond_t cond; /* discovery progress, with node->lock */

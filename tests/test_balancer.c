@@ -854,6 +854,111 @@ test_local_member_outcomes(void)
     ei_x_free(&args);
 }
 
+
+/* A static-list balancer picks through its prepared per-thread view
+ * (cnode_balancer_select); the same algorithm over the same list through
+ * cnode_balancer_select_from must give the same sequence, for every
+ * deterministic algorithm, with counters held or released. */
+static cnode_balancer *
+mk_list(int algo, const char *const *nodes, size_t n, const cnode_balancer_opts *base)
+{
+    cnode_balancer_opts o = base ? *base : (cnode_balancer_opts){0};
+    o.algorithm = algo;
+    o.nodes = nodes;
+    o.n_nodes = n;
+    cnode_balancer *b = NULL;
+    CU_ASSERT_EQUAL(cnode_balancer_new(NULL, NULL, "grp", &o, &b, NULL), 0);
+    return b;
+}
+
+static void
+test_view_matches_list(void)
+{
+    static const char *five[] = {"a@h", "b@h", "c@h", "d@h", "e@h"};
+    cnode_balancer_weight w[] = {{"a@h", 3}, {"c@h", 0}, {"d@h", 2}};
+    cnode_balancer_opts wo = {.weights = w, .n_weights = 3};
+    int algos[] = {CNODE_LB_ROUND_ROBIN, CNODE_LB_WEIGHTED_ROUND_ROBIN, CNODE_LB_LEAST_CONNECTIONS};
+    for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
+        cnode_balancer *bl = mk_list(algos[a], five, 5, &wo), *bf = mk_list(algos[a], five, 5, &wo);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(bl);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(bf);
+        int same = 1;
+        for (int k = 0; k < 40; k++) {
+            char got[CNODE_BALANCER_NODE_MAX];
+            size_t i;
+            if (cnode_balancer_select(bl, NULL, NULL, got, sizeof got, NULL) != 0 ||
+                cnode_balancer_select_from(bf, five, 5, NULL, NULL, &i) != 0 || strcmp(got, five[i]) != 0)
+                same = 0;
+            else if (k % 3 == 0) { /* release some, hold others: least_connections follows the counts */
+                cnode_balancer_release(bl, got, 0);
+                cnode_balancer_release(bf, five[i], 0);
+            }
+            if (algos[a] == CNODE_LB_WEIGHTED_ROUND_ROBIN && strcmp(got, "c@h") == 0)
+                same = 0; /* weight 0 */
+        }
+        CU_ASSERT(same);
+        for (size_t k = 0; k < 5; k++)
+            CU_ASSERT_EQUAL(cnode_balancer_in_flight(bl, five[k]), cnode_balancer_in_flight(bf, five[k]));
+        cnode_balancer_free(bl);
+        cnode_balancer_free(bf);
+    }
+
+    /* the filter applies to the list once, in the view: only b and e */
+    cnode_balancer_opts fo = {.filter = "[be]@", .filter_kind = CNODE_FILTER_REGEX};
+    cnode_balancer *b = mk_list(CNODE_LB_ROUND_ROBIN, five, 5, &fo);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    static const char *want[] = {"b@h", "e@h", "b@h", "e@h"};
+    for (int k = 0; k < 4; k++) {
+        char got[CNODE_BALANCER_NODE_MAX] = "";
+        CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, got, sizeof got, NULL), 0);
+        CU_ASSERT_STRING_EQUAL(got, want[k]);
+        cnode_balancer_release(b, got, 0);
+    }
+    /* a name buffer too small: EINVAL, and the pick is not left counted */
+    char tiny[3];
+    cnode_error err = {0};
+    CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, tiny, sizeof tiny, &err), CNODE_EINVAL);
+    CU_ASSERT_EQUAL(cnode_balancer_in_flight(b, "b@h") + cnode_balancer_in_flight(b, "e@h"), 0);
+    cnode_error_clear(&err);
+    cnode_balancer_free(b);
+
+    /* sticky through the view: one node per thread while it is listed */
+    b = mk_list(CNODE_LB_STICKY, five, 5, NULL);
+    char first[CNODE_BALANCER_NODE_MAX], got[CNODE_BALANCER_NODE_MAX];
+    CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, first, sizeof first, NULL), 0);
+    cnode_balancer_release(b, first, 0);
+    for (int k = 0; k < 30; k++) {
+        CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, got, sizeof got, NULL), 0);
+        CU_ASSERT_STRING_EQUAL(got, first);
+        cnode_balancer_release(b, got, 0);
+    }
+    cnode_balancer_free(b);
+
+    /* hash_ring through the view: the ring vectors' owners, the same as select_from's */
+    char *text = tu_read_file(RING_TSV, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    char *save = NULL, *line = strtok_r(text, "\n", &save);
+    int rows = 0, bad = 0;
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL && rows < 400) {
+        char *f[20];
+        CU_ASSERT_EQUAL_FATAL(split_tabs(line, f, 20), 16);
+        const char *nodes[10];
+        size_t n = split_commas(f[1], nodes, 10);
+        unsigned char kb[1024];
+        ei_x_buff key = {0};
+        key.index = (int)tu_unhex(f[5], kb, sizeof kb);
+        key.buff = (char *)kb;
+        b = mk_list(CNODE_LB_HASH_RING, nodes, n, NULL);
+        if (!b || cnode_balancer_select(b, &key, NULL, got, sizeof got, NULL) != 0 || strcmp(got, f[7]) != 0)
+            bad++;
+        cnode_balancer_free(b);
+        rows++;
+    }
+    free(text);
+    CU_ASSERT_EQUAL(rows, 400);
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 void
 cnode_test_register(void)
 {
@@ -872,6 +977,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_easy_round_robin);
     ADD_TEST(s, test_sticky);
     ADD_TEST(s, test_custom);
+    ADD_TEST(s, test_view_matches_list);
     CU_pSuite n = CU_add_suite("balancer with a node", suite_node_init, suite_node_clean);
     ADD_TEST(n, test_empty_group_at_once);
     ADD_TEST(n, test_local_member_outcomes);
