@@ -675,7 +675,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
         free(frame);
     }
     if (need_connect)
-        cnode__enqueue_req(node, REQ_CONNECT, peer);
+        cnode__request_connect(node, peer);
     return 0;
 }
 

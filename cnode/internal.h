@@ -77,6 +77,7 @@ struct cnode__peer {
     cnode__obuf *oq_head, *oq_tail;
     size_t oq_bytes;
     _Atomic int dirty;     /* queued output the I/O thread must flush */
+    int connect_req;       /* a REQ_CONNECT is queued: senders do not queue another */
     int epollout;          /* EPOLLOUT armed */
     /* timing, I/O thread only (last_write is atomic: writers stamp it) */
     struct timespec last_read;
@@ -247,7 +248,9 @@ void cnode__xpid_to_pid(cnode_node *node, const cnode__xpid *x, erlang_pid *out)
 int cnode__xpid_eq(const cnode__xpid *a, const cnode__xpid *b);
 int cnode__is_local(cnode_node *node, const char *nodename);
 void cnode__wake(cnode_node *node);
-void cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer);
+int cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer);
+/* Ask the I/O thread to dial peer, unless a request is already queued. */
+void cnode__request_connect(cnode_node *node, cnode__peer *peer);
 void cnode__add_ctl_hook(cnode_node *node, cnode__ctl_hook *hook, void *ud);
 void cnode__add_peer_hook(cnode_node *node, cnode__peer_hook *hook, void *ud);
 void cnode__add_tick_hook(cnode_node *node, void (*hook)(cnode_node *, void *), void *ud);

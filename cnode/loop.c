@@ -72,6 +72,9 @@ handle_requests(cnode_node *node)
         cnode__req *nx = r->next;
         switch (r->kind) {
         case REQ_CONNECT:
+            pthread_mutex_lock(&r->peer->wlock);
+            r->peer->connect_req = 0; /* later sends may ask again */
+            pthread_mutex_unlock(&r->peer->wlock);
             if (!r->peer->up && !r->peer->dialling && !accepting(node, r->peer) && !atomic_load(&node->stopping))
                 cnode__conn_start_outgoing(node, r->peer);
             else if (r->peer->up)

@@ -475,12 +475,12 @@ cnode__wake(cnode_node *node)
     (void)n; /* EAGAIN means a wake-up is already pending */
 }
 
-void
+int
 cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer)
 {
     cnode__req *r = calloc(1, sizeof *r);
     if (!r)
-        return;
+        return CNODE_ENOMEM;
     r->kind = kind;
     r->peer = peer;
     pthread_mutex_lock(&node->qlock);
@@ -491,6 +491,23 @@ cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer)
     node->q_tail = r;
     pthread_mutex_unlock(&node->qlock);
     cnode__wake(node);
+    return 0;
+}
+
+/* One queued dial request per peer at most: a burst of sends to a node that
+ * is down must not queue one request (and one dial) per message. */
+void
+cnode__request_connect(cnode_node *node, cnode__peer *peer)
+{
+    pthread_mutex_lock(&peer->wlock);
+    int queue = !peer->connect_req;
+    peer->connect_req = 1;
+    pthread_mutex_unlock(&peer->wlock);
+    if (queue && cnode__enqueue_req(node, REQ_CONNECT, peer) != 0) {
+        pthread_mutex_lock(&peer->wlock);
+        peer->connect_req = 0;
+        pthread_mutex_unlock(&peer->wlock);
+    }
 }
 
 void
@@ -642,7 +659,7 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
         struct timespec dl;
         cnode__deadline_after(&dl, timeout_ms);
         pthread_mutex_unlock(&node->lock);
-        cnode__enqueue_req(node, REQ_CONNECT, p);
+        cnode__request_connect(node, p);
         pthread_mutex_lock(&node->lock);
         while (!p->up && p->connect_failed == failed0 && !cnode__past(&dl)) {
             if (!node->has_io_thread) {

@@ -85,19 +85,27 @@ cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t h
         need_wake = 1;
     } else {
         rc = enqueue(peer, hdr, hlen, payload, plen, 0);
-        if (peer->fd < 0)
-            need_connect = 1;
-        else if (cnode__loop_thread_node != node)
-            need_wake = 1;
+        if (peer->fd < 0) {
+            /* one dial request queued at a time, however many frames wait for it */
+            need_connect = !peer->connect_req;
+            peer->connect_req = 1;
+        } else if (cnode__loop_thread_node != node && !peer->dirty) {
+            need_wake = 1; /* already dirty: whoever made it so has woken the loop */
+        }
     }
-    if (rc == 0)
+    if (rc == 0) {
         peer->dirty = 1; /* the loop flushes dirty peers at the end of its turn */
-    else
+    } else {
+        if (need_connect)
+            peer->connect_req = 0;
         need_wake = need_connect = 0;
+    }
     pthread_mutex_unlock(&peer->wlock);
-    if (need_connect)
-        cnode__enqueue_req(node, REQ_CONNECT, peer);
-    else if (need_wake)
+    if (need_connect && cnode__enqueue_req(node, REQ_CONNECT, peer) != 0) {
+        pthread_mutex_lock(&peer->wlock);
+        peer->connect_req = 0;
+        pthread_mutex_unlock(&peer->wlock);
+    } else if (need_wake)
         cnode__enqueue_req(node, REQ_FLUSH, peer);
     return rc;
 }
