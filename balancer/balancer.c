@@ -1,7 +1,8 @@
 /* The balancer's core: the seeds' selection algorithms and the in-flight
  * counters (seed-behaviour.md A6-A7, B3). Life cycle and option checks are
- * in lifecycle.c; sources, picks, calls and retries in route.c; the hash
- * ring's pick in pick_ring.c; LeastCpu in least_cpu.c.
+ * in lifecycle.c; sources, picks, calls and retries in route.c; the
+ * per-thread prepared views of a source (slots, weight sums, merged hash
+ * ring) in view.c; LeastCpu in least_cpu.c.
  *
  * Lock-free on the pick path: cursors and counters are C11 atomics, per-node
  * state (counter, hash-ring points, CPU reading) lives in an insert-only hash

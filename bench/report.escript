@@ -24,7 +24,7 @@ main([Raw, Out, Commit, Machine | Rest]) ->
             "\"2cpu\":\"server pinned to the second allowed CPU, client to the first; pg: observers B and the C mirror on the second, joining node A and member nodes on the first\"},"
             "\"figures\":[\n", lists:join(",\n", [J || {J, _} <- Figs]), "\n]}\n"],
     ok = file:write_file(Out, Json),
-    io:format("~-26s ~-5s ~29s ~29s ~22s ~-5s ~s~n",
+    io:format("~-32s ~-5s ~29s ~29s ~22s ~-5s ~s~n",
               [figure, place, "c min/med/max", "anchor min/med/max", "ratio min/med/max", met, "goal / unit"]),
     [io:format("~s~n", [T]) || {_, T} <- Figs],
     ok.
@@ -71,7 +71,7 @@ figure(F, P, Rows) ->
                       [F, P, Unit, jstats(CS, []),
                        jstats(AS, [{"name", "\"" ++ AName ++ "\""} | [{"capped", "true"} || Censored]]),
                        jstats(RS, [{"bound", "\"upper\""} || Censored]), Goal, Met, length(Ratios)]),
-    T = io_lib:format("~-26s ~-5s ~29s ~29s ~22s ~-5s ~s",
+    T = io_lib:format("~-32s ~-5s ~29s ~29s ~22s ~-5s ~s",
                       [F, P, tstats(CS, ""), tstats(AS, AGt), tstats(RS, RLt), Met, Goal ++ " " ++ Unit]),
     {J, T}.
 

@@ -64,7 +64,7 @@ A=$(echo "$CPUS" | tr ',-' '  ' | awk '{print $1}')
 B=$(echo "$CPUS" | tr ',-' '  ' | awk '{print $2}')
 [ -n "$B" ] || B=$A
 
-erlc -o "$TMP" bench/bench_anchor.erl || exit 1
+erlc -o "$TMP" bench/bench_anchor.erl bench/bench_pick_anchor.erl || exit 1
 epmd -port "$PORT" >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 sleep 0.3
@@ -77,6 +77,8 @@ wait_up() { # NODE
     done
 }
 
+# only PART: BENCH_ONLY (a comma list of calls, pg, pick; all by default) names PART
+only() { case ",${BENCH_ONLY:-calls,pg,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
 # get KEY < output: the value on the line "KEY value"
 get() { awk -v k="$1" '$1 == k {print $2; exit}'; }
 # emit FIGURE PLACEMENT REP C ANCHOR UNIT GOAL ANCHOR_NAME
@@ -103,121 +105,165 @@ echo "bench: CPUs $CPUS (A=$A, B=$B), $REPS repetitions, epmd port $PORT" >&2
 
 for placement in 1cpu 2cpu; do
     if [ $placement = 1cpu ]; then SCPU=$A N=$N1; else SCPU=$B N=$N2; fi
-    SRV=bsrv_${placement}_$$
-    CSRV=csrv_${placement}_$$
-    taskset -c "$SCPU" erl -sname "$SRV" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
-        -eval 'bench_anchor:server()' >/dev/null 2>&1 &
-    SPID=$!
-    PIDS="$PIDS $SPID"
-    taskset -c "$SCPU" build/cnode --sname "$CSRV" --cookie "$COOKIE" serve >/dev/null 2>>"$TMP/server.log" &
-    CPID=$!
-    PIDS="$PIDS $CPID"
-    wait_up "$SRV@$HOST" || exit 1
-    wait_up "$CSRV@$HOST" || exit 1
-    S=$SRV@$HOST
-    CS=$CSRV@$HOST
-    for rep in $(seq 1 "$REPS"); do
-        t=${placement}_$$_$rep
-        # issue 3: message round trip to a registered echo process
-        c=$(c_prog bench_rt --sname "brt_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
-        cp=$(c_prog bench_rt --poll --sname "brp_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
-        a=$(beam "bbrt_$t" client_rt "$S" "$N" "$WARM" | get rt_us)
-        emit roundtrip $placement "$rep" "$c" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
-        emit roundtrip_poll $placement "$rep" "$cp" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
-        # issue 4: sequential calls erlang:abs(-1): cnode_call, stock ei_rpc, BEAM erpc:call
-        cc=$(c_prog bench_call --sname "bcl_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
-        ce=$(c_prog bench_ei --sname "bei_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
-        ca=$(beam "bbcl_$t" client_call "$S" erlang abs '[-1]' "$N" "$WARM" | get call_us)
-        emit call_latency $placement "$rep" "$cc" "$ca" us_per_call le0.55@1cpu beam_erpc_call
-        emit call_latency_vs_ei $placement "$rep" "$cc" "$ce" us_per_call - stock_ei_rpc
-        emit ei_rpc_latency $placement "$rep" "$ce" "$ca" us_per_call - beam_erpc_call
-        # issue 5: a BEAM client calling cnode_demo:echo/1 on `cnode serve`, vs the same on a BEAM node
-        sc=$(beam "bbsc_$t" client_call "$CS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
-        sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
-        emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
-        echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
-            "served C $sc / BEAM $sa us" >&2
-        if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
-            # evidence: context switches, system calls and CPU per call of the calling
-            # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
-            for prog in bench_call bench_ei; do
-                taskset -c "$A" timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter \
-                    -o "$TMP/perf_$prog" "build/bench/$prog" --cookie "$COOKIE" --sname "perf_${prog}_$t" \
-                    --peer "$S" --n "$N" --warmup 0 >/dev/null 2>>"$TMP/client.log"
-            done
-            emit call_client_ctxsw $placement "$rep" "$(pv bench_call context-switches)" \
-                "$(pv bench_ei context-switches)" per_call - stock_ei_rpc_client
-            emit call_client_syscalls $placement "$rep" "$(pv bench_call raw_syscalls:sys_enter)" \
-                "$(pv bench_ei raw_syscalls:sys_enter)" per_call - stock_ei_rpc_client
-            emit call_client_cpu $placement "$rep" "$(pv bench_call task-clock 1000)" \
-                "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
-        fi
-        if [ $placement = 2cpu ]; then
-            # throughput, closed loops of SECS s each after 0.5 s warm-up; server on B, client on A
-            c_prog bench_call --sname "bct_$t" --peer "$S" --mode tput --secs "$SECS" --windows 1,8,64 \
-                --threads 8 --server-pid "$SPID" >"$TMP/ct.out"
-            beam "bbct_$t" client_tput "$S" erlang abs '[-1]' 1,8,64 "$SECS" "$SPID" "$HZ" >"$TMP/bt.out"
-            for k in 1 8 64; do
-                g=-
-                [ $k = 64 ] && g=ge1.6
-                emit call_throughput_$k $placement "$rep" "$(get tput_async_$k <"$TMP/ct.out")" \
-                    "$(get tput_$k <"$TMP/bt.out")" calls_per_s $g beam_erpc_${k}_procs
-                emit call_srvcpu_$k $placement "$rep" "$(get srvcpu_async_$k <"$TMP/ct.out")" \
-                    "$(get srvcpu_$k <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_${k}_procs
-            done
-            # where the limit is: CPUs busy (1.0 = one whole CPU) in the server and in the client
-            emit call_srvutil_64 $placement "$rep" "$(get srvcpu_util_async_64 <"$TMP/ct.out")" \
-                "$(get srvcpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
-            emit call_cliutil_64 $placement "$rep" "$(get clicpu_util_async_64 <"$TMP/ct.out")" \
-                "$(get clicpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
-            emit call_clicpu_64 $placement "$rep" "$(get clicpu_async_64 <"$TMP/ct.out")" \
-                "$(get clicpu_64 <"$TMP/bt.out")" client_cpu_us_per_call - beam_erpc_64_procs
-            emit call_throughput_8_threads $placement "$rep" "$(get tput_threads_8 <"$TMP/ct.out")" \
-                "$(get tput_8 <"$TMP/bt.out")" calls_per_s - beam_erpc_8_procs
-            emit call_srvcpu_8_threads $placement "$rep" "$(get srvcpu_threads_8 <"$TMP/ct.out")" \
-                "$(get srvcpu_8 <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_8_procs
-            beam "bbst_$t" client_tput "$CS" cnode_demo echo '[ping]' 64 "$SECS" "$CPID" "$HZ" >"$TMP/sc.out"
-            beam "bbsb_$t" client_tput "$S" bench_anchor echo '[ping]' 64 "$SECS" "$SPID" "$HZ" >"$TMP/sb.out"
-            emit served_throughput_64 $placement "$rep" "$(get tput_64 <"$TMP/sc.out")" \
-                "$(get tput_64 <"$TMP/sb.out")" calls_per_s ge1.5 beam_echo_64_procs
-            emit served_srvcpu_64 $placement "$rep" "$(get srvcpu_64 <"$TMP/sc.out")" \
-                "$(get srvcpu_64 <"$TMP/sb.out")" server_cpu_us_per_call - beam_echo_64_procs
-            emit served_srvutil_64 $placement "$rep" "$(get srvcpu_util_64 <"$TMP/sc.out")" \
-                "$(get srvcpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
-            emit served_cliutil_64 $placement "$rep" "$(get clicpu_util_64 <"$TMP/sc.out")" \
-                "$(get clicpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
-            echo "bench: 2cpu rep $rep: calls/s C async 1/8/64 $(get tput_async_1 <"$TMP/ct.out")" \
-                "$(get tput_async_8 <"$TMP/ct.out") $(get tput_async_64 <"$TMP/ct.out"), C 8 threads" \
-                "$(get tput_threads_8 <"$TMP/ct.out"); BEAM 1/8/64 $(get tput_1 <"$TMP/bt.out")" \
-                "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out"); served 64: C" \
-                "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out")" >&2
-        fi
-    done
-    stop_pids "$SPID" "$CPID"
+    if only calls; then
+        SRV=bsrv_${placement}_$$
+        CSRV=csrv_${placement}_$$
+        taskset -c "$SCPU" erl -sname "$SRV" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
+            -eval 'bench_anchor:server()' >/dev/null 2>&1 &
+        SPID=$!
+        PIDS="$PIDS $SPID"
+        taskset -c "$SCPU" build/cnode --sname "$CSRV" --cookie "$COOKIE" serve >/dev/null 2>>"$TMP/server.log" &
+        CPID=$!
+        PIDS="$PIDS $CPID"
+        wait_up "$SRV@$HOST" || exit 1
+        wait_up "$CSRV@$HOST" || exit 1
+        S=$SRV@$HOST
+        CS=$CSRV@$HOST
+        for rep in $(seq 1 "$REPS"); do
+            t=${placement}_$$_$rep
+            # issue 3: message round trip to a registered echo process
+            c=$(c_prog bench_rt --sname "brt_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
+            cp=$(c_prog bench_rt --poll --sname "brp_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
+            a=$(beam "bbrt_$t" client_rt "$S" "$N" "$WARM" | get rt_us)
+            emit roundtrip $placement "$rep" "$c" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
+            emit roundtrip_poll $placement "$rep" "$cp" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
+            # issue 4: sequential calls erlang:abs(-1): cnode_call, stock ei_rpc, BEAM erpc:call
+            cc=$(c_prog bench_call --sname "bcl_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
+            ce=$(c_prog bench_ei --sname "bei_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
+            ca=$(beam "bbcl_$t" client_call "$S" erlang abs '[-1]' "$N" "$WARM" | get call_us)
+            emit call_latency $placement "$rep" "$cc" "$ca" us_per_call le0.55@1cpu beam_erpc_call
+            emit call_latency_vs_ei $placement "$rep" "$cc" "$ce" us_per_call - stock_ei_rpc
+            emit ei_rpc_latency $placement "$rep" "$ce" "$ca" us_per_call - beam_erpc_call
+            # issue 5: a BEAM client calling cnode_demo:echo/1 on `cnode serve`, vs the same on a BEAM node
+            sc=$(beam "bbsc_$t" client_call "$CS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
+            sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
+            emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
+            echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
+                "served C $sc / BEAM $sa us" >&2
+            if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
+                # evidence: context switches, system calls and CPU per call of the calling
+                # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
+                for prog in bench_call bench_ei; do
+                    taskset -c "$A" timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter \
+                        -o "$TMP/perf_$prog" "build/bench/$prog" --cookie "$COOKIE" --sname "perf_${prog}_$t" \
+                        --peer "$S" --n "$N" --warmup 0 >/dev/null 2>>"$TMP/client.log"
+                done
+                emit call_client_ctxsw $placement "$rep" "$(pv bench_call context-switches)" \
+                    "$(pv bench_ei context-switches)" per_call - stock_ei_rpc_client
+                emit call_client_syscalls $placement "$rep" "$(pv bench_call raw_syscalls:sys_enter)" \
+                    "$(pv bench_ei raw_syscalls:sys_enter)" per_call - stock_ei_rpc_client
+                emit call_client_cpu $placement "$rep" "$(pv bench_call task-clock 1000)" \
+                    "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
+            fi
+            if [ $placement = 2cpu ]; then
+                # throughput, closed loops of SECS s each after 0.5 s warm-up; server on B, client on A
+                c_prog bench_call --sname "bct_$t" --peer "$S" --mode tput --secs "$SECS" --windows 1,8,64 \
+                    --threads 8 --server-pid "$SPID" >"$TMP/ct.out"
+                beam "bbct_$t" client_tput "$S" erlang abs '[-1]' 1,8,64 "$SECS" "$SPID" "$HZ" >"$TMP/bt.out"
+                for k in 1 8 64; do
+                    g=-
+                    [ $k = 64 ] && g=ge1.6
+                    emit call_throughput_$k $placement "$rep" "$(get tput_async_$k <"$TMP/ct.out")" \
+                        "$(get tput_$k <"$TMP/bt.out")" calls_per_s $g beam_erpc_${k}_procs
+                    emit call_srvcpu_$k $placement "$rep" "$(get srvcpu_async_$k <"$TMP/ct.out")" \
+                        "$(get srvcpu_$k <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_${k}_procs
+                done
+                # where the limit is: CPUs busy (1.0 = one whole CPU) in the server and in the client
+                emit call_srvutil_64 $placement "$rep" "$(get srvcpu_util_async_64 <"$TMP/ct.out")" \
+                    "$(get srvcpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
+                emit call_cliutil_64 $placement "$rep" "$(get clicpu_util_async_64 <"$TMP/ct.out")" \
+                    "$(get clicpu_util_64 <"$TMP/bt.out")" cpus_busy - beam_erpc_64_procs
+                emit call_clicpu_64 $placement "$rep" "$(get clicpu_async_64 <"$TMP/ct.out")" \
+                    "$(get clicpu_64 <"$TMP/bt.out")" client_cpu_us_per_call - beam_erpc_64_procs
+                emit call_throughput_8_threads $placement "$rep" "$(get tput_threads_8 <"$TMP/ct.out")" \
+                    "$(get tput_8 <"$TMP/bt.out")" calls_per_s - beam_erpc_8_procs
+                emit call_srvcpu_8_threads $placement "$rep" "$(get srvcpu_threads_8 <"$TMP/ct.out")" \
+                    "$(get srvcpu_8 <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_8_procs
+                beam "bbst_$t" client_tput "$CS" cnode_demo echo '[ping]' 64 "$SECS" "$CPID" "$HZ" >"$TMP/sc.out"
+                beam "bbsb_$t" client_tput "$S" bench_anchor echo '[ping]' 64 "$SECS" "$SPID" "$HZ" >"$TMP/sb.out"
+                emit served_throughput_64 $placement "$rep" "$(get tput_64 <"$TMP/sc.out")" \
+                    "$(get tput_64 <"$TMP/sb.out")" calls_per_s ge1.5 beam_echo_64_procs
+                emit served_srvcpu_64 $placement "$rep" "$(get srvcpu_64 <"$TMP/sc.out")" \
+                    "$(get srvcpu_64 <"$TMP/sb.out")" server_cpu_us_per_call - beam_echo_64_procs
+                emit served_srvutil_64 $placement "$rep" "$(get srvcpu_util_64 <"$TMP/sc.out")" \
+                    "$(get srvcpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
+                emit served_cliutil_64 $placement "$rep" "$(get clicpu_util_64 <"$TMP/sc.out")" \
+                    "$(get clicpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
+                echo "bench: 2cpu rep $rep: calls/s C async 1/8/64 $(get tput_async_1 <"$TMP/ct.out")" \
+                    "$(get tput_async_8 <"$TMP/ct.out") $(get tput_async_64 <"$TMP/ct.out"), C 8 threads" \
+                    "$(get tput_threads_8 <"$TMP/ct.out"); BEAM 1/8/64 $(get tput_1 <"$TMP/bt.out")" \
+                    "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out"); served 64: C" \
+                    "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out")" >&2
+            fi
+        done
+        stop_pids "$SPID" "$CPID"
+    fi
 
-    # issue 6: pg, orchestrated by node A (bench_anchor:pg_orch), per placement. The BEAM
-    # nodes of the main session run without scheduler busy-waiting: they share a CPU with
-    # the C mirror (and each other), and a spinning scheduler keeps that CPU for a whole
-    # kernel time slice (ms), which is what a join latency would then measure. A second,
-    # join-only session keeps BEAM's default flags (figures *_default_sbwt).
-    if [ $placement = 1cpu ]; then OCPU=$A; MEM=$REPS; else OCPU=$B; MEM=0; fi
-    for session in main default_sbwt; do
-        if [ $session = main ]; then
-            flags=$PG_ERL_FLAGS phases=all sfx=none log=$TMP/pg_$placement.log
-        else
-            flags= phases=join sfx=_default_sbwt log=$TMP/pg_${placement}_default.log
-        fi
-        ERL_AFLAGS=$flags taskset -c "$A" timeout 600 erl -sname "pga_${placement}_${session}_$$" -setcookie "$COOKIE" \
-            -noshell -noinput -pa "$TMP" -run bench_anchor pg_orch $placement "$A" "$OCPU" "$COOKIE" \
-            "$ROOT/build/bench/bench_pg" "$TMP" "$PIDFILE" "$REPS" "$PG_JOINS" "$PG_KILLS" "$HUNG_CAP_MS" "$MEM" \
-            $phases $sfx >"$TMP/pg.out" 2>"$log"
-        rc=$?
-        grep '^RAW ' "$TMP/pg.out" | cut -c5- >>"$RAW"
-        grep '^bench: ' "$log" >&2
-        [ $rc = 0 ] || { echo "bench: pg $placement $session failed (exit $rc):" >&2; tail -20 "$log" >&2; }
-        # shellcheck disable=SC2046
-        stop_pids $(cat "$PIDFILE")
-        : >"$PIDFILE"
+    if only pg; then
+        # issue 6: pg, orchestrated by node A (bench_anchor:pg_orch), per placement. The BEAM
+        # nodes of the main session run without scheduler busy-waiting: they share a CPU with
+        # the C mirror (and each other), and a spinning scheduler keeps that CPU for a whole
+        # kernel time slice (ms), which is what a join latency would then measure. A second,
+        # join-only session keeps BEAM's default flags (figures *_default_sbwt).
+        if [ $placement = 1cpu ]; then OCPU=$A; MEM=$REPS; else OCPU=$B; MEM=0; fi
+        for session in main default_sbwt; do
+            if [ $session = main ]; then
+                flags=$PG_ERL_FLAGS phases=all sfx=none log=$TMP/pg_$placement.log
+            else
+                flags= phases=join sfx=_default_sbwt log=$TMP/pg_${placement}_default.log
+            fi
+            ERL_AFLAGS=$flags taskset -c "$A" timeout 600 erl -sname "pga_${placement}_${session}_$$" -setcookie "$COOKIE" \
+                -noshell -noinput -pa "$TMP" -run bench_anchor pg_orch $placement "$A" "$OCPU" "$COOKIE" \
+                "$ROOT/build/bench/bench_pg" "$TMP" "$PIDFILE" "$REPS" "$PG_JOINS" "$PG_KILLS" "$HUNG_CAP_MS" "$MEM" \
+                $phases $sfx >"$TMP/pg.out" 2>"$log"
+            rc=$?
+            grep '^RAW ' "$TMP/pg.out" | cut -c5- >>"$RAW"
+            grep '^bench: ' "$log" >&2
+            [ $rc = 0 ] || { echo "bench: pg $placement $session failed (exit $rc):" >&2; tail -20 "$log" >&2; }
+            # shellcheck disable=SC2046
+            stop_pids $(cat "$PIDFILE")
+            : >"$PIDFILE"
+        done
+    fi
+done
+
+# issue 7: nanoseconds per balancer pick (no network). 1cpu: one thread on A;
+# 2cpu: two threads sharing one balancer on A and B (a BEAM node with two
+# schedulers for the anchor). Each repetition is one bench_pick run and one
+# bench_pick_anchor run; the O(n) algorithms are also given per member.
+PICK_ALGOS=random,round_robin,least_connections,power_of_two,hash_ring,weighted_round_robin,call_direct
+PICK_ALGOS=$PICK_ALGOS,easy_random,easy_round_robin,easy_hash,sticky,least_cpu,custom
+PICK_MEMBERS=3,30,300
+PICK_PLACEMENTS="1cpu 2cpu"
+only pick || PICK_PLACEMENTS=
+for placement in $PICK_PLACEMENTS; do
+    if [ $placement = 1cpu ]; then CPUSET=$A TH=1; else CPUSET=$A,$B TH=2; fi
+    for rep in $(seq 1 "$REPS"); do
+        taskset -c "$CPUSET" timeout 600 build/bench/bench_pick --reps 1 --threads $TH --members $PICK_MEMBERS \
+            >"$TMP/pick_c.out" 2>>"$TMP/client.log"
+        taskset -c "$CPUSET" timeout 600 erl -noshell -noinput -pa "$TMP" -run bench_pick_anchor main \
+            $PICK_ALGOS $TH $PICK_MEMBERS "${BENCH_PICK_ANCHOR_N:-20000}" 1 >"$TMP/pick_a.out" 2>>"$TMP/client.log"
+        for algo in $(echo $PICK_ALGOS | tr ',' ' '); do
+            case $algo in
+            hash_ring) goal=cle150@1cpu ;;
+            least_connections | least_cpu) goal=- ;;
+            *) goal=cle50@1cpu ;;
+            esac
+            for m in $(echo $PICK_MEMBERS | tr ',' ' '); do
+                c=$(awk -v a="$algo" -v m="$m" '$1 == "pick" && $2 == a && $4 == m {print $5; exit}' "$TMP/pick_c.out")
+                an=$(awk -v a="$algo" -v m="$m" '$1 == "pick" && $2 == a && $4 == m {print $5; exit}' "$TMP/pick_a.out")
+                emit pick_${algo}_$m $placement "$rep" "$c" "$an" ns_per_pick $goal beam_seed_pick
+                case $algo in
+                least_connections | least_cpu)
+                    [ "$m" = 300 ] && emit pick_${algo}_per_member $placement "$rep" \
+                        "$(echo "$c" | awk -v m="$m" '{printf "%.2f", $1 / m}')" \
+                        "$(echo "$an" | awk -v m="$m" '{printf "%.2f", $1 / m}')" ns_per_member - beam_seed_pick ;;
+                esac
+            done
+        done
+        echo "bench: pick $placement rep $rep:" \
+            "$(awk '$4 == 3 {printf "%s %s; ", $2, $5}' "$TMP/pick_c.out")(3 members, ns; BEAM:" \
+            "$(awk '$4 == 3 {printf "%s %s; ", $2, $5}' "$TMP/pick_a.out"))" >&2
     done
 done
 
