@@ -93,6 +93,12 @@ cnode__lb_classify(cnode_error *err)
     case CNODE_ECONFIG:
         err->type = "config_error";
         break;
+    case CNODE_EEXCEPTION:
+        /* the member ran the function and it raised: the service is there
+         * (the seed says service_unavailable, which sends callers elsewhere) */
+        err->type = "rpc_error";
+        err->lb_code = "internal_server_error";
+        break;
     case CNODE_EINVAL:
     case CNODE_EVALIDATION:
     case CNODE_ENOTFOUND:

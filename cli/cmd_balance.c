@@ -4,9 +4,12 @@
  * Makes N calls of MOD:FUN(ARGS...) through a balancer over the live members
  * of pg group G in scope S and prints the spread, one `NODE COUNT` line per
  * node that answered, sorted by node name. ARGS and K are Erlang term text;
- * F is a substring, or a regex written ~r/.../. On the first failed call
- * the spread so far is printed, then the error on stderr (`<lb_code>: ` and
- * EasyRpc's text), and the exit code follows it (5: service_unavailable). */
+ * F is a substring, or a regex written ~r/.../. A failed call is counted
+ * and the calls go on (a member dying mid-run shows as errors next to the
+ * spread), except "no live member", which ends the run at once. After the
+ * spread, each distinct error on stderr, once (`<lb_code>: ` and EasyRpc's
+ * text, then ` (N times)` when it repeated); the exit code follows the last
+ * error (5: service_unavailable). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,8 @@ ent_cmp(const void *a, const void *b)
 static void
 spread_print(spread *s)
 {
+    if (s->n == 0)
+        return; /* s->v is NULL: qsort must not see it */
     qsort(s->v, s->n, sizeof *s->v, ent_cmp);
     for (size_t i = 0; i < s->n; i++)
         printf("%s %ld\n", s->v[i].name, s->v[i].count);
@@ -169,16 +174,51 @@ parse_balance(const cli_opts *o, balance_args *a)
     return EXIT_OK;
 }
 
+#define MAX_ERRORS 16 /* distinct error texts kept; more are counted in the last */
+
+typedef struct {
+    char text[1024];
+    long count;
+} error_ent;
+
+typedef struct {
+    error_ent v[MAX_ERRORS];
+    size_t n;
+} errors;
+
 static void
-print_error(const cnode_error *err, int rc)
+errors_add(errors *e, const cnode_error *err, int rc)
 {
-    char text[4096];
+    char text[4096], line[1024];
     if (cnode_error_format(err, text, sizeof text) != 0 || !text[0])
         snprintf(text, sizeof text, "%s", cnode_strerror(rc));
     if (err->lb_code)
-        fprintf(stderr, "%s: %s\n", err->lb_code, text);
+        snprintf(line, sizeof line, "%s: %s", err->lb_code, text);
     else
-        fprintf(stderr, "%s\n", text);
+        snprintf(line, sizeof line, "%s", text);
+    for (size_t i = 0; i < e->n; i++)
+        if (strcmp(e->v[i].text, line) == 0) {
+            e->v[i].count++;
+            return;
+        }
+    if (e->n == MAX_ERRORS) {
+        snprintf(e->v[MAX_ERRORS - 1].text, sizeof e->v[0].text, "(more distinct errors)");
+        e->v[MAX_ERRORS - 1].count++;
+        return;
+    }
+    snprintf(e->v[e->n].text, sizeof e->v[0].text, "%s", line);
+    e->v[e->n++].count = 1;
+}
+
+static void
+errors_print(const errors *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->v[i].count > 1)
+            fprintf(stderr, "%s (%ld times)\n", e->v[i].text, e->v[i].count);
+        else
+            fprintf(stderr, "%s\n", e->v[i].text);
+    }
 }
 
 /* Connect, discover, then the N calls. */
@@ -214,9 +254,14 @@ run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
         return EXIT_USAGE;
     }
     spread s = {0};
-    cnode_error err = {0};
+    errors *errs = calloc(1, sizeof *errs);
+    if (!errs) {
+        cnode_balancer_free(b);
+        return EXIT_USAGE;
+    }
     int status = EXIT_OK;
     for (long k = 0; k < o->count; k++) {
+        cnode_error err = {0};
         ei_x_buff reply;
         if (ei_x_new(&reply) != 0) {
             status = EXIT_USAGE;
@@ -232,17 +277,21 @@ run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
         ei_x_free(&reply);
         if (rc != 0) {
             status = cli_exit_code(rc);
-            break;
+            errors_add(errs, &err, rc);
+            cnode_error_clear(&err);
+            if (rc == CNODE_EUNAVAILABLE)
+                break; /* no live member: the next calls would say the same */
+            continue;
         }
+        cnode_error_clear(&err);
         if (spread_add(&s, served) != 0) {
             status = EXIT_USAGE;
             break;
         }
     }
     spread_print(&s);
-    if (rc != 0)
-        print_error(&err, rc);
-    cnode_error_clear(&err);
+    errors_print(errs);
+    free(errs);
     free(s.v);
     cnode_balancer_free(b);
     return status;

@@ -54,6 +54,12 @@ cnode__error_classify(cnode_error *err)
         err->type = "node_error";
         err->lb_code = "service_unavailable";
         break;
+    case CNODE_EEXCEPTION:
+        /* the function ran and raised: the node is there (rpc_load_balancer
+         * says service_unavailable, which reads as "no member") */
+        err->type = "rpc_error";
+        err->lb_code = "internal_server_error";
+        break;
     case CNODE_ECONFIG:
         err->type = "config_error";
         err->lb_code = NULL;

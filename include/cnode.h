@@ -74,7 +74,8 @@ typedef struct cnode_error {
     const char *type;      /* EasyRpc type: "rpc_error", "node_error", "timeout_error",
                               "config_error", "validation_error" (static), or NULL */
     const char *lb_code;   /* rpc_load_balancer code ("service_unavailable",
-                              "request_timeout", "bad_request") or NULL (static) */
+                              "request_timeout", "bad_request", "internal_server_error"
+                              for a remote raise) or NULL (static) */
 } cnode_error;
 void cnode_error_clear(cnode_error *err);
 

@@ -335,7 +335,7 @@ size_t cnode_balancer_counters(cnode_balancer *b, char (*names)[CNODE_BALANCER_N
  * module, function, arity, the 0-based attempt and the node, with type and
  * lb_code set: timeout -> timeout_error/request_timeout, noconnection ->
  * node_error/service_unavailable, remote error/exit/throw -> rpc_error/
- * service_unavailable, no member -> node_error/service_unavailable. */
+ * internal_server_error, no member -> node_error/service_unavailable. */
 int cnode_balancer_call(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
                         ei_x_buff *reply, char *served_by, size_t cap, cnode_error *err);
 /* Like erpc:cast through the balancer: 0 once dispatched (the member is

@@ -17,17 +17,19 @@
 -include_lib("common_test/include/ct.hrl").
 -export([all/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2, end_per_testcase/2]).
 -export([round_robin_spread/1, kill9_under_load/1, least_connections_steers/1, power_of_two_steers/1,
-         empty_group_unavailable/1, defrpc_log_lines/1, least_cpu/1, static_list_and_provider/1]).
+         empty_group_unavailable/1, defrpc_log_lines/1, least_cpu/1, static_list_and_provider/1,
+         cli_balance/1]).
 %% called on the member nodes
 -export([slow_on/2, fake_cpu/0, member_nodes/0]).
 
 -define(H, cnode_harness).
 -define(S, rpc_load_balancer).
 -define(G, svc).
+-define(RANGE, 4294967295). %% libring's hash range
 
 all() ->
     [round_robin_spread, kill9_under_load, least_connections_steers, power_of_two_steers,
-     empty_group_unavailable, defrpc_log_lines, least_cpu, static_list_and_provider].
+     empty_group_unavailable, defrpc_log_lines, least_cpu, static_list_and_provider, cli_balance].
 
 init_per_suite(Config) -> ?H:init_per_suite(?MODULE, Config).
 end_per_suite(Config) -> ?H:end_per_suite(Config).
@@ -317,3 +319,80 @@ static_list_and_provider(Config) ->
         counters_zero(C, pr),
         ok
     end).
+
+%% `cnode balance` as a user runs it, a fresh CLI each time: it waits for
+%% pg's initial sync, so round robin spreads exactly; every call with one
+%% key goes to the node libring's ring (built here, as the seed builds it)
+%% names for that key, atom keys included; --filter keeps the nodes a
+%% substring or a ~r// regex names, and one that leaves nothing is
+%% service_unavailable, exit 5, at once. A remote raise on every call is
+%% counted, not fatal: one error line with its count, exit 1. Bad input:
+%% exit 2 with a message, no call made.
+cli_balance(Config) ->
+    ?H:run(Config, fun() ->
+        {_, [A, B, _] = Nodes} = beams(3),
+        Base = ["--cookie", ?H:cookie(), "balance", "--connect", atom_to_list(A),
+                "--scope", atom_to_list(?S), "--group", atom_to_list(?G)],
+        Balance = fun(Opts, Call) ->
+                          {Code, Out} = ?H:run_cli(Base ++ Opts ++ Call),
+                          ct:log("balance ~p ~p -> ~p~n~s", [Opts, Call, Code, Out]),
+                          {Code, spread_of(Out), Out}
+                  end,
+        Node = ["erlang", "node", "[]"],
+        {0, RR, _} = Balance(["--algorithm", "round_robin", "-n", "30"], Node),
+        [10, 10, 10] = [count(N, RR) || N <- Nodes],
+        Members = erpc:call(A, pg, get_members, [?S, ?G]),
+        InPgOrder = [node(P) || P <- Members],
+        [begin
+             Want = ring_node(InPgOrder, Key),
+             {0, [{Want, 12}], _} = Balance(["--algorithm", "hash_ring", "--key", Text, "-n", "12"], Node)
+         end || {Key, Text} <- [{"user-42", "\"user-42\""}, {<<"order-7">>, "<<\"order-7\">>"},
+                                {user, "user"}, {{tenant, 3}, "{tenant, 3}"}]],
+        {0, [{B, 6}], _} = Balance(["--filter", atom_to_list(B), "-n", "6"], Node),
+        {0, [{B, 6}], _} = Balance(["--filter", "~r/^" ++ atom_to_list(B) ++ "$/", "-n", "6"], Node),
+        T0 = erlang:monotonic_time(millisecond),
+        {5, [], None} = Balance(["--filter", "~r/^nomatch$/", "-n", "100"], Node),
+        true = erlang:monotonic_time(millisecond) - T0 < 10000,
+        {match, _} = re:run(None, "^service_unavailable: ", [multiline]),
+        {1, [], Raised} = Balance(["-n", "3"], ["erlang", "binary_to_atom", "[1]"]),
+        %% one line per distinct error (the node is in the text), with its count
+        {match, Errs} = re:run(Raised, "^internal_server_error: \\[rpc_error\\] erlang.binary_to_atom/1 raised error: "
+                               "badarg .*?(?: \\((\\d+) times\\))?$", [multiline, global, {capture, all_but_first, list}]),
+        3 = lists:sum([case E of [[_ | _] = K] -> list_to_integer(K); _ -> 1 end || E <- Errs]),
+        [{2, [], _} = Balance(Bad, Node)
+         || Bad <- [["--algorithm", "bogus"], ["--key", "{unclosed"], ["--filter", "~r/(/"],
+                    ["--algorithm", "call_direct"]]],
+        {2, [], _} = Balance([], ["erlang", "node", "not_a_list"]),
+        ok
+    end).
+
+%% The `NODE COUNT` lines of `cnode balance`.
+spread_of(Out) ->
+    case re:run(Out, "^(\\S+@\\S+) (\\d+)$", [multiline, global, {capture, all_but_first, list}]) of
+        {match, Ms} -> [{list_to_atom(N), list_to_integer(C)} || [N, C] <- Ms];
+        nomatch -> []
+    end.
+
+%% libring's key_to_node over a ring of Nodes added in that order, weight
+%% 128: points phash2({Node, I}, Range), a tie keeps the first node; an atom
+%% key is hashed as term_to_binary(Key) (this OTP's encoding); the first
+%% point at or after the key's hash, else the smallest.
+ring_node(Nodes, Key) ->
+    Ring = lists:foldl(
+             fun(N, R0) ->
+                     lists:foldl(fun(I, R) ->
+                                         H = erlang:phash2({N, I}, ?RANGE),
+                                         case gb_trees:is_defined(H, R) of
+                                             true -> R;
+                                             false -> gb_trees:insert(H, N, R)
+                                         end
+                                 end, R0, lists:seq(1, 128))
+             end, gb_trees:empty(), Nodes),
+    K = case is_atom(Key) of
+            true -> term_to_binary(Key);
+            false -> Key
+        end,
+    case gb_trees:next(gb_trees:iterator_from(erlang:phash2(K, ?RANGE), Ring)) of
+        {_, N, _} -> N;
+        none -> element(2, gb_trees:smallest(Ring))
+    end.
