@@ -15,7 +15,8 @@ main(void)
     cnode_test_register();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_tests_failed();
+    /* a suite whose set-up failed ran none of its tests: that fails too */
+    unsigned failed = CU_get_number_of_tests_failed() + CU_get_number_of_suites_failed();
     CU_cleanup_registry();
     return failed ? 1 : 0;
 }

@@ -575,10 +575,15 @@ test_custom(void)
 
 static cnode_node *node;
 static cnode_pg_scope *scope;
+static pid_t epmd_pid;
 
 static int
 suite_node_init(void)
 {
+    if (tu_epmd_start(&epmd_pid) != 0) {
+        fprintf(stderr, "balancer node suite: cannot start a private epmd\n");
+        return 1;
+    }
     cnode_node_opts no = {0};
     char name[64];
     snprintf(name, sizeof name, "lbtest_%d", (int)getpid());
@@ -586,21 +591,19 @@ suite_node_init(void)
     no.cookie = "lbtest_cookie";
     cnode_error err = {0};
     int rc = cnode_node_new(&no, &node, &err);
-    if (rc == CNODE_EEPMD) {
-        if (system("epmd -daemon >/dev/null 2>&1") == 0) {
-            usleep(300000);
-            rc = cnode_node_new(&no, &node, &err);
-        }
-    }
-    cnode_error_clear(&err);
     if (rc != 0) {
-        fprintf(stderr, "balancer node suite: no node (%s); its tests are skipped\n", cnode_strerror(rc));
+        fprintf(stderr, "balancer node suite: no node: %s\n", err.message[0] ? err.message : cnode_strerror(rc));
+        cnode_error_clear(&err);
         node = NULL;
-        return 0;
+        tu_epmd_stop(&epmd_pid);
+        return 1;
     }
     if (cnode_pg_scope_start(node, "lbtest_scope", NULL, &scope) != 0) {
+        fprintf(stderr, "balancer node suite: no pg scope\n");
         cnode_node_close(node);
         node = NULL;
+        tu_epmd_stop(&epmd_pid);
+        return 1;
     }
     return 0;
 }
@@ -610,6 +613,7 @@ suite_node_clean(void)
 {
     cnode_node_close(node);
     node = NULL;
+    tu_epmd_stop(&epmd_pid);
     return 0;
 }
 

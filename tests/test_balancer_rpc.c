@@ -3,7 +3,7 @@
  * and B3 (and the balancer's own option checks) with EasyRpc's exact
  * messages, DefRpc declarations and their stubs, static node lists and
  * providers, the observer, and the EasyRpc log lines of real calls between
- * two C nodes of this process (needs epmd; skipped without). */
+ * two C nodes of this process, on a private epmd of its own. */
 #include <CUnit/CUnit.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1164,24 +1164,28 @@ start_node(const char *prefix, int with_log)
     cnode_node *n = NULL;
     cnode_error err = {0};
     int rc = cnode_node_new(&no, &n, &err);
-    if (rc == CNODE_EEPMD && system("epmd -daemon >/dev/null 2>&1") == 0) {
-        usleep(300000);
-        rc = cnode_node_new(&no, &n, &err);
-    }
+    if (rc != 0)
+        fprintf(stderr, "two-node suite: no node %s: %s\n", name, err.message[0] ? err.message : cnode_strerror(rc));
     cnode_error_clear(&err);
     return rc == 0 ? n : NULL;
 }
 
+static pid_t epmd_pid;
+
 static int
 suite_nodes_init(void)
 {
+    if (tu_epmd_start(&epmd_pid) != 0) {
+        fprintf(stderr, "two-node suite: cannot start a private epmd\n");
+        return 1;
+    }
     na = start_node("lbrpca", 0);
     nb = na ? start_node("lbrpcb", 1) : NULL;
     if (!na || !nb) {
-        fprintf(stderr, "two-node suite: no nodes (epmd?); its tests are skipped\n");
         cnode_node_close(na);
         na = NULL;
-        return 0;
+        tu_epmd_stop(&epmd_pid);
+        return 1;
     }
     snprintf(a_name, sizeof a_name, "%s", cnode_node_name(na));
     cnode_rpc_inspect_atom(a_name, a_text, sizeof a_text);
@@ -1201,6 +1205,7 @@ suite_nodes_clean(void)
     cnode_node_close(nb);
     cnode_node_close(na);
     nb = na = NULL;
+    tu_epmd_stop(&epmd_pid);
     return 0;
 }
 

@@ -2,10 +2,16 @@
 #ifndef CNODE_TESTUTIL_H
 #define CNODE_TESTUTIL_H
 #include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ADD_TEST(suite, fn) CU_add_test((suite), #fn, (fn))
@@ -83,5 +89,86 @@ tu_guard_free(tu_guard *g)
     if (g->map)
         munmap(g->map, g->maplen);
     g->map = NULL;
+}
+
+/* 1 if something accepts TCP connections on 127.0.0.1:port. */
+static inline int
+tu_port_open(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Stop the epmd tu_epmd_start started: SIGTERM, SIGKILL after 2 s, reaped. */
+static inline void
+tu_epmd_stop(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 40; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        usleep(50000);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+/* A private epmd for this test program (never the machine's on 4369): on a
+ * free loopback port, ERL_EPMD_PORT set to it for the nodes made here; its
+ * pid in *pid for tu_epmd_stop. 0, or -1 (no epmd binary, no port). */
+static inline int
+tu_epmd_start(pid_t *pid)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        close(fd); /* a free port now; epmd takes it below (or another try) */
+        unsigned port = ntohs(sa.sin_port);
+        char ps[16];
+        snprintf(ps, sizeof ps, "%u", port);
+        *pid = fork();
+        if (*pid < 0)
+            return -1;
+        if (*pid == 0) {
+            int dn = open("/dev/null", O_WRONLY);
+            if (dn >= 0) {
+                dup2(dn, 1);
+                dup2(dn, 2);
+            }
+            execlp("epmd", "epmd", "-port", ps, "-address", "127.0.0.1", (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 100; i++) { /* up to 5 s */
+            if (tu_port_open(port)) {
+                setenv("ERL_EPMD_PORT", ps, 1);
+                return 0;
+            }
+            if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+                *pid = 0; /* it exited: no binary, or the port was taken */
+                break;
+            }
+            usleep(50000);
+        }
+        tu_epmd_stop(pid);
+    }
+    return -1;
 }
 #endif
