@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "balancer/internal.h"
+#include "cnode/internal.h"
 
 #define RR_RESET 10000000UL /* the seed's cursor wraps after this */
 #define TL_RR 32
@@ -74,42 +75,13 @@ cnode__lb_now_ms(void)
 
 /* ---- errors ---- */
 
+/* The library's one classification (cnode/util.c), unless the error has a type already. */
 void
 cnode__lb_classify(cnode_error *err)
 {
     if (!err || err->type)
         return;
-    switch (err->code) {
-    case CNODE_ETIMEOUT:
-        err->type = "timeout_error";
-        err->lb_code = "request_timeout";
-        break;
-    case CNODE_ENOCONNECTION:
-    case CNODE_ENOTSUP:
-    case CNODE_EUNAVAILABLE:
-        err->type = "node_error";
-        err->lb_code = "service_unavailable";
-        break;
-    case CNODE_ECONFIG:
-        err->type = "config_error";
-        break;
-    case CNODE_EEXCEPTION:
-        /* the member ran the function and it raised: the service is there
-         * (the seed says service_unavailable, which sends callers elsewhere) */
-        err->type = "rpc_error";
-        err->lb_code = "internal_server_error";
-        break;
-    case CNODE_EINVAL:
-    case CNODE_EVALIDATION:
-    case CNODE_ENOTFOUND:
-        err->type = "validation_error";
-        err->lb_code = "bad_request";
-        break;
-    default:
-        err->type = "rpc_error";
-        err->lb_code = "service_unavailable";
-        break;
-    }
+    cnode__error_classify(err);
 }
 
 int

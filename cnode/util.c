@@ -47,10 +47,8 @@ cnode__error_classify(cnode_error *err)
     case CNODE_ENOCONNECTION:
     case CNODE_EAUTH:
     case CNODE_EEPMD:
-        err->type = "node_error";
-        err->lb_code = "service_unavailable";
-        break;
-    case CNODE_EUNAVAILABLE:
+    case CNODE_EUNAVAILABLE: /* no live member */
+    case CNODE_ENOTSUP:      /* the node cannot take the request (no erpc spawn) */
         err->type = "node_error";
         err->lb_code = "service_unavailable";
         break;
@@ -66,6 +64,7 @@ cnode__error_classify(cnode_error *err)
         break;
     case CNODE_EVALIDATION:
     case CNODE_EINVAL:
+    case CNODE_ENOTFOUND:
         err->type = "validation_error";
         err->lb_code = "bad_request";
         break;
