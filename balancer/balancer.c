@@ -468,6 +468,28 @@ cnode_balancer_counters(cnode_balancer *b, char (*names)[CNODE_BALANCER_NODE_MAX
     return n;
 }
 
+int
+cnode_balancer_drain(cnode_balancer *b, unsigned timeout_ms)
+{
+    if (!b)
+        return CNODE_EINVAL;
+    int64_t deadline = cnode__lb_now_ms() + timeout_ms;
+    for (;;) {
+        long busy = 0;
+        for (int i = 0; i < CNODE__LB_NBUCKETS; i++)
+            for (cnode__nslot *s = atomic_load(&b->buckets[i]); s; s = s->next)
+                busy += atomic_load(&s->in_flight);
+        if (busy <= 0)
+            return 0;
+        int64_t left = deadline - cnode__lb_now_ms();
+        if (left <= 0)
+            return CNODE_ETIMEOUT;
+        struct timespec ts = {0, (left < 10 ? left : 10) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+    }
+}
+
 static void
 term_of(const ei_x_buff *x, const char **p, size_t *len)
 {

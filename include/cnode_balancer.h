@@ -325,6 +325,14 @@ long cnode_balancer_in_flight(cnode_balancer *b, const char *node);
  * counts[i] for the first max of them (either array may be NULL). Returns
  * how many there are, which may be more than max. */
 size_t cnode_balancer_counters(cnode_balancer *b, char (*names)[CNODE_BALANCER_NODE_MAX], long *counts, size_t max);
+/* rpc_load_balancer's drain, for an orderly stop before cnode_balancer_free:
+ * wait until nothing is in flight through b (calls running, selects not yet
+ * released: the sum of its counters), checking every 10 ms, at most
+ * timeout_ms. It does not stop new calls: stop making them first (and, if
+ * this node serves the group, leave it first, as the seed deregisters before
+ * it drains). 0 when drained, CNODE_ETIMEOUT when calls are still running,
+ * CNODE_EINVAL (b NULL). */
+int cnode_balancer_drain(cnode_balancer *b, unsigned timeout_ms);
 
 /* mod:fun(args) on a member picked by the algorithm, with erpc:call
  * semantics (cnode_call), retried per the options. args: an encoded list;

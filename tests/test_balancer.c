@@ -6,6 +6,7 @@
  * for "no live member -> service_unavailable at once" and the wait option. */
 #include <CUnit/CUnit.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,47 @@ test_least_connections(void)
     CU_ASSERT_EQUAL(cnode_balancer_in_flight(b, "a@h"), 0);
     CU_ASSERT_EQUAL(cnode_balancer_in_flight(b, "never@h"), 0);
     CU_ASSERT_EQUAL(pick(b, abc, 1), 0); /* single member: returned */
+    cnode_balancer_free(b);
+}
+
+typedef struct {
+    cnode_balancer *b;
+    _Atomic int released; /* set before the last release: drain returns after it */
+} drain_job;
+
+static void *
+release_later(void *arg)
+{
+    drain_job *j = arg;
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    cnode_balancer_release(j->b, "a@h", 0);
+    atomic_store(&j->released, 1);
+    cnode_balancer_release(j->b, "b@h", CNODE_ETIMEOUT);
+    return NULL;
+}
+
+/* drain: at once when idle; CNODE_ETIMEOUT within its bound while picks are
+ * held; 0 once another thread releases them (not before). */
+static void
+test_drain(void)
+{
+    cnode_balancer *b = mk(CNODE_LB_ROUND_ROBIN);
+    CU_ASSERT_EQUAL(cnode_balancer_drain(NULL, 10), CNODE_EINVAL);
+    CU_ASSERT_EQUAL(cnode_balancer_drain(b, 0), 0);
+    size_t i;
+    CU_ASSERT_EQUAL(cnode_balancer_select_from(b, abc, 2, NULL, NULL, &i), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_select_from(b, abc, 2, NULL, NULL, &i), 0);
+    int64_t t0 = ms_now();
+    CU_ASSERT_EQUAL(cnode_balancer_drain(b, 50), CNODE_ETIMEOUT);
+    int64_t took = ms_now() - t0;
+    CU_ASSERT(took >= 50 && took < 5000);
+    drain_job j = {.b = b};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, release_later, &j), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_drain(b, 30000), 0);
+    CU_ASSERT_EQUAL(atomic_load(&j.released), 1);
+    pthread_join(t, NULL);
     cnode_balancer_free(b);
 }
 
@@ -976,6 +1018,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_weighted);
     ADD_TEST(s, test_least_connections);
     ADD_TEST(s, test_power_of_two);
+    ADD_TEST(s, test_drain);
     ADD_TEST(s, test_hash_ring_vectors);
     ADD_TEST(s, test_easy_hash_vectors);
     ADD_TEST(s, test_easy_round_robin);
