@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "cnode_balancer.h"
+#include "tests/pick_fixture.h"
 
 #define NKEYS 1024
 #define MAX_THREADS 8
@@ -116,31 +117,14 @@ dbl_cmp(const void *a, const void *b)
 static double
 measure(int algo, int threads, const char *const *nodes, size_t n, long picks, int reps, long *failures)
 {
-    cnode_balancer_weight *w = calloc(n, sizeof *w);
-    for (size_t i = 0; i < n; i++) {
-        w[i].node = nodes[i];
-        w[i].weight = 1 + (unsigned)(i % 3);
-    }
-    cnode_balancer_opts o = {.algorithm = algo, .poll_interval_ms = -1, .nodes = nodes, .n_nodes = n};
-    if (algo == CNODE_LB_WEIGHTED_ROUND_ROBIN) {
-        o.weights = w;
-        o.n_weights = n;
-    }
-    if (algo == CNODE_LB_CUSTOM)
-        o.custom = &custom_algo;
-    if (algo == CNODE_LB_CALL_DIRECT)
-        o.local = local_fn;
     double *runs = calloc((size_t)reps, sizeof *runs);
     for (int r = 0; r < reps; r++) {
         cnode_balancer *b;
         cnode_error err = {0};
-        if (cnode_balancer_new(NULL, NULL, "bench", &o, &b, &err) != 0) {
+        if (pf_balancer(algo, nodes, n, &custom_algo, local_fn, &b, &err) != 0) {
             fprintf(stderr, "bench_pick: %s: %s\n", cnode_balancer_algorithm_name(algo), err.message);
             exit(1);
         }
-        if (algo == CNODE_LB_LEAST_CPU)
-            for (size_t i = 0; i < n; i++)
-                cnode_balancer_cpu_set(b, nodes[i], (double)((i * 37) % 100));
         if (algo == CNODE_LB_LEAST_CONNECTIONS || algo == CNODE_LB_POWER_OF_TWO)
             for (size_t i = 0; i < n; i++) {
                 size_t one;
@@ -179,7 +163,6 @@ measure(int algo, int threads, const char *const *nodes, size_t n, long picks, i
     qsort(runs, (size_t)reps, sizeof *runs, dbl_cmp);
     double med = runs[reps / 2];
     free(runs);
-    free(w);
     return med;
 }
 

@@ -5,8 +5,10 @@
  * program runs under ASan in `make test`), mutex and rwlock acquisitions by
  * wrapping pthread_mutex_lock / pthread_rwlock_{rd,wr}lock in this program
  * (libcnode.a is linked into it, so its calls land here first). Warm means
- * after the first picks of a thread, which build its view, its slots and the
- * hash ring's merged points. Counts of other threads are not taken. */
+ * after the first picks of a thread, which build its view and the hash
+ * ring's merged points, and for select_from once every node has been seen
+ * (its slot exists), as the header promises. Counts of other threads are
+ * not taken. */
 #include <CUnit/CUnit.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "cnode_balancer.h"
+#include "tests/pick_fixture.h"
 #include "tests/testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -95,21 +98,32 @@ suite_init(void)
 static char names[NMEMBERS][32];
 static const char *nodes[NMEMBERS];
 static ei_x_buff keys[8], arglists[8];
-static _Atomic unsigned long custom_cursor;
+/* custom: the member after the one this thread picked last; its on_result
+ * is counted, so release reaches the algorithm on the measured path too */
+static _Thread_local size_t custom_next;
+static _Thread_local long custom_results;
 
 static long
-custom_select(void *state, const cnode_balancer_pick *p)
+next_member(void *state, const cnode_balancer_pick *p)
 {
     (void)state;
-    return (long)(atomic_fetch_add_explicit(&custom_cursor, 1, memory_order_relaxed) % p->n);
+    return (long)(custom_next++ % p->n);
 }
-static const cnode_balancer_algo custom_algo = {NULL, custom_select, NULL, NULL};
 
+static void
+count_result(void *state, const char *node, int status)
+{
+    (void)state, (void)node, (void)status;
+    custom_results++;
+}
+static const cnode_balancer_algo custom_algo = {NULL, next_member, count_result, NULL};
+
+/* call_direct needs a local function; a pick never runs it */
 static int
-local_fn(const char *mod, const char *fun, const ei_x_buff *args, ei_x_buff *reply, cnode_error *err, void *data)
+never_run(const char *mod, const char *fun, const ei_x_buff *args, ei_x_buff *reply, cnode_error *err, void *data)
 {
     (void)mod, (void)fun, (void)args, (void)reply, (void)err, (void)data;
-    return 0;
+    return CNODE_EINVAL;
 }
 
 static void
@@ -167,29 +181,23 @@ picks(cnode_balancer *b, int algo, int from, long n)
 static void
 check_algorithm(int algo, int from)
 {
-    cnode_balancer_weight w[NMEMBERS];
-    for (int i = 0; i < NMEMBERS; i++)
-        w[i] = (cnode_balancer_weight){nodes[i], 1 + (unsigned)(i % 3)};
-    cnode_balancer_opts o = {.algorithm = algo, .poll_interval_ms = -1, .nodes = nodes, .n_nodes = NMEMBERS};
-    if (algo == CNODE_LB_WEIGHTED_ROUND_ROBIN) {
-        o.weights = w;
-        o.n_weights = NMEMBERS;
-    }
-    if (algo == CNODE_LB_CUSTOM)
-        o.custom = &custom_algo;
-    if (algo == CNODE_LB_CALL_DIRECT)
-        o.local = local_fn;
     cnode_balancer *b = NULL;
     cnode_error err = {0};
-    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "grp", &o, &b, &err), 0);
-    if (algo == CNODE_LB_LEAST_CPU)
-        for (int i = 0; i < NMEMBERS; i++)
-            cnode_balancer_cpu_set(b, nodes[i], (double)((i * 37) % 100));
+    CU_ASSERT_EQUAL_FATAL(pf_balancer(algo, nodes, NMEMBERS, &custom_algo, never_run, &b, &err), 0);
     CU_ASSERT_EQUAL(picks(b, algo, from, WARM), 0);
+    if (from) /* select_from's contract: no allocation once each node has been seen */
+        for (int i = 0; i < NMEMBERS; i++) {
+            size_t one;
+            if (cnode_balancer_select_from(b, &nodes[i], 1, NULL, NULL, &one) == 0)
+                cnode_balancer_release(b, nodes[i], 0);
+        }
     allocs = locks = 0;
+    custom_results = 0;
     counting = 1;
     long failed = picks(b, algo, from, PICKS);
     counting = 0;
+    if (algo == CNODE_LB_CUSTOM)
+        CU_ASSERT_EQUAL(custom_results, PICKS); /* every release told the algorithm */
     CU_ASSERT_EQUAL(failed, 0);
     if (allocs || locks)
         fprintf(stderr, "pick path of %s (%s): %ld allocations, %ld locks in %d picks\n",
