@@ -131,7 +131,7 @@ cnode__lb_slot(cnode_balancer *b, const char *name, int create)
     for (;;) {
         cnode__nslot *head = atomic_load_explicit(bucket, memory_order_acquire);
         for (cnode__nslot *s = head; s; s = s->next)
-            if (s->hash == h && memcmp(s->name, name, len + 1) == 0)
+            if (s->hash == h && s->len == len && memcmp(s->name, name, len + 1) == 0)
                 return s;
         if (!create)
             return NULL;

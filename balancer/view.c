@@ -30,7 +30,6 @@ typedef struct {
     uint64_t id; /* the balancer's; 0 = empty */
     size_t n;
     char **names; /* the candidates it was built from */
-    size_t *lens;
     cnode__ring_pt *pts;
     size_t npts;
 } ring_cache;
@@ -61,7 +60,6 @@ ring_clear(ring_cache *c)
     for (size_t i = 0; i < c->n; i++)
         free(c->names[i]);
     free(c->names);
-    free(c->lens);
     free(c->pts);
     memset(c, 0, sizeof *c);
 }
@@ -254,7 +252,7 @@ same_set(const ring_cache *c, cnode_balancer *b, const char *const *nodes, size_
     if (c->id != b->id || c->n != n)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (memcmp(c->names[i], nodes[i], c->lens[i] + 1) != 0)
+        if (strcmp(c->names[i], nodes[i]) != 0) /* not memcmp: nodes[i] may be shorter */
             return 0;
     return 1;
 }
@@ -265,11 +263,9 @@ ring_build(ring_cache *c, cnode_balancer *b, const char *const *nodes, size_t n)
     ring_clear(c);
     cnode__nslot **slots = malloc(n * sizeof *slots);
     c->names = calloc(n, sizeof *c->names);
-    c->lens = calloc(n, sizeof *c->lens);
-    int rc = slots && c->names && c->lens ? 0 : CNODE_ENOMEM;
+    int rc = slots && c->names ? 0 : CNODE_ENOMEM;
     for (size_t i = 0; i < n && !rc; i++) {
         slots[i] = cnode__lb_slot(b, nodes[i], 1);
-        c->lens[i] = strlen(nodes[i]);
         c->names[i] = strdup(nodes[i]);
         c->n = i + 1;
         if (!slots[i] || !c->names[i])

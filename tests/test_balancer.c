@@ -297,6 +297,50 @@ test_drain(void)
     cnode_balancer_free(b);
 }
 
+/* select_from's per-thread ring cache notices a new list: names of other
+ * lengths at the same places (each in a buffer of its exact size, so a
+ * compare that reads past a shorter name is an ASan report) give the ring of
+ * the new list, and the old list's ring comes back with the old list. */
+static void
+test_ring_cache_new_list(void)
+{
+    cnode_balancer_opts o = {.algorithm = CNODE_LB_HASH_RING};
+    cnode_balancer *b;
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "g", &o, &b, NULL), 0);
+    const char *longer[] = {"alpha-long-name@host", "beta-long-name@host"};
+    char *shorter[2] = {strdup("a@h"), strdup("b@h")};
+    cnode_ring *rl, *rs;
+    CU_ASSERT_EQUAL_FATAL(cnode_ring_new(25, &rl), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_ring_new(25, &rs), 0);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(cnode_ring_add(rl, longer[i], 128), 0);
+        CU_ASSERT_EQUAL(cnode_ring_add(rs, shorter[i], 128), 0);
+    }
+    for (int k = 0; k < 64; k++) {
+        char text[16];
+        snprintf(text, sizeof text, "k%d", k);
+        ei_x_buff key;
+        ei_x_new_with_version(&key);
+        ei_x_encode_binary(&key, text, (long)strlen(text));
+        const char *want_l = NULL, *want_s = NULL;
+        CU_ASSERT_EQUAL(cnode_ring_key_to_node(rl, key.buff, (size_t)key.index, &want_l), 0);
+        CU_ASSERT_EQUAL(cnode_ring_key_to_node(rs, key.buff, (size_t)key.index, &want_s), 0);
+        size_t i;
+        CU_ASSERT_EQUAL(cnode_balancer_select_from(b, longer, 2, &key, NULL, &i), 0);
+        CU_ASSERT_STRING_EQUAL(longer[i], want_l);
+        cnode_balancer_release(b, longer[i], 0);
+        CU_ASSERT_EQUAL(cnode_balancer_select_from(b, (const char *const *)shorter, 2, &key, NULL, &i), 0);
+        CU_ASSERT_STRING_EQUAL(shorter[i], want_s);
+        cnode_balancer_release(b, shorter[i], 0);
+        ei_x_free(&key);
+    }
+    cnode_ring_free(rl);
+    cnode_ring_free(rs);
+    free(shorter[0]);
+    free(shorter[1]);
+    cnode_balancer_free(b);
+}
+
 static void
 test_power_of_two(void)
 {
@@ -1020,6 +1064,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_power_of_two);
     ADD_TEST(s, test_drain);
     ADD_TEST(s, test_hash_ring_vectors);
+    ADD_TEST(s, test_ring_cache_new_list);
     ADD_TEST(s, test_easy_hash_vectors);
     ADD_TEST(s, test_easy_round_robin);
     ADD_TEST(s, test_sticky);
