@@ -119,10 +119,14 @@ int cnode__lb_filter_pass(cnode_balancer *b, const char *name);
 
 /* view.c: a balancer's candidate set for one source generation, ready for
  * picking; one per balancer and thread (see view.c). */
+/* A point of a hash ring and the node that owns it (an index: into the
+ * ring's nodes in ring.c, into the candidates in a view). */
 typedef struct {
     uint32_t point;
-    uint32_t owner; /* candidate index */
+    uint32_t owner;
 } cnode__ring_pt;
+/* ring.c: index of the first of pts[0, n) (sorted by point) at or above h; n if none. */
+size_t cnode__ring_lower_bound(const cnode__ring_pt *pts, size_t n, uint32_t h);
 typedef struct {
     uint64_t bid, gen; /* bid 0: empty */
     size_t n;

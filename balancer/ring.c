@@ -4,21 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cnode_balancer.h"
+#include "balancer/internal.h"
 
 #define MAX_ATOM_BYTES 1020 /* 255 characters of up to 4 UTF-8 bytes */
 #define MAX_WEIGHT 65536
 
-typedef struct {
-    uint32_t point;
-    uint32_t node;
-} ring_pt;
 
 struct cnode_ring {
     int otp;
     char **nodes;
     size_t nnodes, capnodes;
-    ring_pt *pts;
+    cnode__ring_pt *pts;
     size_t npts;
 };
 
@@ -219,23 +215,28 @@ cnode_ring_free(cnode_ring *ring)
 static int
 pt_cmp(const void *a, const void *b)
 {
-    const ring_pt *x = a, *y = b;
+    const cnode__ring_pt *x = a, *y = b;
     return x->point < y->point ? -1 : x->point > y->point;
 }
 
-/* Index of the first point >= h (npts if none). */
-static size_t
-lower_bound(const cnode_ring *r, uint32_t h)
+size_t
+cnode__ring_lower_bound(const cnode__ring_pt *pts, size_t n, uint32_t h)
 {
-    size_t lo = 0, hi = r->npts;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (r->pts[mid].point < h)
+        if (pts[mid].point < h)
             lo = mid + 1;
         else
             hi = mid;
     }
     return lo;
+}
+
+static size_t
+lower_bound(const cnode_ring *r, uint32_t h)
+{
+    return cnode__ring_lower_bound(r->pts, r->npts, h);
 }
 
 static long
@@ -255,8 +256,8 @@ cnode_ring_add(cnode_ring *ring, const char *node, unsigned weight)
     if (find_node(ring, node) >= 0)
         return 0;
     uint32_t *p = malloc(weight * sizeof *p);
-    ring_pt *fresh = malloc(weight * sizeof *fresh);
-    ring_pt *merged = malloc((ring->npts + weight) * sizeof *merged);
+    cnode__ring_pt *fresh = malloc(weight * sizeof *fresh);
+    cnode__ring_pt *merged = malloc((ring->npts + weight) * sizeof *merged);
     char *copy = strdup(node);
     int rc = p && fresh && merged && copy ? 0 : CNODE_ENOMEM;
     if (!rc && ring->nnodes == ring->capnodes) {
@@ -285,7 +286,7 @@ cnode_ring_add(cnode_ring *ring, const char *node, unsigned weight)
         if (at < ring->npts && ring->pts[at].point == p[i])
             continue;
         fresh[nf].point = p[i];
-        fresh[nf].node = (uint32_t)ring->nnodes;
+        fresh[nf].owner = (uint32_t)ring->nnodes;
         nf++;
     }
     qsort(fresh, nf, sizeof *fresh, pt_cmp);
@@ -319,11 +320,11 @@ cnode_ring_remove(cnode_ring *ring, const char *node)
         return CNODE_ENOTFOUND;
     size_t m = 0;
     for (size_t i = 0; i < ring->npts; i++) {
-        if (ring->pts[i].node == (uint32_t)idx)
+        if (ring->pts[i].owner == (uint32_t)idx)
             continue;
         ring->pts[m] = ring->pts[i];
-        if (ring->pts[m].node > (uint32_t)idx)
-            ring->pts[m].node--;
+        if (ring->pts[m].owner > (uint32_t)idx)
+            ring->pts[m].owner--;
         m++;
     }
     ring->npts = m;
@@ -357,7 +358,7 @@ cnode_ring_key_to_node(const cnode_ring *ring, const char *key, size_t key_len, 
     if (rc)
         return rc;
     size_t at = lower_bound(ring, h);
-    *node = ring->nodes[ring->pts[at < ring->npts ? at : 0].node];
+    *node = ring->nodes[ring->pts[at < ring->npts ? at : 0].owner];
     return 0;
 }
 
@@ -379,12 +380,12 @@ cnode_ring_key_to_nodes(const cnode_ring *ring, const char *key, size_t key_len,
         return 0;
     size_t at = lower_bound(ring, h);
     if (at == ring->npts) {
-        nodes[(*n)++] = ring->nodes[ring->pts[0].node];
+        nodes[(*n)++] = ring->nodes[ring->pts[0].owner];
         return 0;
     }
     size_t k = 0;
     for (size_t i = at; i < ring->npts && k < count; i++) {
-        const char *cand = ring->nodes[ring->pts[i].node];
+        const char *cand = ring->nodes[ring->pts[i].owner];
         int seen = 0;
         for (size_t j = 0; j < k && !seen; j++)
             seen = nodes[j] == cand;

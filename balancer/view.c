@@ -223,15 +223,8 @@ ring_merge(cnode_balancer *b, cnode__nslot *const *slots, size_t n, cnode__ring_
 static long
 ring_find(const cnode__ring_pt *pts, size_t npts, uint32_t h)
 {
-    size_t lo = 0, hi = npts;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pts[mid].point < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (long)pts[lo < npts ? lo : 0].owner;
+    size_t at = cnode__ring_lower_bound(pts, npts, h);
+    return (long)pts[at < npts ? at : 0].owner;
 }
 
 long
