@@ -208,16 +208,7 @@ main(int argc, char **argv)
     }
     if (picks < 1 || reps < 1)
         return 2;
-    for (int k = 0; k < NKEYS; k++) {
-        char key[32];
-        snprintf(key, sizeof key, "key-%d", k);
-        ei_x_new_with_version(&keys[k]);
-        ei_x_encode_binary(&keys[k], key, (long)strlen(key));
-        ei_x_new_with_version(&arglists[k]);
-        ei_x_encode_list_header(&arglists[k], 1);
-        ei_x_encode_binary(&arglists[k], key, (long)strlen(key));
-        ei_x_encode_empty_list(&arglists[k]);
-    }
+    pf_inputs(keys, arglists, NKEYS);
     int maxm = 0;
     for (size_t m = 0; m < nmembers; m++)
         if (members[m] > maxm)
@@ -247,10 +238,7 @@ main(int argc, char **argv)
                 }
             }
     }
-    for (int k = 0; k < NKEYS; k++) {
-        ei_x_free(&keys[k]);
-        ei_x_free(&arglists[k]);
-    }
+    pf_inputs_free(keys, arglists, NKEYS);
     free(names);
     free(nodes);
     return rc;

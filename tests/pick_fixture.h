@@ -6,7 +6,9 @@
  * least_cpu (i * 37 % 100), no LeastCpu poller. Header-only, test code. */
 #ifndef CNODE_PICK_FIXTURE_H
 #define CNODE_PICK_FIXTURE_H
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cnode_balancer.h"
 
@@ -35,5 +37,31 @@ pf_balancer(int algo, const char *const *nodes, size_t n, const cnode_balancer_a
         for (size_t i = 0; i < n; i++)
             cnode_balancer_cpu_set(*out, nodes[i], (double)((i * 37) % 100));
     return rc;
+}
+
+/* The routing inputs both cycle through: keys[k] = <<"key-k">> (hash_ring),
+ * args[k] = [<<"key-k">>] (easy_hash), k < n. Free with pf_inputs_free. */
+static inline void
+pf_inputs(ei_x_buff *keys, ei_x_buff *args, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", k);
+        ei_x_new_with_version(&keys[k]);
+        ei_x_encode_binary(&keys[k], key, (long)strlen(key));
+        ei_x_new_with_version(&args[k]);
+        ei_x_encode_list_header(&args[k], 1);
+        ei_x_encode_binary(&args[k], key, (long)strlen(key));
+        ei_x_encode_empty_list(&args[k]);
+    }
+}
+
+static inline void
+pf_inputs_free(ei_x_buff *keys, ei_x_buff *args, int n)
+{
+    for (int k = 0; k < n; k++) {
+        ei_x_free(&keys[k]);
+        ei_x_free(&args[k]);
+    }
 }
 #endif

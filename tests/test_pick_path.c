@@ -133,25 +133,13 @@ setup_inputs(void)
         snprintf(names[i], sizeof names[i], "member%02d@host", i);
         nodes[i] = names[i];
     }
-    for (int k = 0; k < 8; k++) {
-        char key[16];
-        snprintf(key, sizeof key, "key-%d", k);
-        ei_x_new_with_version(&keys[k]);
-        ei_x_encode_binary(&keys[k], key, (long)strlen(key));
-        ei_x_new_with_version(&arglists[k]);
-        ei_x_encode_list_header(&arglists[k], 1);
-        ei_x_encode_binary(&arglists[k], key, (long)strlen(key));
-        ei_x_encode_empty_list(&arglists[k]);
-    }
+    pf_inputs(keys, arglists, 8);
 }
 
 static void
 free_inputs(void)
 {
-    for (int k = 0; k < 8; k++) {
-        ei_x_free(&keys[k]);
-        ei_x_free(&arglists[k]);
-    }
+    pf_inputs_free(keys, arglists, 8);
 }
 
 /* n picks (select + release) of b; from: through select_from over nodes. */
