@@ -167,8 +167,19 @@ typedef struct cnode__event {
     char reason[64];
 } cnode__event;
 
+/* Counters behind cnode_node_stats(); any thread, relaxed atomics. */
+typedef struct {
+    _Atomic uint64_t mailbox_kills, send_waits, send_timeouts, out_queue_overflows, served_refused,
+        handshakes_evicted, handshakes_refused, handshakes_timed_out, auth_failures, peers_refused,
+        bad_data_disconnects, accept_pauses, handshakes_now, peers_now, served_now;
+} cnode__stats;
+#define CNODE__STAT_ADD(node, field, n) atomic_fetch_add_explicit(&(node)->stats.field, (n), memory_order_relaxed)
+#define CNODE__STAT_SUB(node, field, n) atomic_fetch_sub_explicit(&(node)->stats.field, (n), memory_order_relaxed)
+
 struct cnode_node {
     cnode_node_opts opts;
+    cnode_limits limits;  /* opts.limits with every default filled in */
+    cnode__stats stats;
     char name[2 * CNODE__NAME_MAX + 2]; /* alive@host, checked to be < 256 bytes */
     char alive[CNODE__NAME_MAX];
     char host[CNODE__NAME_MAX];

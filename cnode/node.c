@@ -2,6 +2,7 @@
  * the request queue into the I/O thread. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -272,6 +273,38 @@ node_free(cnode_node *node)
     free(node);
 }
 
+static void
+limits_defaults(cnode_limits *l, const cnode_limits *in)
+{
+    *l = *in;
+#define DEF(f, v)                                                                                                      \
+    if (!l->f)                                                                                                         \
+        l->f = (v);
+    DEF(mailbox_len, 1000000)
+    DEF(out_queue_bytes, (size_t)1 << 20)
+    DEF(send_timeout_ms, 5000)
+    DEF(served_in_flight, 65536)
+    DEF(handshakes, 256)
+    DEF(handshakes_per_addr, 32)
+    DEF(handshake_ms, 7000)
+    DEF(peers, 65536)
+    DEF(read_budget, 256u << 10)
+#undef DEF
+}
+
+int
+cnode_node_stats(cnode_node *node, cnode_stats *out)
+{
+    if (!node || !out)
+        return CNODE_EINVAL;
+#define RD(f) out->f = atomic_load_explicit(&node->stats.f, memory_order_relaxed);
+    RD(mailbox_kills) RD(send_waits) RD(send_timeouts) RD(out_queue_overflows) RD(served_refused)
+    RD(handshakes_evicted) RD(handshakes_refused) RD(handshakes_timed_out) RD(auth_failures) RD(peers_refused)
+    RD(bad_data_disconnects) RD(accept_pauses) RD(handshakes_now) RD(peers_now) RD(served_now)
+#undef RD
+    return 0;
+}
+
 int
 cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
 {
@@ -300,6 +333,12 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     node->flags = CNODE__DFLAGS_OURS;
     node->ticktime_ms = (opts->ticktime_s ? opts->ticktime_s : 60) * 1000u;
     node->max_frame = opts->max_frame ? opts->max_frame : (128u << 20);
+    if (node->max_frame > INT_MAX) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "max_frame %zu is over INT_MAX", node->max_frame);
+        free(node);
+        return CNODE_EINVAL;
+    }
+    limits_defaults(&node->limits, &opts->limits);
     node->epmd_port = cnode__epmd_port();
     uint32_t salt = 0;
     if (getrandom(&salt, sizeof salt, 0) != sizeof salt)

@@ -91,19 +91,61 @@ typedef void cnode_log_cb(int level, const char *msg, void *user_data);
 typedef void cnode_nodeup_cb(const char *node_name, void *user_data);
 typedef void cnode_nodedown_cb(const char *node_name, const char *reason, void *user_data);
 
+/* Limits on what peers and users can make the node hold. Every field: 0 means
+ * the default given here. Each says what happens when it is reached; none of
+ * them ever drops a frame while the connection stays up. Counters of each
+ * outcome are read with cnode_node_stats(). */
+typedef struct cnode_limits {
+    /* Messages queued in one C process's mailbox (default 1,000,000). The
+     * message that would pass it kills the process with reason `system_limit`
+     * (as BEAM's max_heap_size kills a process): its links and monitors fire,
+     * cnode_receive() returns CNODE_EEXITED. */
+    size_t mailbox_len;
+    /* Bytes queued for one peer's socket (default 1 MiB, BEAM's +zdbbl). A
+     * message send (cnode_send, cnode_reg_send, calls, served replies) past it
+     * waits until the queue drains below, as a BEAM process is suspended on a
+     * busy distribution port; it fails with CNODE_ETIMEOUT after send_timeout_ms.
+     * Signals the runtime itself sends (links, monitors, ticks, pg) never wait;
+     * a queue that reaches 64 times this limit takes the connection down
+     * ("output queue overflow"), so nothing is lost in the middle of a stream. */
+    size_t out_queue_bytes;
+    unsigned send_timeout_ms;  /* default 5000 */
+    /* Calls served at once, queued or running (default 65536). A call past it
+     * is answered as BEAM answers a spawn that fails: an exit of `system_limit`
+     * (erpc), {badrpc, {'EXIT', system_limit}} (rpc); a cast past it is dropped
+     * and counted. */
+    unsigned served_in_flight;
+    /* Connections in the handshake (default 256 overall, 32 from one address).
+     * Past the overall bound the oldest one that has not sent its name yet is
+     * closed to make room, or, if every one has, the new one is refused. Past
+     * the per-address bound the new one is refused. */
+    unsigned handshakes;
+    unsigned handshakes_per_addr;
+    unsigned handshake_ms;     /* time to finish a handshake (default 7000, net_setuptime) */
+    /* Other nodes known at once, connected or named in a pid (default 65536).
+     * Past it a connection from a new node is refused and a term naming one is
+     * undecodable for us: the link that carried it goes down. */
+    unsigned peers;
+    /* Bytes read from one connection in one loop turn before the others are
+     * served (default 256 KiB): one fast peer cannot starve the rest. */
+    unsigned read_budget;
+} cnode_limits;
+
 typedef struct cnode_node_opts {
     const char *name;      /* "alive" or "alive@host"; required */
     int longnames;         /* 0: -sname (host = short host name), 1: -name */
     const char *cookie;    /* NULL: read $HOME/.erlang.cookie */
     unsigned ticktime_s;   /* net_ticktime; 0 means 60 */
     int no_io_thread;      /* 1: no I/O thread; the application drives the loop (cnode_poll) */
-    unsigned max_frame;    /* largest accepted frame in bytes; 0 means 128 MiB */
+    unsigned max_frame;    /* largest accepted frame in bytes; 0 means 128 MiB, at most INT_MAX
+                              (a larger frame takes the link down) */
     unsigned workers;      /* handler threads for served calls; 0 means one per core */
     cnode_log_cb *log;     /* NULL: no logging */
     int log_level;         /* most verbose level passed to log */
     cnode_nodeup_cb *on_nodeup;
     cnode_nodedown_cb *on_nodedown;
     void *user_data;       /* passed to every callback above */
+    cnode_limits limits;   /* zeroed: every default */
 } cnode_node_opts;
 
 /* Creates a node: listens on loopback-and-all (an ephemeral port), registers
@@ -119,6 +161,26 @@ int cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *e
  * want to close before, and touch none after. No other call may run
  * concurrently with or after this one. NULL is a no-op. */
 void cnode_node_close(cnode_node *node);
+/* What the limits did, counted since the node started, and what is held now. */
+typedef struct cnode_stats {
+    uint64_t mailbox_kills;        /* processes killed for a full mailbox */
+    uint64_t send_waits;           /* sends that waited for a full output queue */
+    uint64_t send_timeouts;        /* ... and gave up (CNODE_ETIMEOUT) */
+    uint64_t out_queue_overflows;  /* connections taken down at 64 x out_queue_bytes */
+    uint64_t served_refused;       /* served calls answered system_limit (casts dropped) */
+    uint64_t handshakes_evicted;   /* silent handshakes closed to make room */
+    uint64_t handshakes_refused;   /* over a handshake bound */
+    uint64_t handshakes_timed_out;
+    uint64_t auth_failures;        /* wrong cookie, either direction */
+    uint64_t peers_refused;        /* over the peers bound */
+    uint64_t bad_data_disconnects; /* links taken down for undecodable or oversized data */
+    uint64_t accept_pauses;        /* accept paused on EMFILE/ENFILE */
+    uint64_t handshakes_now;       /* connections in the handshake now */
+    uint64_t peers_now;            /* peer records now */
+    uint64_t served_now;           /* served calls queued or running now */
+} cnode_stats;
+/* Fills *out. CNODE_EINVAL on NULL. */
+int cnode_node_stats(cnode_node *node, cnode_stats *out);
 /* "alive@host"; lives as long as the node. */
 const char *cnode_node_name(const cnode_node *node);
 uint32_t cnode_node_creation(const cnode_node *node);
