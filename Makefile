@@ -21,14 +21,18 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 EX_SRC    := $(sort $(wildcard examples/*.c))
 HDRS      := $(wildcard include/*.h include/cnode/*.h ei_glue/*.h cnode/*.h pg/*.h balancer/*.h cli/*.h tests/*.h)
 
+TSANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LIB_OBJ   := $(LIB_SRC:%.c=build/obj/%.o)
+TLIB_OBJ  := $(LIB_SRC:%.c=build/tsan/obj/%.o)
+TTESTS    := $(TEST_SRC:tests/%.c=build/tsan/tests/%)
+TPROGS    := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/tsan/progs/%)
 ALIB_OBJ  := $(LIB_SRC:%.c=build/asan/obj/%.o)
 TESTS     := $(TEST_SRC:tests/%.c=build/asan/tests/%)
 PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
-.PHONY: all deps test test-build unit ct demo bench install clean format format-check
+.PHONY: all deps test test-build unit ct demo bench install clean format format-check tsan tsan-build
 all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -53,6 +57,21 @@ build/cnode.pc: Makefile
 build/examples/%: examples/%.c build/libcnode.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libcnode.a $(LDLIBS)
+
+build/tsan/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC [tsan] $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(TSANFLAGS) -c $< -o $@
+build/tsan/libcnode.a: $(TLIB_OBJ)
+	@mkdir -p build/tsan; rm -f $@; ar rcs $@ $^
+build/tsan/cnode: $(CLI_SRC:%.c=build/tsan/obj/%.o) build/tsan/libcnode.a
+	$(CC) $(TSANFLAGS) -pthread -o $@ $(filter %.o,$^) build/tsan/libcnode.a $(LDLIBS)
+build/tsan/tests/%: tests/%.c tests/cunit_main.c build/tsan/libcnode.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(TSANFLAGS) -o $@ $< tests/cunit_main.c build/tsan/libcnode.a $(LDLIBS) -lcunit
+build/tsan/progs/%: erlang_test_harness/c_src/%.c build/tsan/libcnode.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(TSANFLAGS) -o $@ $< build/tsan/libcnode.a $(LDLIBS)
 
 build/asan/libcnode.a: $(ALIB_OBJ)
 	@mkdir -p build/asan; rm -f $@; ar rcs $@ $^
@@ -82,6 +101,13 @@ unit: test-build
 	@sh tests/run-all.sh --unit-only $(TESTS)
 ct: test-build
 	@sh tests/run-all.sh --ct-only
+
+# ThreadSanitizer: the CUnit programs, then the common_test suites with the
+# C test nodes and `cnode` built with TSan (CNODE_SAN=tsan); any report fails.
+tsan-build: build/tsan/cnode $(TTESTS) $(TPROGS)
+tsan: deps
+	@$(MAKE) --no-print-directory tsan-build
+	@sh tests/run-tsan.sh $(TTESTS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

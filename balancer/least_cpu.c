@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "balancer/internal.h"
+#include "cnode/internal.h"
 
 #define DEFAULT_POLL_MS 5000
 #define DEFAULT_TTL_MS 10000
@@ -336,7 +337,7 @@ cnode__lb_cpu_start(cnode_balancer *b, const cnode_balancer_opts *o, cnode_error
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&b->poll_cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&b->poller, NULL, poller_main, b) != 0) {
+    if (cnode__thread_create(&b->poller, poller_main, b) != 0) {
         pthread_cond_destroy(&b->poll_cond);
         pthread_mutex_destroy(&b->poll_lock);
         return cnode__lb_fail(err, CNODE_ESYS, "cannot start the cpu poller thread");

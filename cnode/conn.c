@@ -121,8 +121,13 @@ cnode__conn_accept(cnode_node *node)
 {
     for (;;) {
         int fd = accept4(node->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                cnode__accept_pause(node, errno);
             return;
+        }
         if (atomic_load(&node->stopping)) {
             close(fd);
             continue;
@@ -138,6 +143,9 @@ cnode__conn_accept(cnode_node *node)
     }
 }
 
+/* Off the list of live connections and onto the list freed at the end of the
+ * loop turn: a later event of the same epoll_wait batch may still point at it
+ * (it then sees CONN_DEAD and is skipped). */
 static void
 conn_free(cnode_node *node, cnode__conn *c)
 {
@@ -146,9 +154,54 @@ conn_free(cnode_node *node, cnode__conn *c)
             *pp = c->next;
             break;
         }
-    free(c->ibuf);
-    free(c->hbuf);
-    free(c);
+    c->state = CONN_DEAD;
+    c->peer = NULL;
+    c->next = node->dead_conns;
+    node->dead_conns = c;
+}
+
+void
+cnode__conn_reap(cnode_node *node)
+{
+    cnode__conn *c = node->dead_conns;
+    node->dead_conns = NULL;
+    while (c) {
+        cnode__conn *nx = c->next;
+        free(c->ibuf);
+        free(c->hbuf);
+        free(c);
+        c = nx;
+    }
+}
+
+#define ACCEPT_PAUSE_MS 100
+
+void
+cnode__accept_pause(cnode_node *node, int err)
+{
+    if (node->accept_paused)
+        return;
+    epoll_ctl(node->epfd, EPOLL_CTL_DEL, node->listen_fd, NULL);
+    node->accept_paused = 1;
+    cnode__deadline_after(&node->accept_resume, ACCEPT_PAUSE_MS);
+    CNODE__STAT_ADD(node, accept_pauses, 1);
+    int64_t now = cnode__now_ms();
+    if (now - node->accept_logged_ms >= 10000) {
+        node->accept_logged_ms = now;
+        cnode__log(node, CNODE_LOG_WARNING, "accept: %s; not accepting for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+    }
+}
+
+static void
+accept_resume(cnode_node *node)
+{
+    if (!node->accept_paused || !cnode__past(&node->accept_resume))
+        return;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &node->listen_fd};
+    if (epoll_ctl(node->epfd, EPOLL_CTL_ADD, node->listen_fd, &ev) == 0 || errno == EEXIST)
+        node->accept_paused = 0;
+    else
+        cnode__deadline_after(&node->accept_resume, ACCEPT_PAUSE_MS);
 }
 
 void
@@ -225,6 +278,34 @@ hs_flush(cnode_node *node, cnode__conn *c)
     return 0;
 }
 
+/* Read what the socket has, at most max bytes: the count (> 0), 0 EOF, -1
+ * error, -2 nothing now. */
+static ssize_t
+read_max(cnode__conn *c, size_t max)
+{
+    /* frames over max_frame are refused from their header, which bounds ilen */
+    if (c->icap - c->ilen < 65536) {
+        size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
+        char *nb = realloc(c->ibuf, ncap);
+        if (!nb)
+            return -1;
+        c->ibuf = nb;
+        c->icap = ncap;
+    }
+    size_t room = c->icap - c->ilen;
+    ssize_t n;
+    do
+        n = recv(c->fd, c->ibuf + c->ilen, room < max ? room : max, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        c->ilen += (size_t)n;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    return errno == EAGAIN ? -2 : -1;
+}
+
 /* Read what the socket has: 1 got bytes, 0 EOF, -1 error, 2 nothing now. */
 static int
 read_some(cnode_node *node, cnode__conn *c)
@@ -260,6 +341,7 @@ conn_up(cnode_node *node, cnode__conn *c)
 {
     cnode__peer *peer = c->peer;
     c->state = CONN_UP;
+    c->rd = 2;
     if (peer->dialling == c)
         peer->dialling = NULL;
     peer->up = c;
@@ -272,8 +354,11 @@ conn_up(cnode_node *node, cnode__conn *c)
     pthread_mutex_lock(&peer->wlock);
     peer->fd = c->fd;
     peer->dirty = peer->oq_head != NULL;
+    int dirty = peer->dirty;
     atomic_store(&peer->last_write_ms, cnode__now_ms());
     pthread_mutex_unlock(&peer->wlock);
+    if (dirty)
+        cnode__mark_dirty(node, peer);
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, flags 0x%llx)", peer->name, c->outgoing ? "outgoing" : "incoming",
@@ -603,47 +688,71 @@ in_step(cnode_node *node, cnode__conn *c, uint32_t events)
 
 /* ---- up: frames ------------------------------------------------------------------------ */
 
+/* Loop thread, without node->lock: an up connection's bytes, at most
+ * limits.read_budget a turn; level-triggered epoll brings the rest next turn,
+ * after every other connection and the callers have had theirs. */
+void
+cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
+{
+    c->rd = 2;
+    if (c->state != CONN_UP || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    size_t budget = node->limits.read_budget, got = 0;
+    while (got < budget) {
+        ssize_t n = read_max(c, budget - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        c->rd = n == -2 ? 2 : (int)n;
+        break;
+    }
+    if (got) {
+        clock_gettime(CLOCK_MONOTONIC, &c->peer->last_read);
+        if (c->rd == 2 && got >= budget)
+            c->rd = 1; /* more may wait */
+    }
+}
+
+/* node->lock held: dispatch every whole frame in ibuf (what the fill read,
+ * so at most a budget's worth), then act on what the fill saw. */
 static const char *
 read_frames(cnode_node *node, cnode__conn *c)
 {
-    static const char *const gone = "connection closed by peer";
-    int r = 1;
-    for (;;) {
-        size_t off = 0;
-        while (off < c->ilen) {
-            cnode__frame f;
-            const char *why = NULL;
-            ptrdiff_t n = cnode__frame_decode(c->ibuf + off, c->ilen - off, 4, node->max_frame, &f, &why);
-            if (n == CNODE__NEED_MORE)
-                break;
-            if (n < 0) {
-                cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: bad frame (%s)", c->peer->name,
-                           why ? why : "?");
-                return "bad frame";
-            }
-            off += (size_t)n;
-            if (!f.body)
-                continue; /* tick */
-            cnode__ctl msg;
-            if (cnode__ctl_decode(f.body, f.len, &cnode__term_limits_default, &msg, &why) < 0) {
-                cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: malformed message (%s)", c->peer->name,
-                           why ? why : "?");
-                return "malformed message";
-            }
-            cnode__dispatch(node, c->peer, &msg);
+    size_t off = 0;
+    while (off < c->ilen) {
+        cnode__frame f;
+        const char *why = NULL;
+        ptrdiff_t n = cnode__frame_decode(c->ibuf + off, c->ilen - off, 4, node->max_frame, &f, &why);
+        if (n == CNODE__NEED_MORE)
+            break;
+        if (n < 0) {
+            cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: bad frame (%s)", c->peer->name,
+                       why ? why : "?");
+            CNODE__STAT_ADD(node, bad_data_disconnects, 1);
+            return "bad frame";
         }
-        if (off)
-            consume(c, off);
-        if (r == 0)
-            return gone;
-        if (r == 2)
-            return NULL;
-        r = read_some(node, c);
-        if (r == -1)
-            return "read error";
-        if (r == 1)
-            clock_gettime(CLOCK_MONOTONIC, &c->peer->last_read);
+        off += (size_t)n;
+        if (!f.body)
+            continue; /* tick */
+        cnode__ctl msg;
+        if (cnode__ctl_decode(f.body, f.len, &cnode__term_limits_default, &msg, &why) < 0) {
+            cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: malformed message (%s)", c->peer->name,
+                       why ? why : "?");
+            CNODE__STAT_ADD(node, bad_data_disconnects, 1);
+            return "malformed message";
+        }
+        cnode__dispatch(node, c->peer, &msg);
+        if (c->state != CONN_UP)
+            return ""; /* the dispatch took this connection down */
     }
+    if (off)
+        consume(c, off);
+    if (c->rd == 0)
+        return "connection closed by peer";
+    if (c->rd == -1)
+        return "read error";
+    return NULL;
 }
 
 void
@@ -671,13 +780,17 @@ cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
             err = read_frames(node, c);
         break;
     case CONN_UP:
-        if (events & EPOLLOUT)
+        if (events & EPOLLOUT) {
             c->peer->dirty = 1;
+            cnode__mark_dirty(node, c->peer);
+        }
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             err = read_frames(node, c);
         break;
+    case CONN_DEAD:
+        return; /* closed earlier in this turn */
     }
-    if (err)
+    if (err && c->state != CONN_DEAD)
         cnode__conn_close(node, c, *err ? err : NULL);
 }
 
@@ -688,6 +801,7 @@ cnode__conn_housekeeping(cnode_node *node)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t now_ms = now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    accept_resume(node);
     cnode__conn *c = node->conns;
     while (c) {
         cnode__conn *nx = c->next;

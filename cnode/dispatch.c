@@ -106,7 +106,8 @@ spawn_undef(cnode_node *node, cnode__peer *peer, const cnode__ctl *in)
     c.from.pid = p->pid;
     cnode__send_ctl(node, peer, &c, NULL, 0);
     cnode__xpid from;
-    cnode__xpid_of(node, &in->from.pid, &from, 1);
+    if (cnode__xpid_of(node, &in->from.pid, &from, 1) != 0)
+        flags = 0; /* no record of its node: no link or monitor can be kept */
     if (flags & 1)
         cnode__add_link(p, &from);
     if (flags & 2)
@@ -139,8 +140,13 @@ cnode__dispatch(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         if (node->ctl_hooks[i](node, peer, c, node->ctl_hook_ud[i]))
             return;
     cnode__xpid from = {0};
-    if (!c->from.is_name)
-        cnode__xpid_of(node, &c->from.pid, &from, 1);
+    if (!c->from.is_name && cnode__xpid_of(node, &c->from.pid, &from, 1) != 0) {
+        /* a sender on a node we cannot record (limits.peers): as undecodable */
+        cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: message names a node over the peers limit",
+                   peer->name);
+        cnode__enqueue_req(node, REQ_BAD_DATA, peer);
+        return;
+    }
     cnode_proc *p;
     switch (c->op) {
     case CNODE__OP_SEND:

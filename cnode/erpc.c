@@ -642,10 +642,11 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
         int up = r->peer->up != NULL, spawn = (r->peer->flags & CNODE__DFLAG_SPAWN) != 0;
         cnode__peer *peer = r->peer;
         pthread_mutex_unlock(&node->lock);
+        int src = 0;
         if (!up || spawn)
-            cnode__send_frame(node, peer, r->frame, r->frame_len, NULL, 0);
+            src = cnode__send_frame_wait(node, peer, r->frame, r->frame_len, NULL, 0);
         req_free(r);
-        return 0;
+        return src == CNODE_ETIMEOUT ? src : 0;
     }
     if (table_put(st, r) != 0 || heap_push(st, r) != 0) {
         table_del(st, r);
@@ -671,7 +672,10 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
     *out = r;
     pthread_mutex_unlock(&node->lock);
     if (frame) {
-        cnode__send_frame(node, peer, frame, flen, NULL, 0);
+        /* past the output queue's limit this waits, as an erpc caller is
+         * suspended on a busy distribution port; if it gives up, the request
+         * ends by its own deadline */
+        cnode__send_frame_wait(node, peer, frame, flen, NULL, 0);
         free(frame);
     }
     if (need_connect)

@@ -58,13 +58,18 @@ struct cnode__conn {
     char host[CNODE__NAME_MAX];
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
+    int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
     struct cnode__conn *next; /* node->conns */
 };
 
 /* Everything we know of one other node. Never freed before the node. */
 struct cnode__peer {
     char name[CNODE__NAME_MAX];
-    cnode__peer *next;
+    cnode__peer *next;     /* node->peers, under node->lock */
+    cnode__peer *hnext;    /* node->peer_tab bucket, under node->lock */
+    uint32_t hash;
+    cnode__peer *dnext;    /* node->dirty_head list, under node->qlock */
+    int on_dirty;          /* on that list, under node->qlock */
     /* state, under node->lock */
     cnode__conn *up;       /* the up connection, or NULL */
     cnode__conn *dialling; /* our outgoing attempt, or NULL */
@@ -84,6 +89,8 @@ struct cnode__peer {
     _Atomic int64_t last_write_ms;
     /* waiters for connect (ping), under node->lock */
     pthread_cond_t up_cond;
+    pthread_cond_t room_cond; /* output queue fell below limits.out_queue_bytes (wlock) */
+    int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
     int connect_failed;    /* bumped when an attempt fails */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
@@ -151,7 +158,7 @@ typedef struct cnode__req {
     int kind;
     cnode__peer *peer;
 } cnode__req;
-enum { REQ_CONNECT = 1, REQ_FLUSH, REQ_DISCONNECT, REQ_STOP };
+enum { REQ_CONNECT = 1, REQ_FLUSH, REQ_DISCONNECT, REQ_STOP, REQ_OVERFLOW, REQ_BAD_DATA };
 
 /* Hook for layers above the runtime (erpc client, server, pg): called on the
  * I/O thread with node->lock held for every control message the runtime does
@@ -166,6 +173,14 @@ typedef struct cnode__event {
     char name[CNODE__NAME_MAX];
     char reason[64];
 } cnode__event;
+
+/* A log line held while the loop holds node->lock (loop thread only). */
+typedef struct cnode__logline {
+    struct cnode__logline *next;
+    int level;
+    char msg[];
+} cnode__logline;
+#define CNODE__LOGQ_MAX 1024
 
 /* Counters behind cnode_node_stats(); any thread, relaxed atomics. */
 typedef struct {
@@ -203,7 +218,10 @@ struct cnode_node {
     uint32_t *serials;           /* next serial of each slot */
     size_t nprocs_cap;
     uint32_t free_hint;
-    cnode__peer *peers;
+    cnode__peer *peers;          /* every peer, under node->lock */
+    cnode__peer **peer_tab;      /* the same by name hash, under node->lock */
+    size_t peer_tab_size, npeers;
+    cnode__peer *dirty_head;     /* peers with output to flush, under qlock */
     cnode__conn *conns;          /* I/O thread only */
     _Atomic uint64_t ref_counter;
     uint32_t ref_salt;
@@ -236,9 +254,21 @@ struct cnode_node {
     int nclosehooks;
     atomic_int pg_hooks;
     int stop_loop;                   /* loop thread only */
+    /* loop thread only: */
+    cnode__logline *logq_head, *logq_tail; /* log lines made under node->lock */
+    int nlogq;
+    unsigned long logq_dropped;
+    cnode__conn *dead_conns;         /* closed this turn, freed at its end */
+    int accept_paused;               /* listen socket out of epoll (EMFILE) */
+    struct timespec accept_resume;
+    int64_t accept_logged_ms;
 };
 
 /* util.c */
+/* While set to a node (by its loop, around node->lock), cnode__log keeps
+ * that node's lines for cnode__log_flush, after the lock is let go. */
+extern __thread cnode_node *cnode__log_defer_node;
+void cnode__log_flush(cnode_node *node);
 void cnode__log(cnode_node *node, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void cnode__seterr(cnode_error *err, int code, const char *node, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int64_t cnode__now_ms(void);
@@ -250,11 +280,16 @@ void cnode__cond_init(pthread_cond_t *c);
 /* Wait until signalled or the CLOCK_MONOTONIC deadline (NULL: forever); 1 if the deadline passed. */
 int cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline);
 uint16_t cnode__epmd_port(void);
+/* pthread_create with every signal blocked in the new thread. */
+int cnode__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 int cnode__connect_tmo(const void *sockaddr_in, int timeout_ms);
 
 /* node.c */
 cnode__peer *cnode__peer_get(cnode_node *node, const char *name, int create);
-void cnode__xpid_of(cnode_node *node, const erlang_pid *pid, cnode__xpid *out, int create_peer);
+/* -1 if pid is remote and its node's record could not be had (unknown and
+ * create_peer 0, or over limits.peers): out->peer is then NULL, which would
+ * read as local, so callers must check. */
+int cnode__xpid_of(cnode_node *node, const erlang_pid *pid, cnode__xpid *out, int create_peer);
 void cnode__xpid_to_pid(cnode_node *node, const cnode__xpid *x, erlang_pid *out);
 int cnode__xpid_eq(const cnode__xpid *a, const cnode__xpid *b);
 int cnode__is_local(cnode_node *node, const char *nodename);
@@ -269,8 +304,15 @@ void cnode__add_post_hook(cnode_node *node, void (*hook)(cnode_node *, void *), 
 void cnode__add_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 void cnode__add_pre_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 
-/* out.c: frames to a peer */
+/* out.c: frames to a peer. cnode__send_frame never waits (signals, replies of
+ * the runtime); cnode__send_frame_wait is for messages and calls: past
+ * limits.out_queue_bytes it waits for room (never on the loop thread, never
+ * with node->lock held) and gives CNODE_ETIMEOUT after limits.send_timeout_ms. */
 int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);
+int cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload,
+                           size_t plen);
+/* Put peer on the list the loop flushes at the end of its turn. */
+void cnode__mark_dirty(cnode_node *node, cnode__peer *peer);
 int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
 void cnode__flush_peer(cnode_node *node, cnode__peer *peer);
 void cnode__drop_output(cnode__peer *peer);
@@ -288,6 +330,12 @@ void cnode__conn_accept(cnode_node *node);
 void cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events);
 void cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason);
 void cnode__conn_housekeeping(cnode_node *node);
+/* Without node->lock: read what an up connection has, up to limits.read_budget. */
+void cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events);
+/* Free the connections closed this turn (loop thread, end of turn). */
+void cnode__conn_reap(cnode_node *node);
+/* accept failed for want of descriptors: stop polling the listen socket a while */
+void cnode__accept_pause(cnode_node *node, int err);
 void cnode__push_event(cnode_node *node, int up, const char *name, const char *reason);
 
 /* proc.c (node->lock held unless noted) */

@@ -78,14 +78,31 @@ handle_requests(cnode_node *node)
             if (!r->peer->up && !r->peer->dialling && !accepting(node, r->peer) && !atomic_load(&node->stopping))
                 cnode__conn_start_outgoing(node, r->peer);
             else if (r->peer->up)
-                r->peer->dirty = 1;
+                cnode__mark_dirty(node, r->peer);
             break;
         case REQ_FLUSH:
-            r->peer->dirty = 1;
+            cnode__mark_dirty(node, r->peer);
             break;
         case REQ_DISCONNECT:
             if (r->peer->up)
                 cnode__conn_close(node, r->peer->up, "disconnect");
+            break;
+        case REQ_OVERFLOW:
+            if (r->peer->up) {
+                cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: output queue overflow (over %zu bytes)",
+                           r->peer->name, (size_t)64 * node->limits.out_queue_bytes);
+                cnode__conn_close(node, r->peer->up, "output queue overflow");
+            } else {
+                pthread_mutex_lock(&r->peer->wlock);
+                cnode__drop_output(r->peer);
+                pthread_mutex_unlock(&r->peer->wlock);
+            }
+            break;
+        case REQ_BAD_DATA:
+            if (r->peer->up) {
+                CNODE__STAT_ADD(node, bad_data_disconnects, 1);
+                cnode__conn_close(node, r->peer->up, "undecodable data");
+            }
             break;
         case REQ_STOP:
             node->stop_loop = 1;
@@ -96,15 +113,22 @@ handle_requests(cnode_node *node)
     }
 }
 
+/* Write what the dirty peers queued, without node->lock. p->up and
+ * p->dialling change only on the loop thread, which is this one. */
 static void
 flush_dirty(cnode_node *node)
 {
-    for (cnode__peer *p = node->peers; p; p = p->next) {
-        /* dirty is read racily here; a writer that sets it also wakes us */
-        if (p->dirty && p->up)
+    pthread_mutex_lock(&node->qlock);
+    cnode__peer *p = node->dirty_head;
+    node->dirty_head = NULL;
+    for (cnode__peer *q = p; q; q = q->dnext)
+        q->on_dirty = 0;
+    pthread_mutex_unlock(&node->qlock);
+    while (p) {
+        cnode__peer *nx = p->dnext;
+        if (p->up)
             cnode__flush_peer(node, p);
-        else if (p->dirty && !p->up && !p->dialling)
-            p->dirty = 0;
+        p = nx;
     }
 }
 
@@ -126,7 +150,15 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;
     cnode__loop_thread_node = node;
+    /* reads from up connections happen here, before node->lock: a fast peer's
+     * recv never holds up callers or other connections */
+    for (int i = 0; i < n; i++) {
+        void *ptr = evs[i].data.ptr;
+        if (ptr != &node->listen_fd && ptr != &node->evfd && ptr != &node->epmd_fd)
+            cnode__conn_fill(node, ptr, evs[i].events);
+    }
     pthread_mutex_lock(&node->lock);
+    cnode__log_defer_node = node;
     for (int i = 0; i < n; i++) {
         void *ptr = evs[i].data.ptr;
         if (ptr == &node->listen_fd) {
@@ -152,12 +184,16 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
             node->tick_hooks[i](node, node->tick_hook_ud[i]);
         cnode__deadline_after(&node->next_tick, HOUSEKEEPING_MS);
     }
+    int nposthooks = node->nposthooks; /* hooks are added under node->lock */
+    cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
+    cnode__conn_reap(node);
+    cnode__log_flush(node);
     flush_dirty(node);
     cnode__loop_thread_node = NULL;
     fire_events(node);
     cnode__erpc_fire(node);
-    for (int i = 0; i < node->nposthooks; i++)
+    for (int i = 0; i < nposthooks; i++)
         node->post_hooks[i](node, node->post_hook_ud[i]);
     return n < 0 ? 0 : n;
 }
@@ -186,33 +222,51 @@ cnode_poll(cnode_node *node, int timeout_ms)
 
 /* Stop: every process exits with `shutdown`, the signals that makes are
  * flushed (bounded), then every connection closes. Loop thread only. */
+/* Peers with output still queued on an up connection (loop thread). */
+static int
+pending_output(cnode_node *node)
+{
+    int pending = 0;
+    pthread_mutex_lock(&node->lock);
+    for (cnode__peer *p = node->peers; p; p = p->next) {
+        pthread_mutex_lock(&p->wlock);
+        if (p->up && p->oq_head) {
+            pending = 1;
+            pthread_mutex_unlock(&p->wlock);
+            cnode__mark_dirty(node, p);
+            continue;
+        }
+        pthread_mutex_unlock(&p->wlock);
+    }
+    pthread_mutex_unlock(&node->lock);
+    return pending;
+}
+
 void
 cnode__shutdown_io(cnode_node *node)
 {
     cnode__loop_thread_node = node;
     pthread_mutex_lock(&node->lock);
+    cnode__log_defer_node = node;
     cnode__proc_exit_all(node, "shutdown");
+    cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
+    cnode__log_flush(node);
     flush_dirty(node);
     int64_t end = cnode__now_ms() + 500;
-    for (;;) {
-        int pending = 0;
-        for (cnode__peer *p = node->peers; p; p = p->next)
-            if (p->up && p->oq_head)
-                pending = 1;
-        if (!pending || cnode__now_ms() > end)
-            break;
+    while (pending_output(node) && cnode__now_ms() <= end) {
         struct epoll_event ev;
         epoll_wait(node->epfd, &ev, 1, 10);
         flush_dirty(node);
-        for (cnode__peer *p = node->peers; p; p = p->next)
-            if (p->up && p->oq_head)
-                cnode__flush_peer(node, p);
     }
     pthread_mutex_lock(&node->lock);
+    cnode__log_defer_node = node;
     while (node->conns)
         cnode__conn_close(node, node->conns, "shutdown");
+    cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
+    cnode__conn_reap(node);
+    cnode__log_flush(node);
     cnode__loop_thread_node = NULL;
     fire_events(node);
 }

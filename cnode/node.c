@@ -256,6 +256,7 @@ node_free(cnode_node *node)
         cnode__drop_output(p);
         pthread_mutex_destroy(&p->wlock);
         pthread_cond_destroy(&p->up_cond);
+        pthread_cond_destroy(&p->room_cond);
         free(p);
         p = nx;
     }
@@ -265,6 +266,7 @@ node_free(cnode_node *node)
         free(r);
         r = nx;
     }
+    free(node->peer_tab);
     free(node->procs);
     pthread_mutex_destroy(&node->lock);
     pthread_mutex_destroy(&node->loop_lock);
@@ -388,7 +390,7 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         goto fail;
     }
     if (!opts->no_io_thread) {
-        if (pthread_create(&node->io_thread, NULL, cnode__io_main, node) != 0) {
+        if (cnode__thread_create(&node->io_thread, cnode__io_main, node) != 0) {
             cnode__seterr(err, CNODE_ESYS, NULL, "pthread_create failed");
             rc = CNODE_ESYS;
             goto fail;
@@ -449,23 +451,65 @@ cnode_node_creation(const cnode_node *node)
 
 /* ---- peers ---------------------------------------------------------------------- */
 
+static uint32_t
+name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static int
+peer_tab_grow(cnode_node *node)
+{
+    size_t n = node->peer_tab_size ? node->peer_tab_size * 2 : 64;
+    cnode__peer **t = calloc(n, sizeof *t);
+    if (!t)
+        return -1;
+    for (cnode__peer *p = node->peers; p; p = p->next) {
+        p->hnext = t[p->hash & (n - 1)];
+        t[p->hash & (n - 1)] = p;
+    }
+    free(node->peer_tab);
+    node->peer_tab = t;
+    node->peer_tab_size = n;
+    return 0;
+}
+
+/* node->lock held. A new record only with create, a valid name and room
+ * under limits.peers (else NULL, counted). */
 cnode__peer *
 cnode__peer_get(cnode_node *node, const char *name, int create)
 {
-    for (cnode__peer *p = node->peers; p; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            return p;
+    uint32_t h = name_hash(name);
+    if (node->peer_tab)
+        for (cnode__peer *p = node->peer_tab[h & (node->peer_tab_size - 1)]; p; p = p->hnext)
+            if (p->hash == h && strcmp(p->name, name) == 0)
+                return p;
     if (!create || strlen(name) >= CNODE__NAME_MAX || !strchr(name, '@'))
+        return NULL;
+    if (node->npeers >= node->limits.peers) {
+        CNODE__STAT_ADD(node, peers_refused, 1);
+        return NULL;
+    }
+    if (node->npeers >= node->peer_tab_size && peer_tab_grow(node) != 0)
         return NULL;
     cnode__peer *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     snprintf(p->name, sizeof p->name, "%s", name);
+    p->hash = h;
     p->fd = -1;
     pthread_mutex_init(&p->wlock, NULL);
     cnode__cond_init(&p->up_cond);
+    cnode__cond_init(&p->room_cond);
     p->next = node->peers;
     node->peers = p;
+    p->hnext = node->peer_tab[h & (node->peer_tab_size - 1)];
+    node->peer_tab[h & (node->peer_tab_size - 1)] = p;
+    node->npeers++;
+    CNODE__STAT_ADD(node, peers_now, 1);
     return p;
 }
 
@@ -475,13 +519,15 @@ cnode__is_local(cnode_node *node, const char *nodename)
     return strcmp(node->name, nodename) == 0;
 }
 
-void
+int
 cnode__xpid_of(cnode_node *node, const erlang_pid *pid, cnode__xpid *out, int create_peer)
 {
-    out->peer = cnode__is_local(node, pid->node) ? NULL : cnode__peer_get(node, pid->node, create_peer);
+    int local = cnode__is_local(node, pid->node);
+    out->peer = local ? NULL : cnode__peer_get(node, pid->node, create_peer);
     out->num = pid->num;
     out->serial = pid->serial;
     out->creation = pid->creation;
+    return local || out->peer ? 0 : -1;
 }
 
 void

@@ -3,7 +3,13 @@
  * otherwise the frame is queued and the I/O thread flushes it, many frames
  * per sendmsg, at the end of its loop turn. Never write()/writev(): sendmsg
  * with MSG_NOSIGNAL keeps a dead peer from raising SIGPIPE in the user's
- * process. */
+ * process.
+ *
+ * The queue is bounded as BEAM bounds a distribution port: a message sender
+ * past limits.out_queue_bytes waits for room (BEAM suspends it on a busy
+ * port); the runtime's own signals never wait, and a queue that still grows
+ * past 64 times the limit takes the connection down. A frame is never dropped
+ * while the connection stays up. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -15,21 +21,30 @@
 
 __thread cnode_node *cnode__loop_thread_node;
 
-#define OQ_MAX_BYTES ((size_t)256 << 20)
+#define HARD_CAP_FACTOR 64
 
-static int
-enqueue(cnode__peer *peer, const char *a, size_t alen, const char *b, size_t blen, size_t skip)
+static void
+enqueue_frame(cnode__peer *peer, cnode__obuf *o)
+{
+    if (peer->oq_tail)
+        peer->oq_tail->next = o;
+    else
+        peer->oq_head = o;
+    peer->oq_tail = o;
+    peer->oq_bytes += o->len;
+}
+
+/* A queued copy of a||b less the skip bytes a partial write already sent. */
+static cnode__obuf *
+obuf_new(const char *a, size_t alen, const char *b, size_t blen, size_t skip)
 {
     size_t total = alen + blen - skip;
-    if (peer->oq_bytes + total > OQ_MAX_BYTES)
-        return CNODE_ENOMEM;
     cnode__obuf *o = malloc(sizeof *o + total);
     if (!o)
-        return CNODE_ENOMEM;
+        return NULL;
     o->next = NULL;
     o->len = total;
     o->off = 0;
-    /* copy what the partial write left: skip bytes of a||b are gone */
     if (skip < alen) {
         memcpy(o->data, a + skip, alen - skip);
         if (blen)
@@ -37,13 +52,14 @@ enqueue(cnode__peer *peer, const char *a, size_t alen, const char *b, size_t ble
     } else {
         memcpy(o->data, b + (skip - alen), total);
     }
-    if (peer->oq_tail)
-        peer->oq_tail->next = o;
-    else
-        peer->oq_head = o;
-    peer->oq_tail = o;
-    peer->oq_bytes += total;
-    return 0;
+    return o;
+}
+
+static void
+wake_room(cnode_node *node, cnode__peer *peer)
+{
+    if (peer->oq_bytes < node->limits.out_queue_bytes)
+        pthread_cond_broadcast(&peer->room_cond);
 }
 
 void
@@ -58,56 +74,124 @@ cnode__drop_output(cnode__peer *peer)
     peer->oq_head = peer->oq_tail = NULL;
     peer->oq_bytes = 0;
     peer->dirty = 0;
+    peer->overflow = 0; /* the connection that overflowed is gone */
+    pthread_cond_broadcast(&peer->room_cond);
 }
 
-int
-cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen)
+void
+cnode__mark_dirty(cnode_node *node, cnode__peer *peer)
 {
-    int rc = 0, need_connect = 0, need_wake = 0;
+    pthread_mutex_lock(&node->qlock);
+    if (!peer->on_dirty) {
+        peer->on_dirty = 1;
+        peer->dnext = node->dirty_head;
+        node->dirty_head = peer;
+    }
+    pthread_mutex_unlock(&node->qlock);
+}
+
+static int
+send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen,
+           int wait)
+{
+    int on_loop = cnode__loop_thread_node == node;
+    int need_connect = 0, need_wake = 0, overflow = 0;
     pthread_mutex_lock(&peer->wlock);
-    if (peer->fd >= 0 && !peer->oq_head && cnode__loop_thread_node != node) {
+    if (wait && !on_loop && peer->oq_bytes >= node->limits.out_queue_bytes) {
+        CNODE__STAT_ADD(node, send_waits, 1);
+        struct timespec dl;
+        cnode__deadline_after(&dl, node->limits.send_timeout_ms);
+        while (peer->oq_bytes >= node->limits.out_queue_bytes && !peer->overflow) {
+            if (cnode__cond_wait_until(&peer->room_cond, &peer->wlock, &dl) &&
+                peer->oq_bytes >= node->limits.out_queue_bytes) {
+                pthread_mutex_unlock(&peer->wlock);
+                CNODE__STAT_ADD(node, send_timeouts, 1);
+                return CNODE_ETIMEOUT;
+            }
+        }
+    }
+    if (peer->overflow) {
+        /* the link is being taken down: what follows would arrive after a gap */
+        pthread_mutex_unlock(&peer->wlock);
+        return CNODE_ENOCONNECTION;
+    }
+    size_t skip = 0;
+    if (peer->fd >= 0 && !peer->oq_head && !on_loop) {
         struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = plen ? 2 : 1};
-        ssize_t n = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n;
+        do
+            n = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
         if (n == (ssize_t)(hlen + plen)) {
             atomic_store(&peer->last_write_ms, cnode__now_ms());
             pthread_mutex_unlock(&peer->wlock);
             return 0;
         }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            /* the I/O thread sees the error on read and closes; drop this frame as Erlang would */
+        if (n < 0 && errno != EAGAIN) {
+            /* the connection is broken: the I/O thread sees it on read and
+             * takes it down, so nothing after this frame is delivered either */
             pthread_mutex_unlock(&peer->wlock);
             return 0;
         }
-        if (n > 0)
+        if (n > 0) {
             atomic_store(&peer->last_write_ms, cnode__now_ms());
-        rc = enqueue(peer, hdr, hlen, payload, plen, n > 0 ? (size_t)n : 0);
-        need_wake = 1;
-    } else {
-        rc = enqueue(peer, hdr, hlen, payload, plen, 0);
-        if (peer->fd < 0) {
-            /* one dial request queued at a time, however many frames wait for it */
-            need_connect = !peer->connect_req;
-            peer->connect_req = 1;
-        } else if (cnode__loop_thread_node != node && !peer->dirty) {
-            need_wake = 1; /* already dirty: whoever made it so has woken the loop */
+            skip = (size_t)n;
         }
+        need_wake = 1;
     }
-    if (rc == 0) {
-        peer->dirty = 1; /* the loop flushes dirty peers at the end of its turn */
-    } else {
-        if (need_connect)
-            peer->connect_req = 0;
-        need_wake = need_connect = 0;
+    if (peer->oq_bytes > (size_t)HARD_CAP_FACTOR * node->limits.out_queue_bytes) {
+        peer->overflow = 1;
+        pthread_mutex_unlock(&peer->wlock);
+        CNODE__STAT_ADD(node, out_queue_overflows, 1);
+        cnode__enqueue_req(node, REQ_OVERFLOW, peer);
+        return CNODE_ENOCONNECTION;
     }
+    cnode__obuf *o = obuf_new(hdr, hlen, payload, plen, skip);
+    if (!o) {
+        if (skip) {
+            /* part of the frame is on the wire and the rest cannot be kept:
+             * the stream is broken, so the link must go */
+            peer->overflow = overflow = 1;
+        }
+        pthread_mutex_unlock(&peer->wlock);
+        if (overflow)
+            cnode__enqueue_req(node, REQ_OVERFLOW, peer);
+        return CNODE_ENOMEM;
+    }
+    enqueue_frame(peer, o);
+    if (peer->fd < 0) {
+        /* one dial request queued at a time, however many frames wait for it */
+        need_connect = !peer->connect_req;
+        peer->connect_req = 1;
+    } else if (!on_loop && !peer->dirty) {
+        need_wake = 1; /* already dirty: whoever made it so has woken the loop */
+    }
+    peer->dirty = 1; /* the loop flushes dirty peers at the end of its turn */
     pthread_mutex_unlock(&peer->wlock);
+    if (peer->fd >= 0 || on_loop)
+        cnode__mark_dirty(node, peer);
     if (need_connect && cnode__enqueue_req(node, REQ_CONNECT, peer) != 0) {
         pthread_mutex_lock(&peer->wlock);
         peer->connect_req = 0;
         pthread_mutex_unlock(&peer->wlock);
-    } else if (need_wake)
-        cnode__enqueue_req(node, REQ_FLUSH, peer);
-    return rc;
+    } else if (need_wake) {
+        cnode__wake(node);
+    }
+    return 0;
+}
+
+int
+cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen)
+{
+    return send_frame(node, peer, hdr, hlen, payload, plen, 0);
+}
+
+int
+cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload,
+                       size_t plen)
+{
+    return send_frame(node, peer, hdr, hlen, payload, plen, 1);
 }
 
 int
@@ -164,6 +248,7 @@ cnode__flush_peer(cnode_node *node, cnode__peer *peer)
             free(o);
         }
     }
+    wake_room(node, peer);
     int want_out = peer->fd >= 0 && peer->oq_head != NULL;
     if (c && peer->fd >= 0 && want_out != peer->epollout) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0), .data.ptr = c};

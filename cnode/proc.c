@@ -638,7 +638,7 @@ send_msg(cnode_proc *from, const erlang_pid *to, const char *name, const char *n
         return CNODE_ENOMEM;
     int rc = CNODE_EINVAL;
     if (cnode__ctl_encode(&x, &c, tl + 1) == 0 && ei_x_append_buf(&x, "\x83", 1) == 0)
-        rc = cnode__send_frame(node, peer, x.buff, (size_t)x.index, t, tl);
+        rc = cnode__send_frame_wait(node, peer, x.buff, (size_t)x.index, t, tl);
     ei_x_free(&x);
     return rc;
 }

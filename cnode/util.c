@@ -1,6 +1,8 @@
 /* Small shared helpers: logging, error details, clocks, term buffers. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cnode/internal.h"
@@ -83,9 +85,53 @@ cnode__log(cnode_node *node, int level, const char *fmt, ...)
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    if (cnode__log_defer_node == node) {
+        /* the loop holds node->lock: the hook runs after it lets go */
+        if (node->nlogq >= CNODE__LOGQ_MAX) {
+            node->logq_dropped++;
+            return;
+        }
+        size_t len = n < 0 ? 0 : (size_t)n >= sizeof buf ? sizeof buf - 1 : (size_t)n;
+        cnode__logline *l = malloc(sizeof *l + len + 1);
+        if (!l) {
+            node->logq_dropped++;
+            return;
+        }
+        l->next = NULL;
+        l->level = level;
+        memcpy(l->msg, buf, len + 1);
+        if (node->logq_tail)
+            node->logq_tail->next = l;
+        else
+            node->logq_head = l;
+        node->logq_tail = l;
+        node->nlogq++;
+        return;
+    }
     node->opts.log(level, buf, node->opts.user_data);
+}
+
+__thread cnode_node *cnode__log_defer_node;
+
+void
+cnode__log_flush(cnode_node *node)
+{
+    cnode__logline *l = node->logq_head;
+    unsigned long dropped = node->logq_dropped;
+    node->logq_head = node->logq_tail = NULL;
+    node->nlogq = 0;
+    node->logq_dropped = 0;
+    while (l) {
+        cnode__logline *nx = l->next;
+        node->opts.log(l->level, l->msg, node->opts.user_data);
+        free(l);
+        l = nx;
+    }
+    if (dropped)
+        cnode__log(node, CNODE_LOG_WARNING, "%lu log lines dropped (more than %d in one loop turn)", dropped,
+                   CNODE__LOGQ_MAX);
 }
 
 void
@@ -195,4 +241,17 @@ cnode_error_format(const cnode_error *err, char *buf, size_t cap)
     if (d && n >= 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, " | details: [%s]", details);
     return n < 0 || (size_t)n >= cap ? CNODE_ENOMEM : 0;
+}
+
+/* Library threads take no signals: the application's handlers run on its own
+ * threads, and a signal never interrupts the loop in the middle of a turn. */
+int
+cnode__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }

@@ -232,8 +232,12 @@ int cnode_proc_alive(cnode_proc *proc, ei_x_buff *reason);
 /* msg: an encoded term, with or without its 131 version byte; borrowed.
  * Sends are asynchronous like Erlang's: 0 means queued (a connection is made
  * on demand; messages to an unreachable node are dropped, as in Erlang).
+ * Past limits.out_queue_bytes queued for that node the call waits for room,
+ * as a BEAM sender is suspended on a busy distribution port.
  * Errors: CNODE_EINVAL (bad term or pid), CNODE_EEXITED (sender dead),
- * CNODE_ECLOSED, CNODE_ENOMEM. */
+ * CNODE_ETIMEOUT (no room within limits.send_timeout_ms: not sent),
+ * CNODE_ENOCONNECTION (the connection is being taken down), CNODE_ECLOSED,
+ * CNODE_ENOMEM. */
 int cnode_send(cnode_proc *from, const erlang_pid *to, const ei_x_buff *msg);
 /* {name, node} ! msg; node NULL or this node's name: local. */
 int cnode_reg_send(cnode_proc *from, const char *name, const char *node, const ei_x_buff *msg);
