@@ -140,7 +140,8 @@ cnode__dispatch(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         if (node->ctl_hooks[i](node, peer, c, node->ctl_hook_ud[i]))
             return;
     cnode__xpid from = {0};
-    if (!c->from.is_name && cnode__xpid_of(node, &c->from.pid, &from, 1) != 0) {
+    /* ops without a sender (SEND's unused field) leave from.pid.node empty */
+    if (!c->from.is_name && c->from.pid.node[0] && cnode__xpid_of(node, &c->from.pid, &from, 1) != 0) {
         /* a sender on a node we cannot record (limits.peers): as undecodable */
         cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: message names a node over the peers limit",
                    peer->name);
