@@ -47,19 +47,6 @@ conn_new(cnode_node *node, int fd, int outgoing, uint32_t ev)
 }
 
 static int
-resolve(const char *host, struct in_addr *out)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-        return -1;
-    *out = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-    return 0;
-}
-
-static int
 start_connect(const struct in_addr *addr, uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -93,27 +80,70 @@ dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
         node->peer_hooks[i](node, peer, -1, node->peer_hook_ud[i]);
 }
 
+/* Dial epmd on host's address: the first step of an outgoing connection. */
+static const char *
+dial_epmd(cnode_node *node, cnode__conn *c)
+{
+    int fd = start_connect(&c->addr, node->epmd_port);
+    if (fd < 0)
+        return "cannot reach epmd";
+    struct epoll_event e = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(node->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+        close(fd);
+        return "cannot reach epmd";
+    }
+    c->fd = fd;
+    c->state = CONN_EPMD_CONNECT;
+    return NULL;
+}
+
 void
 cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
 {
     const char *at = strchr(peer->name, '@');
-    struct in_addr addr;
-    if (!at || resolve(at + 1, &addr) != 0) {
+    if (!at) {
         dial_failed(node, peer, "cannot resolve host");
         return;
     }
-    int fd = start_connect(&addr, node->epmd_port);
-    cnode__conn *c = fd >= 0 ? conn_new(node, fd, 1, EPOLLOUT) : NULL;
+    cnode__conn *c = calloc(1, sizeof *c);
     if (!c) {
-        if (fd >= 0)
-            close(fd);
-        dial_failed(node, peer, "cannot reach epmd");
+        dial_failed(node, peer, "out of memory");
         return;
     }
-    c->state = CONN_EPMD_CONNECT;
+    c->fd = -1;
+    c->outgoing = 1;
     c->peer = peer;
     snprintf(c->host, sizeof c->host, "%s", at + 1);
+    cnode__deadline_after(&c->deadline, SETUP_MS);
+    int r = cnode__resolve(node, c->host, &c->addr);
+    const char *why = r < 0 ? "cannot resolve host" : r == 0 ? dial_epmd(node, c) : NULL;
+    if (why) {
+        free(c);
+        dial_failed(node, peer, why);
+        return;
+    }
+    if (r == 1)
+        c->state = CONN_RESOLVING; /* no socket yet: only the deadline and the answer move it */
+    c->next = node->conns;
+    node->conns = c;
     peer->dialling = c;
+}
+
+void
+cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr)
+{
+    for (cnode__conn *c = node->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->state != CONN_RESOLVING || strcmp(c->host, host) != 0)
+            continue;
+        const char *why = "cannot resolve host";
+        if (addr) {
+            c->addr = *addr;
+            why = dial_epmd(node, c);
+        }
+        if (why)
+            cnode__conn_close(node, c, why);
+    }
 }
 
 void
@@ -208,6 +238,17 @@ void
 cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
 {
     cnode__peer *peer = c->peer;
+    if (c->state == CONN_RESOLVING) {
+        /* no socket yet */
+        if (peer && peer->dialling == c) {
+            peer->dialling = NULL;
+            if (reason)
+                dial_failed(node, peer, strcmp(reason, "handshake timed out") == 0
+                                            ? "cannot resolve host (timed out)" : reason);
+        }
+        conn_free(node, c);
+        return;
+    }
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (peer && peer->up == c) {
         pthread_mutex_lock(&peer->wlock);
@@ -418,10 +459,7 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     if (resp.highest < 6 || resp.lowest > 6)
         return "peer does not speak distribution version 6";
     /* epmd's part is done: dial the node itself on the same conn */
-    struct in_addr addr;
-    if (resolve(c->host, &addr) != 0)
-        return "cannot resolve host";
-    int fd = start_connect(&addr, resp.port);
+    int fd = start_connect(&c->addr, resp.port);
     if (fd < 0)
         return "cannot connect";
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);

@@ -329,6 +329,8 @@ copy_term(ei_x_buff *out, const char *p, size_t len)
     ei_x_append_buf(out, p, (int)len);
 }
 
+#define PRINT_MAX 512 /* bytes of encoded reason printed into err->message */
+
 static void
 exception(cnode_req *r, const char *cls, const char *reason, size_t rlen, const char *stack, size_t slen)
 {
@@ -336,9 +338,14 @@ exception(cnode_req *r, const char *cls, const char *reason, size_t rlen, const 
     copy_term(&r->err.reason, reason, rlen);
     if (stack)
         copy_term(&r->err.stacktrace, stack, slen);
-    char *text = cnode_term_print(r->err.reason.buff, (size_t)r->err.reason.index);
-    snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d raised %s: %s", r->mod, r->fun, r->arity, cls,
-             text ? text : "?");
+    /* node->lock is held: print only what fits the message anyway, so a
+     * huge reason (a bignum prints in quadratic time) costs nothing here */
+    char *text = rlen <= PRINT_MAX ? cnode_term_print(r->err.reason.buff, (size_t)r->err.reason.index) : NULL;
+    if (text)
+        snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d raised %s: %s", r->mod, r->fun, r->arity, cls, text);
+    else
+        snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d raised %s (a reason of %zu bytes, in err->reason)",
+                 r->mod, r->fun, r->arity, cls, rlen);
     free(text);
 }
 

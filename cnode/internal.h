@@ -12,6 +12,7 @@
 #ifndef CNODE_INTERNAL_H
 #define CNODE_INTERNAL_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 
 typedef struct cnode__peer cnode__peer;
 typedef struct cnode__conn cnode__conn;
+typedef struct cnode__resolver cnode__resolver;
 
 /* A pid kept compactly: peer NULL means this node. */
 typedef struct {
@@ -39,7 +41,7 @@ typedef struct cnode__obuf {
     char data[];
 } cnode__obuf;
 
-enum { CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_SEND_NAME_SENT, CONN_CHALLENGE_WAIT,
+enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_SEND_NAME_SENT, CONN_CHALLENGE_WAIT,
        CONN_ACK_WAIT, CONN_ACC_NAME_WAIT, CONN_ACC_ALIVE_WAIT, CONN_ACC_REPLY_WAIT, CONN_UP, CONN_DEAD };
 
 /* One socket: an epmd lookup, a handshake in either direction, or an up connection. */
@@ -56,6 +58,7 @@ struct cnode__conn {
     uint64_t peer_flags;
     uint32_t peer_creation;
     char host[CNODE__NAME_MAX];
+    struct in_addr addr;      /* outgoing: host's address, once resolved */
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
     int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
@@ -259,6 +262,7 @@ struct cnode_node {
     int nlogq;
     unsigned long logq_dropped;
     cnode__conn *dead_conns;         /* closed this turn, freed at its end */
+    cnode__resolver *resolver;       /* resolve.c; created by the loop thread */
     int accept_paused;               /* listen socket out of epoll (EMFILE) */
     struct timespec accept_resume;
     int64_t accept_logged_ms;
@@ -320,6 +324,14 @@ void cnode__drop_output(cnode__peer *peer);
 /* The node whose loop this thread is running now (NULL elsewhere). */
 extern __thread cnode_node *cnode__loop_thread_node;
 
+/* resolve.c: host names off the loop thread (loop thread only, but stop) */
+/* 0: *out is the address now; 1: asked, cnode__conn_resolved follows; -1: cannot */
+int cnode__resolve(cnode_node *node, const char *host, struct in_addr *out);
+/* Answers that came in: cache them, move waiting dials on (node->lock held). */
+void cnode__resolve_poll(cnode_node *node);
+/* After the loop stopped: ends the resolver thread. */
+void cnode__resolve_stop(cnode_node *node);
+
 /* loop.c */
 int cnode__loop_once(cnode_node *node, int timeout_ms);
 void *cnode__io_main(void *arg);
@@ -330,6 +342,8 @@ void cnode__conn_accept(cnode_node *node);
 void cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events);
 void cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason);
 void cnode__conn_housekeeping(cnode_node *node);
+/* resolve.c's answer for host (NULL addr: no address): dials waiting for it go on */
+void cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr);
 /* Without node->lock: read what an up connection has, up to limits.read_budget. */
 void cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events);
 /* Free the connections closed this turn (loop thread, end of turn). */

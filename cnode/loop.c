@@ -64,6 +64,7 @@ handle_requests(cnode_node *node)
     uint64_t v;
     while (read(node->evfd, &v, sizeof v) > 0)
         ;
+    cnode__resolve_poll(node);
     pthread_mutex_lock(&node->qlock);
     cnode__req *r = node->q_head;
     node->q_head = node->q_tail = NULL;

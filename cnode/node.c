@@ -242,6 +242,7 @@ open_listen(cnode_node *node, cnode_error *err)
 static void
 node_free(cnode_node *node)
 {
+    cnode__resolve_stop(node); /* the loop is gone: nobody asks any more */
     if (node->listen_fd >= 0)
         close(node->listen_fd);
     if (node->epmd_fd >= 0)
@@ -734,7 +735,13 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
     pthread_mutex_lock(&node->lock);
     cnode__peer *p = cnode__peer_get(node, peer, 1);
     if (!p) {
+        int full = node->npeers >= node->limits.peers && strlen(peer) < CNODE__NAME_MAX;
         pthread_mutex_unlock(&node->lock);
+        if (full) {
+            cnode__seterr(err, CNODE_ENOCONNECTION, peer, "cannot connect to %s: %u nodes known (limits.peers)", peer,
+                          node->limits.peers);
+            return CNODE_ENOCONNECTION;
+        }
         cnode__seterr(err, CNODE_EINVAL, peer, "invalid node name '%s'", peer);
         return CNODE_EINVAL;
     }

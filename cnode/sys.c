@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cnode/internal.h"
+
+#define PRINT_MAX 2048 /* bytes of a peer's term printed into a log line (1024 chars) */
 #include "cnode/terms.h"
 
 int
@@ -63,7 +65,11 @@ cnode__sys_reg_send(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
     if (strcmp(c->to.name, "logger_proxy") == 0) {
         char *text = NULL;
         int idx = 0;
-        if (ei_s_print_term(&text, b, &idx) >= 0)
+        /* on the loop, under node->lock: print only what a log line holds */
+        if (c->msg_len > PRINT_MAX)
+            cnode__log(node, CNODE_LOG_WARNING, "log report from %s (%zu bytes, not printed)", peer->name,
+                       c->msg_len);
+        else if (ei_s_print_term(&text, b, &idx) >= 0)
             cnode__log(node, CNODE_LOG_WARNING, "log report from %s: %s", peer->name, text);
         free(text);
         return 1;
@@ -77,7 +83,6 @@ static void
 gl_handler(cnode_proc *p, const cnode__xpid *sender, const char *b, size_t len)
 {
     (void)sender;
-    (void)len;
     cnode_node *node = p->node;
     int idx = 0, ver, arity;
     char a[MAXATOMLEN_UTF8];
@@ -104,7 +109,9 @@ gl_handler(cnode_proc *p, const cnode__xpid *sender, const char *b, size_t len)
         if (strcmp(ra_atom, "put_chars") == 0) {
             char *text = NULL;
             int i2 = req;
-            if (ei_s_print_term(&text, b, &i2) >= 0)
+            if (len > PRINT_MAX)
+                cnode__log(node, CNODE_LOG_INFO, "remote output (%zu bytes, not printed)", len);
+            else if (ei_s_print_term(&text, b, &i2) >= 0)
                 cnode__log(node, CNODE_LOG_INFO, "remote output: %s", text);
             free(text);
         }

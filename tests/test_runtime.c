@@ -1,0 +1,382 @@
+/* The runtime's limits and threads, between two nodes in this process on a
+ * private epmd: a sender past out_queue_bytes waits and then times out with
+ * nothing lost or reordered; the runtime's own signals past the hard cap take
+ * the link down; limits.peers; library threads block signals; a host name
+ * that takes long to resolve holds up neither the loop nor other dials. */
+#include <CUnit/CUnit.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnode.h"
+#include "testutil.h"
+
+static pid_t epmd_pid;
+static atomic_int name_seq;
+
+/* ---- a getaddrinfo that can be made slow for one name --------------------------------- */
+/* The library is linked into this program, so its calls come here first. */
+#define SLOW_HOST "slow.invalid"
+static pthread_mutex_t slow_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cond = PTHREAD_COND_INITIALIZER;
+static int slow_in, slow_out, slow_release;
+
+int
+getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (node && strcmp(node, SLOW_HOST) == 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 30; /* bounded even if the test never releases it */
+        pthread_mutex_lock(&slow_lock);
+        slow_in = 1;
+        pthread_cond_broadcast(&slow_cond);
+        while (!slow_release && pthread_cond_timedwait(&slow_cond, &slow_lock, &dl) == 0)
+            ;
+        slow_out = 1;
+        pthread_mutex_unlock(&slow_lock);
+        return EAI_NONAME;
+    }
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    return real ? real(node, service, hints, res) : EAI_FAIL;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static int64_t
+now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static double
+time_scale(void)
+{
+    const char *s = getenv("CNODE_TEST_TIME_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+}
+
+static cnode_node *
+mknode(const char *prefix, int io_thread, const cnode_limits *lim)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%d_%d", prefix, (int)getpid(), atomic_fetch_add(&name_seq, 1));
+    cnode_node_opts o = {.name = name, .cookie = "runtimecookie", .no_io_thread = !io_thread};
+    if (lim)
+        o.limits = *lim;
+    cnode_node *n = NULL;
+    cnode_error err = {0};
+    if (cnode_node_new(&o, &n, &err) != 0)
+        fprintf(stderr, "cnode_node_new(%s): %s\n", name, err.message);
+    cnode_error_clear(&err);
+    return n;
+}
+
+/* Polls a no_io_thread node from a thread of its own until told to stop. */
+typedef struct {
+    cnode_node *node;
+    atomic_int stop;
+    pthread_t t;
+} poller;
+
+static void *
+poller_main(void *arg)
+{
+    poller *p = arg;
+    while (!atomic_load(&p->stop))
+        cnode_poll(p->node, 10);
+    return NULL;
+}
+
+static void
+poller_start(poller *p, cnode_node *n)
+{
+    p->node = n;
+    atomic_store(&p->stop, 0);
+    pthread_create(&p->t, NULL, poller_main, p);
+}
+
+static void
+poller_stop(poller *p)
+{
+    atomic_store(&p->stop, 1);
+    pthread_join(p->t, NULL);
+}
+
+static int
+connected(cnode_node *a, const char *peer)
+{
+    char **v = NULL;
+    size_t n = 0, i;
+    int found = 0;
+    if (cnode_nodes(a, &v, &n) != 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        found |= strcmp(v[i], peer) == 0;
+    cnode_strv_free(v, n);
+    return found;
+}
+
+/* {seq, <<size bytes>>} */
+static void
+x_seq_msg(ei_x_buff *x, long seq, size_t size, const char *fill)
+{
+    ei_x_new_with_version(x);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_long(x, seq);
+    ei_x_encode_binary(x, fill, (long)size);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* A message sender past out_queue_bytes waits for room, then gives up with
+ * CNODE_ETIMEOUT; every send that returned 0 arrives, in order, with no gap. */
+static void
+test_out_queue_waits_then_times_out(void)
+{
+    cnode_limits la = {.out_queue_bytes = 256 << 10, .send_timeout_ms = 300};
+    cnode_node *a = mknode("rta", 1, &la), *b = mknode("rtb", 0, NULL);
+    CU_ASSERT_FATAL(a && b);
+    cnode_proc *sink = NULL, *src = NULL;
+    CU_ASSERT_FATAL(cnode_proc_new(b, "sink", &sink) == 0);
+    CU_ASSERT_FATAL(cnode_proc_new(a, NULL, &src) == 0);
+    poller pb;
+    poller_start(&pb, b);
+    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL) == 0);
+    poller_stop(&pb); /* b reads nothing more: its socket fills, then a's queue */
+
+    size_t size = 64 << 10;
+    char *fill = calloc(1, size);
+    long sent = 0;
+    int rc = 0;
+    while (sent < 4000) { /* 256 MB at most: loopback buffers hold a few MB */
+        ei_x_buff x;
+        x_seq_msg(&x, sent, size, fill);
+        rc = cnode_reg_send(src, "sink", cnode_node_name(b), &x);
+        ei_x_free(&x);
+        if (rc != 0)
+            break;
+        sent++;
+    }
+    free(fill);
+    CU_ASSERT_EQUAL(rc, CNODE_ETIMEOUT);
+    cnode_stats st;
+    CU_ASSERT_FATAL(cnode_node_stats(a, &st) == 0);
+    CU_ASSERT(st.send_waits >= 1);
+    CU_ASSERT(st.send_timeouts >= 1);
+    CU_ASSERT_EQUAL(st.out_queue_overflows, 0);
+    CU_ASSERT(connected(a, cnode_node_name(b)));
+
+    /* b reads again (cnode_receive drives its loop): all of them, in order */
+    long got = 0;
+    int64_t end = now_ms() + (int64_t)(30000 * time_scale());
+    while (got < sent && now_ms() < end) {
+        cnode_msg m = {0};
+        if (cnode_receive(sink, 100, &m) != 0)
+            continue;
+        int idx = 0, ver, ar;
+        long seq = -1;
+        ei_decode_version(m.data.buff, &idx, &ver);
+        ei_decode_tuple_header(m.data.buff, &idx, &ar);
+        ei_decode_long(m.data.buff, &idx, &seq);
+        cnode_msg_free(&m);
+        if (seq != got)
+            break;
+        got++;
+    }
+    CU_ASSERT_EQUAL(got, sent);
+    cnode_msg m = {0};
+    CU_ASSERT_EQUAL(cnode_receive(sink, 200, &m), CNODE_ETIMEOUT); /* nothing after the refused one */
+    cnode_msg_free(&m);
+    cnode_proc_close(src);
+    cnode_proc_close(sink);
+    cnode_node_close(a);
+    cnode_node_close(b);
+}
+
+/* The runtime's own signals never wait; past 64 x out_queue_bytes the link
+ * goes down instead of anything being dropped while it stays up. */
+static void
+test_out_queue_overflow_takes_link_down(void)
+{
+    cnode_limits la = {.out_queue_bytes = 64 << 10};
+    cnode_node *a = mknode("rta", 1, &la), *b = mknode("rtb", 0, NULL);
+    CU_ASSERT_FATAL(a && b);
+    cnode_proc *victim = NULL, *src = NULL;
+    CU_ASSERT_FATAL(cnode_proc_new(b, NULL, &victim) == 0);
+    CU_ASSERT_FATAL(cnode_proc_new(a, NULL, &src) == 0);
+    CU_ASSERT_FATAL(cnode_proc_trap_exit(victim, 1) == 0);
+    poller pb;
+    poller_start(&pb, b);
+    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL) == 0);
+    poller_stop(&pb);
+
+    size_t size = 256 << 10;
+    char *fill = calloc(1, size);
+    ei_x_buff reason;
+    ei_x_new_with_version(&reason);
+    ei_x_encode_binary(&reason, fill, (long)size);
+    free(fill);
+    int i, rc = 0;
+    for (i = 0; i < 400 && rc == 0; i++) /* 100 MB at most */
+        rc = cnode_exit_signal(src, cnode_proc_pid(victim), &reason);
+    ei_x_free(&reason);
+    CU_ASSERT_EQUAL(rc, CNODE_ENOCONNECTION);
+    int64_t end = now_ms() + (int64_t)(10000 * time_scale());
+    while (connected(a, cnode_node_name(b)) && now_ms() < end)
+        usleep(10000);
+    CU_ASSERT(!connected(a, cnode_node_name(b)));
+    cnode_stats st;
+    cnode_node_stats(a, &st);
+    CU_ASSERT_EQUAL(st.out_queue_overflows, 1);
+    cnode_proc_close(src);
+    cnode_proc_close(victim);
+    cnode_node_close(a);
+    cnode_node_close(b);
+}
+
+/* limits.peers: a node past it is not recorded, and a ping says why. */
+static void
+test_peers_limit(void)
+{
+    cnode_limits la = {.peers = 2};
+    cnode_node *a = mknode("rta", 1, &la);
+    CU_ASSERT_FATAL(a != NULL);
+    cnode_error err = {0};
+    /* nobody by these names: pang, but each is now known */
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody2@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody3@127.0.0.1", 3000, &err), CNODE_ENOCONNECTION);
+    CU_ASSERT(strstr(err.message, "limits.peers") != NULL);
+    cnode_error_clear(&err);
+    cnode_stats st;
+    cnode_node_stats(a, &st);
+    CU_ASSERT_EQUAL(st.peers_now, 2);
+    CU_ASSERT_EQUAL(st.peers_refused, 1);
+    /* a known one is still reachable by name */
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
+    cnode_node_stats(a, &st);
+    CU_ASSERT_EQUAL(st.peers_refused, 1);
+    cnode_node_close(a);
+}
+
+/* Every thread the library starts has the application's signals blocked. */
+static void
+test_library_threads_block_signals(void)
+{
+    cnode_node *a = mknode("rta", 1, NULL);
+    CU_ASSERT_FATAL(a != NULL);
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    DIR *d = opendir("/proc/self/task");
+    CU_ASSERT_FATAL(d != NULL);
+    int others = 0, blocked = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid <= 0 || tid == self)
+            continue;
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long long mask = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+                break;
+        fclose(f);
+        others++;
+        unsigned long long want = (1ULL << (SIGINT - 1)) | (1ULL << (SIGTERM - 1)) | (1ULL << (SIGUSR1 - 1)) |
+                                  (1ULL << (SIGCHLD - 1)) | (1ULL << (SIGPIPE - 1));
+        blocked += (mask & want) == want;
+    }
+    closedir(d);
+    CU_ASSERT(others >= 1); /* the I/O thread at least (workers start with the first served call) */
+    CU_ASSERT_EQUAL(blocked, others);
+    cnode_node_close(a);
+}
+
+typedef struct {
+    cnode_node *node;
+    const char *peer;
+    int rc;
+} ping_job;
+
+static void *
+ping_main(void *arg)
+{
+    ping_job *j = arg;
+    j->rc = cnode_ping(j->node, j->peer, 20000, NULL);
+    return NULL;
+}
+
+/* A dial whose host name takes long to resolve does not hold up the loop or
+ * a dial to another host: that one completes while the lookup still runs. */
+static void
+test_slow_resolution_blocks_nothing(void)
+{
+    cnode_node *a = mknode("rta", 1, NULL), *b = mknode("rtb", 1, NULL);
+    CU_ASSERT_FATAL(a && b);
+    ping_job slow = {a, "x@" SLOW_HOST, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, ping_main, &slow);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)(10 * time_scale());
+    pthread_mutex_lock(&slow_lock);
+    while (!slow_in && pthread_cond_timedwait(&slow_cond, &slow_lock, &dl) == 0)
+        ;
+    int in = slow_in;
+    pthread_mutex_unlock(&slow_lock);
+    CU_ASSERT_FATAL(in);
+    /* b's host is a name too (the short host name), resolved while the slow one hangs */
+    CU_ASSERT_EQUAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL), 0);
+    pthread_mutex_lock(&slow_lock);
+    int out = slow_out;
+    slow_release = 1;
+    pthread_cond_broadcast(&slow_cond);
+    pthread_mutex_unlock(&slow_lock);
+    CU_ASSERT_EQUAL(out, 0); /* the answer came while the slow lookup was still running */
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(slow.rc, CNODE_ENOCONNECTION);
+    cnode_node_close(a);
+    cnode_node_close(b);
+}
+
+static int
+suite_init(void)
+{
+    return tu_epmd_start(&epmd_pid) == 0 ? 0 : -1;
+}
+
+static int
+suite_clean(void)
+{
+    tu_epmd_stop(&epmd_pid);
+    return 0;
+}
+
+void
+cnode_test_register(void)
+{
+    CU_pSuite s = CU_add_suite("runtime", suite_init, suite_clean);
+    ADD_TEST(s, test_out_queue_waits_then_times_out);
+    ADD_TEST(s, test_out_queue_overflow_takes_link_down);
+    ADD_TEST(s, test_peers_limit);
+    ADD_TEST(s, test_library_threads_block_signals);
+    ADD_TEST(s, test_slow_resolution_blocks_nothing);
+}
