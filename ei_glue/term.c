@@ -28,6 +28,48 @@ rd32(const unsigned char *p)
             return CNODE__NEED_MORE;                                                                                   \
     } while (0)
 
+/* Characters in s[0, n) if it is valid UTF-8 as BEAM takes it for atoms
+ * (shortest forms, no surrogates, at most U+10FFFF); (size_t)-1 if not. */
+static size_t
+utf8_chars(const unsigned char *s, size_t n)
+{
+    size_t i = 0, chars = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            chars++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            k = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return (size_t)-1;
+        }
+        if (n - i - 1 < k)
+            return (size_t)-1;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80)
+                return (size_t)-1;
+            cp = cp << 6 | (s[i + j] & 0x3F);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return (size_t)-1;
+        i += k + 1;
+        chars++;
+    }
+    return chars;
+}
+
 /* An atom at buf[pos] (node names in pids, refs, ports; fun modules).
  * Returns the new position, or NEED_MORE / MALFORMED. */
 static ptrdiff_t
@@ -36,6 +78,7 @@ atom_at(const unsigned char *b, size_t len, size_t pos, const char **why)
     if (pos >= len)
         return CNODE__NEED_MORE;
     size_t n;
+    int utf8 = b[pos] == 118 || b[pos] == 119; /* else Latin-1: a byte a character */
     switch (b[pos]) {
     case 100: /* ATOM_EXT */
     case 118: /* ATOM_UTF8_EXT */
@@ -56,10 +99,15 @@ atom_at(const unsigned char *b, size_t len, size_t pos, const char **why)
     default:
         FAIL("term: expected an atom");
     }
-    if (n > 255 * 4)
+    if (n > (utf8 ? 255 * 4 : 255))
         FAIL("term: atom longer than 255 characters");
     if (len - pos < n)
         return CNODE__NEED_MORE;
+    size_t chars = utf8 ? utf8_chars(b + pos, n) : n;
+    if (chars == (size_t)-1)
+        FAIL("term: atom is not valid UTF-8");
+    if (chars > 255)
+        FAIL("term: atom longer than 255 characters");
     return (ptrdiff_t)(pos + n);
 }
 
