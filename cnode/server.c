@@ -700,14 +700,17 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
     rex_dest d = {kind, tag, tlen};
     fn *f = find_fn(s, mod, fun, n);
     job *j = NULL;
-    /* what rex answers when its spawn fails is {badrpc, {'EXIT', system_limit}}; a cast is dropped */
+    /* BEAM's rex spawns first (failing with system_limit, answered {badrpc,
+     * {'EXIT', system_limit}}; a cast is dropped), then the process finds undef */
     const char *cls = "exit", *why = "system_limit";
-    if (!f) {
+    if (s->draining) {
+        why = "shutting_down";
+    } else if (over_limit(node, s)) {
+        ;
+    } else if (!f) {
         cls = "error";
         why = "undef";
-    } else if (s->draining) {
-        why = "shutting_down";
-    } else if (!over_limit(node, s)) {
+    } else {
         if ((j = job_new(mod, fun)) != NULL && split_args(j, b + as, alen) == 0) {
             if (to)
                 j->reply_to = *to;
