@@ -702,15 +702,12 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
     job *j = NULL;
     /* BEAM's rex spawns first (failing with system_limit, answered {badrpc,
      * {'EXIT', system_limit}}; a cast is dropped), then the process finds undef */
-    const char *cls = "exit", *why = "system_limit";
-    if (s->draining) {
-        why = "shutting_down";
-    } else if (over_limit(node, s)) {
-        ;
-    } else if (!f) {
+    const char *cls = "exit", *why = s->draining ? "shutting_down" : "system_limit";
+    int refused = s->draining || over_limit(node, s);
+    if (!refused && !f) {
         cls = "error";
         why = "undef";
-    } else {
+    } else if (!refused) {
         if ((j = job_new(mod, fun)) != NULL && split_args(j, b + as, alen) == 0) {
             if (to)
                 j->reply_to = *to;
