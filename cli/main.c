@@ -167,7 +167,8 @@ main(int argc, char **argv)
         {"group", required_argument, NULL, 'G'},   {"algorithm", required_argument, NULL, 'A'},
         {"key", required_argument, NULL, 'K'},     {"filter", required_argument, NULL, 'F'},
         {"count", required_argument, NULL, 'N'},   {"watch", no_argument, NULL, 'W'},
-        {"sticky", no_argument, NULL, 'Y'},      {"limit", required_argument, NULL, 'L'},
+        {"sticky", no_argument, NULL, 'Y'},
+        {"limit", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -237,8 +238,7 @@ main(int argc, char **argv)
             break;
         case 'L':
             if (set_limit(&o.limits, optarg) != 0) {
-                fprintf(stderr, "cnode: --limit takes NAME=VALUE (a cnode_limits field, 1..%u), not '%s'\n", UINT_MAX,
-                        optarg);
+                fprintf(stderr, "cnode: --limit takes NAME=VALUE (a cnode_limits field, 1..%u), not '%s'\n", UINT_MAX, optarg);
                 status = EXIT_USAGE;
             }
             break;

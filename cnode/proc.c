@@ -156,8 +156,8 @@ mailbox_kill(cnode_proc *p)
     p->mq_head = p->mq_tail = NULL;
     p->mq_len = 0;
     CNODE__STAT_ADD(node, mailbox_kills, 1);
-    cnode__log(node, CNODE_LOG_WARNING, "<%u.%u> killed with system_limit: %zu messages queued, the mailbox limit",
-               p->num, p->serial, node->limits.mailbox_len);
+    cnode__log(node, CNODE_LOG_WARNING, "<%u.%u> killed with system_limit: %zu messages queued, the mailbox limit", p->num,
+               p->serial, node->limits.mailbox_len);
     char r[16];
     cnode__proc_die(p, r, cnode__enc_atom(r, "system_limit")); /* may free p */
 }

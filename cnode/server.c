@@ -29,29 +29,29 @@ typedef struct fn {
 } fn;
 
 struct cnode_call_ctx {
-    struct cnode_call_ctx *next;         /* the worker queue, under qlock */
+    struct cnode_call_ctx *next;          /* the worker queue, under qlock */
     struct cnode_call_ctx *anext, *aprev; /* the active list, under node->lock */
     cnode_node *node;
     int kind;
     cnode_handler *h;
     void *ud;
-    char *mod, *fun;         /* in names[] */
-    char *args;              /* 131 + the argument list */
+    char *mod, *fun; /* in names[] */
+    char *args;      /* 131 + the argument list */
     size_t args_len;
     int *idx;
     int n;
-    cnode_proc *p;           /* erpc: the serving process */
+    cnode_proc *p;            /* erpc: the serving process */
     cnode__peer *caller_peer; /* the peer the request came from */
-    char res[64];            /* erpc: Res as encoded */
+    char res[64];             /* erpc: Res as encoded */
     size_t res_len;
-    erlang_pid reply_to;     /* rex */
-    char *tag;               /* rex gen_call: the Tag term */
+    erlang_pid reply_to; /* rex */
+    char *tag;           /* rex gen_call: the Tag term */
     size_t tag_len;
     _Atomic int cancelled;
     int answered;
-    char cls[8];             /* "" for a return */
-    ei_x_buff out;           /* the value or the reason, no 131 */
-    char names[];            /* mod\0fun\0 */
+    char cls[8];   /* "" for a return */
+    ei_x_buff out; /* the value or the reason, no 131 */
+    char names[];  /* mod\0fun\0 */
 };
 typedef struct cnode_call_ctx job;
 
@@ -59,8 +59,8 @@ typedef struct cnode__server {
     fn *fns;
     pthread_mutex_t qlock;
     pthread_cond_t qcond, idle;
-    job *q_head, *q_tail;  /* waiting for a worker, under qlock */
-    int running;           /* under qlock */
+    job *q_head, *q_tail; /* waiting for a worker, under qlock */
+    int running;          /* under qlock */
     /* under node->lock */
     job *active;           /* queued or running, doubly linked: a job leaves in O(1) */
     unsigned in_flight;    /* jobs on the active list */
@@ -126,8 +126,7 @@ ei_reads_whole(const char *t, size_t len)
             pending += 2 * (uint64_t)n;
             break;
         default:
-            if ((unsigned char)t[at] == ERL_V4_PORT_EXT ? ei_decode_port(t, &idx, NULL) < 0
-                                                        : ei_skip_term(t, &idx) < 0)
+            if ((unsigned char)t[at] == ERL_V4_PORT_EXT ? ei_decode_port(t, &idx, NULL) < 0 : ei_skip_term(t, &idx) < 0)
                 return 0;
             break;
         }
@@ -254,8 +253,8 @@ x_mfa_stack(ei_x_buff *x, const char *mod, const char *fun, const char *args, si
 /* What erpc:execute_call exits with: {Res, return, V}, {Res, throw|exit, R}
  * or {Res, error, R, [{M, F, A, []}]}. No 131. 0 or -1. */
 static int
-x_erpc_reason(ei_x_buff *x, const char *res, size_t rlen, const char *cls, const char *val, size_t vlen,
-              const char *mod, const char *fun, const char *args, size_t alen)
+x_erpc_reason(ei_x_buff *x, const char *res, size_t rlen, const char *cls, const char *val, size_t vlen, const char *mod,
+              const char *fun, const char *args, size_t alen)
 {
     if (ei_x_new(x) != 0)
         return -1;
@@ -271,8 +270,8 @@ x_erpc_reason(ei_x_buff *x, const char *res, size_t rlen, const char *cls, const
 
 /* rpc's shapes: V, a thrown T, {badrpc, {'EXIT', R}} or {badrpc, {'EXIT', {R, Stack}}}. */
 static void
-x_rpc_result(ei_x_buff *x, const char *cls, const char *val, size_t vlen, const char *mod, const char *fun,
-             const char *args, size_t alen)
+x_rpc_result(ei_x_buff *x, const char *cls, const char *val, size_t vlen, const char *mod, const char *fun, const char *args,
+             size_t alen)
 {
     if (!cls[0] || strcmp(cls, "throw") == 0) {
         ei_x_append_buf(x, val, (int)vlen);
@@ -300,8 +299,8 @@ typedef struct {
 
 /* The whole answer message, with its 131. 0 or -1. */
 static int
-x_rex_answer(ei_x_buff *x, const rex_dest *d, const char *cls, const char *val, size_t vlen, const char *mod,
-             const char *fun, const char *args, size_t alen)
+x_rex_answer(ei_x_buff *x, const rex_dest *d, const char *cls, const char *val, size_t vlen, const char *mod, const char *fun,
+             const char *args, size_t alen)
 {
     if (ei_x_new_with_version(x) != 0)
         return -1;
@@ -316,8 +315,8 @@ x_rex_answer(ei_x_buff *x, const rex_dest *d, const char *cls, const char *val, 
 
 /* An answer given at once on the I/O thread (node->lock held): undef, refused. */
 static void
-rex_answer_now(cnode_node *node, const rex_dest *d, const erlang_pid *to, const char *cls, const char *atom,
-               const char *mod, const char *fun, const char *args, size_t alen)
+rex_answer_now(cnode_node *node, const rex_dest *d, const erlang_pid *to, const char *cls, const char *atom, const char *mod,
+               const char *fun, const char *args, size_t alen)
 {
     char v[32];
     size_t vl = cnode__enc_atom(v, atom);
@@ -338,8 +337,7 @@ over_limit(cnode_node *node, server *s)
     CNODE__STAT_ADD(node, served_refused, 1);
     if (!s->saturated) {
         s->saturated = 1;
-        cnode__log(node, CNODE_LOG_WARNING, "%u served calls in flight (the limit): refusing more with system_limit",
-                   s->in_flight);
+        cnode__log(node, CNODE_LOG_WARNING, "%u served calls in flight (the limit): refusing more with system_limit", s->in_flight);
     }
     return 1;
 }
@@ -393,15 +391,15 @@ complete(cnode_node *node, job *j)
     int have = 0;
     switch (j->kind) {
     case J_ERPC_CALL:
-        have = x_erpc_reason(&x, j->res, j->res_len, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun,
-                             j->args + 1, j->args_len - 1) == 0;
+        have = x_erpc_reason(&x, j->res, j->res_len, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun, j->args + 1,
+                             j->args_len - 1) == 0;
         break;
     case J_REX_GEN_CALL:
     case J_REX_CALL:
         if (!atomic_load(&j->cancelled)) {
             rex_dest d = {j->kind, j->tag, j->tag_len};
-            have = x_rex_answer(&x, &d, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun, j->args + 1,
-                                j->args_len - 1) == 0;
+            have =
+                x_rex_answer(&x, &d, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun, j->args + 1, j->args_len - 1) == 0;
         }
         break;
     default:
@@ -574,8 +572,7 @@ wanted_flags(const cnode__term *opts)
 
 /* [Res, M, F, A] (call) or [M, F, A] (cast). 0 or -1. */
 static int
-parse_execute(const cnode__ctl *c, int cast, const char **res, size_t *rlen, char *mod, char *fun, const char **a,
-              size_t *alen)
+parse_execute(const cnode__ctl *c, int cast, const char **res, size_t *rlen, char *mod, char *fun, const char **a, size_t *alen)
 {
     const char *b = c->msg;
     int idx = 1, n;
@@ -652,8 +649,7 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
             char undef[16];
             size_t ul = cnode__enc_atom(undef, "undef");
             ei_x_buff x;
-            if (x_erpc_reason(&x, res, rlen, "error", undef, ul, mod, fun, n >= 0 ? a : "\x6a", n >= 0 ? alen : 1) ==
-                0)
+            if (x_erpc_reason(&x, res, rlen, "error", undef, ul, mod, fun, n >= 0 ? a : "\x6a", n >= 0 ? alen : 1) == 0)
                 cnode__proc_finish(p, x.buff, (size_t)x.index);
             else
                 cnode__proc_finish(p, undef, ul);
@@ -678,15 +674,14 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
 
 /* {call|block_call|cast, M, F, A, GL} -> job, or an immediate answer. -1 if malformed. */
 static int
-rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, const erlang_pid *to, const char *tag,
-         size_t tlen)
+rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, const erlang_pid *to, const char *tag, size_t tlen)
 {
     server *s = srv(node);
     int arity;
     char op[MAXATOMLEN_UTF8], mod[MAXATOMLEN_UTF8], fun[MAXATOMLEN_UTF8];
     if (ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 5 || ei_decode_atom(b, &idx, op) < 0 ||
-        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0) ||
-        ei_decode_atom(b, &idx, mod) < 0 || ei_decode_atom(b, &idx, fun) < 0)
+        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0) || ei_decode_atom(b, &idx, mod) < 0 ||
+        ei_decode_atom(b, &idx, fun) < 0)
         return -1;
     int as = idx;
     if (ei_skip_term(b, &idx) < 0)
@@ -746,8 +741,7 @@ serve_rex(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         if (ei_decode_tuple_header(b, &idx, &t2) < 0 || t2 != 2 || ei_decode_pid(b, &idx, &from) < 0)
             goto bad;
         int ts = idx;
-        if (ei_skip_term(b, &idx) < 0 ||
-            rex_call(node, peer, b, idx, J_REX_GEN_CALL, &from, b + ts, (size_t)(idx - ts)) != 0)
+        if (ei_skip_term(b, &idx) < 0 || rex_call(node, peer, b, idx, J_REX_GEN_CALL, &from, b + ts, (size_t)(idx - ts)) != 0)
             goto bad;
         return 1;
     }
@@ -775,8 +769,7 @@ serve_rex(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         }
         idx = rs;
         int t3;
-        if (ei_decode_tuple_header(b, &idx, &t3) == 0 && t3 == 3 && ei_decode_atom(b, &idx, a) == 0 &&
-            strcmp(a, "sbcast") == 0) {
+        if (ei_decode_tuple_header(b, &idx, &t3) == 0 && t3 == 3 && ei_decode_atom(b, &idx, a) == 0 && strcmp(a, "sbcast") == 0) {
             char name[MAXATOMLEN_UTF8];
             if (ei_decode_atom(b, &idx, name) < 0)
                 goto bad;
@@ -967,8 +960,7 @@ cnode__server_free(cnode_node *node)
 /* ---- public --------------------------------------------------------------------------------------------------- */
 
 int
-cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler,
-                        void *user_data)
+cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler, void *user_data)
 {
     if (!node || !mod || !fun || !handler || arity < 0 || arity > 255 || !*mod || !*fun || strlen(mod) >= MAXATOMLEN ||
         strlen(fun) >= MAXATOMLEN)

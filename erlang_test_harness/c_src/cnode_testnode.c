@@ -338,8 +338,10 @@ command(const char *b, int idx, const erlang_pid *from, ei_x_buff *res)
         const struct {
             const char *k;
             uint64_t v;
-        } kv[] = {{"mailbox_kills", st.mailbox_kills}, {"served_refused", st.served_refused},
-                  {"bad_data_disconnects", st.bad_data_disconnects}, {"served_now", st.served_now}};
+        } kv[] = {{"mailbox_kills", st.mailbox_kills},
+                  {"served_refused", st.served_refused},
+                  {"bad_data_disconnects", st.bad_data_disconnects},
+                  {"served_now", st.served_now}};
         ei_x_encode_map_header(res, 4);
         for (int i = 0; i < 4; i++) {
             ei_x_encode_atom(res, kv[i].k);
@@ -582,8 +584,13 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    cnode_node_opts o = {.name = sname, .cookie = cookie, .ticktime_s = ticktime, .log = log_cb,
-                         .log_level = verbose ? verbose : CNODE_LOG_WARNING, .on_nodeup = on_up, .on_nodedown = on_down,
+    cnode_node_opts o = {.name = sname,
+                         .cookie = cookie,
+                         .ticktime_s = ticktime,
+                         .log = log_cb,
+                         .log_level = verbose ? verbose : CNODE_LOG_WARNING,
+                         .on_nodeup = on_up,
+                         .on_nodedown = on_down,
                          .limits = limits};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
