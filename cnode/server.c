@@ -326,6 +326,27 @@ rex_answer_now(cnode_node *node, const rex_dest *d, const erlang_pid *to, const 
     ei_x_free(&x);
 }
 
+/* What BEAM's rex answers a call whose module or function is no atom or whose
+ * arguments are no proper list (apply/3 raises badarg): {badrpc, {'EXIT',
+ * {badarg, [{erlang, apply, [M, F, A], []}]}}}. mfa: M, F and A as encoded. */
+static void
+rex_badarg(cnode_node *node, const rex_dest *d, const erlang_pid *to, const char *mfa, size_t len)
+{
+    char v[16];
+    size_t vl = cnode__enc_atom(v, "badarg");
+    ei_x_buff l, x = {0};
+    if (ei_x_new(&l) != 0)
+        return;
+    ei_x_encode_list_header(&l, 3);
+    ei_x_append_buf(&l, mfa, (int)len);
+    ei_x_encode_empty_list(&l);
+    if (x_rex_answer(&x, d, "error", v, vl, "erlang", "apply", l.buff, (size_t)l.index) == 0)
+        cnode__send_term(node, to, x.buff, (size_t)x.index);
+    ei_x_free(&l);
+    if (x.buff)
+        ei_x_free(&x);
+}
+
 /* ---- the active list and the limit (node->lock held) ------------------------------------------ */
 
 /* 1 if one more served call would pass limits.served_in_flight: refused and counted. */
@@ -678,27 +699,36 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
 {
     server *s = srv(node);
     int arity;
-    char op[MAXATOMLEN_UTF8], mod[MAXATOMLEN_UTF8], fun[MAXATOMLEN_UTF8];
+    char op[MAXATOMLEN_UTF8], mod[MAXATOMLEN_UTF8] = "", fun[MAXATOMLEN_UTF8] = "";
     if (ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 5 || ei_decode_atom(b, &idx, op) < 0 ||
-        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0) || ei_decode_atom(b, &idx, mod) < 0 ||
-        ei_decode_atom(b, &idx, fun) < 0)
+        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0))
+        return -1;
+    if (strcmp(op, "cast") == 0)
+        kind = J_REX_CAST;
+    int ms = idx;
+    if (ei_skip_term(b, &idx) < 0)
+        return -1;
+    int fs = idx;
+    if (ei_skip_term(b, &idx) < 0)
         return -1;
     int as = idx;
     if (ei_skip_term(b, &idx) < 0)
         return -1;
     size_t alen = (size_t)(idx - as);
-    int n = list_length(b + as, alen);
-    if (n < 0)
-        return -1;
-    if (strcmp(op, "cast") == 0)
-        kind = J_REX_CAST;
+    int mi = ms, fi = fs;
+    int n = ei_decode_atom(b, &mi, mod) == 0 && ei_decode_atom(b, &fi, fun) == 0 ? list_length(b + as, alen) : -1;
     rex_dest d = {kind, tag, tlen};
-    fn *f = find_fn(s, mod, fun, n);
+    int refused = s->draining || over_limit(node, s);
+    if (!refused && n < 0) {
+        if (kind != J_REX_CAST && to)
+            rex_badarg(node, &d, to, b + ms, (size_t)(idx - ms));
+        return 0;
+    }
+    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
     job *j = NULL;
     /* BEAM's rex spawns first (failing with system_limit, answered {badrpc,
      * {'EXIT', system_limit}}; a cast is dropped), then the process finds undef */
     const char *cls = "exit", *why = s->draining ? "shutting_down" : "system_limit";
-    int refused = s->draining || over_limit(node, s);
     if (!refused && !f) {
         cls = "error";
         why = "undef";

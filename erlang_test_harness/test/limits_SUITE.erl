@@ -273,7 +273,7 @@ first_answer(Sock, T) ->
 
 %% A spawn request for a function nobody registered gets what BEAM gives:
 %% error {exception, undef, [{M, F, A, _} | _]} for erpc, {badrpc, {'EXIT',
-%% {undef, [{M, F, A, _} | _]}}} for rpc.
+%% {undef, [{M, F, A, _} | _]}}} for rpc; so does a malformed rex call.
 undef_spawn(Config) ->
     ?H:run(Config, fun() ->
         #{node := S} = ?H:start_serve(?H:unique("undef")),
@@ -289,7 +289,18 @@ undef_spawn(Config) ->
                 end,
         Want = Shape(node()),
         ?assertEqual({{undef, cnode_demo, nope, [1]}, {undef, cnode_demo, nope, [1]}}, Want),
-        ?assertEqual(Want, Shape(S))
+        ?assertEqual(Want, Shape(S)),
+        %% a rex call whose module is no atom or whose arguments are no list:
+        %% BEAM's rex answers apply/3's badarg, never silence
+        GL = group_leader(),
+        Bad = fun(N, Req) ->
+                      case gen_server:call({rex, N}, Req, ms(15000)) of
+                          {badrpc, {'EXIT', {badarg, [{erlang, apply, MFA, _} | _]}}} -> {badarg, MFA};
+                          Other -> Other
+                      end
+              end,
+        [?assertEqual(Bad(node(), Req), Bad(S, Req))
+         || Req <- [{call, "m", f, [], GL}, {call, m, f, not_a_list, GL}, {block_call, m, f, [a | b], GL}]]
     end).
 
 %%% ---- mailbox_len ----------------------------------------------------------------
