@@ -44,8 +44,8 @@ struct cnode_call_ctx {
     cnode__peer *caller_peer; /* the peer the request came from */
     char res[64];             /* erpc: Res as encoded */
     size_t res_len;
-    erlang_pid reply_to; /* rex */
-    char *tag;           /* rex gen_call: the Tag term */
+    cnode__xpid reply_to; /* rex: compact (an erlang_pid is over 1 KiB); peer NULL: local */
+    char *tag;            /* rex gen_call: the Tag term */
     size_t tag_len;
     _Atomic int cancelled;
     int answered;
@@ -427,6 +427,7 @@ complete(cnode_node *node, job *j)
         break;
     }
     cnode__peer *peer = NULL;
+    cnode__ctl c = {.op = CNODE__OP_SEND};
     pthread_mutex_lock(&node->lock);
     deactivate(node, s, j);
     if (j->kind == J_ERPC_CALL || j->kind == J_ERPC_CAST) {
@@ -435,21 +436,18 @@ complete(cnode_node *node, job *j)
         j->p->job = NULL;
         cnode__proc_finish(j->p, have ? x.buff : fallback, have ? (size_t)x.index : fl);
     } else if (have && !atomic_load(&j->cancelled)) {
-        if (cnode__is_local(node, j->reply_to.node)) {
-            cnode_proc *p = cnode__proc_by_pid(node, &j->reply_to);
+        cnode__xpid_to_pid(node, &j->reply_to, &c.to.pid);
+        if (!j->reply_to.peer) {
+            cnode_proc *p = cnode__proc_by_pid(node, &c.to.pid);
             if (p)
                 cnode__deliver(p, NULL, x.buff, (size_t)x.index);
         } else {
-            peer = cnode__peer_get(node, j->reply_to.node, 1);
+            peer = j->reply_to.peer;
         }
     }
     pthread_mutex_unlock(&node->lock);
-    if (peer) {
-        /* like cnode_send: peers live as long as the node, writes need only their wlock */
-        cnode__ctl c = {.op = CNODE__OP_SEND};
-        c.to.pid = j->reply_to;
+    if (peer) /* like cnode_send: peers live as long as the node, writes need only their wlock */
         cnode__send_ctl(node, peer, &c, x.buff, (size_t)x.index);
-    }
     if (x.buff)
         ei_x_free(&x);
 }
@@ -735,7 +733,11 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
     } else if (!refused) {
         if ((j = job_new(mod, fun)) != NULL && split_args(j, b + as, alen) == 0) {
             if (to)
-                j->reply_to = *to;
+                cnode__xpid_of(node, to, &j->reply_to, 1);
+            if (to && !j->reply_to.peer && !cnode__is_local(node, to->node)) {
+                job_free(j); /* no record for the caller's node: no way to answer */
+                return 0;
+            }
             if (tag && (j->tag = malloc(tlen)) != NULL) {
                 memcpy(j->tag, tag, tlen);
                 j->tag_len = tlen;
