@@ -25,6 +25,7 @@ typedef struct {
     long count;           /* balance -n N (default 1) */
     int watch;            /* members --watch */
     int sticky;           /* balance --sticky */
+    cnode_limits limits;  /* --limit NAME=VALUE, repeatable; 0: the library's default */
     int argc;             /* the command's positional arguments */
     char **argv;
 } cli_opts;

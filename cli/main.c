@@ -1,6 +1,8 @@
 /* cnode — command-line front end of libcnode. Options may appear anywhere
  * after the command name (getopt_long permutation); `--` ends them. */
 #include <getopt.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@ usage(FILE *f)
                "  --cookie C                     cookie (default: $HOME/.erlang.cookie)\n"
                "  --connect NODE                 node to join the cluster through (repeatable)\n"
                "  --timeout MS                   per-operation timeout\n"
+               "  --limit NAME=VALUE             a field of cnode_limits (repeatable), e.g.\n"
+               "                                 served_in_flight=64, mailbox_len=1000\n"
                "  -v                             log to stderr (repeat for more)\n"
                "  -h, --help                     this text\n"
                "\n"
@@ -87,6 +91,7 @@ cli_node_start(const cli_opts *o, cnode_node **node)
     }
     no.cookie = o->cookie;
     no.workers = o->workers;
+    no.limits = o->limits;
     no.log = o->verbose ? cli_log : NULL;
     no.log_level = o->verbose ? o->verbose : 0;
     cnode_error err = {0};
@@ -96,6 +101,44 @@ cli_node_start(const cli_opts *o, cnode_node **node)
         return rc == CNODE_EEPMD ? EXIT_NOCONN : EXIT_USAGE;
     }
     return 0;
+}
+
+/* --limit NAME=VALUE: one field of cnode_limits. 0 or -1. */
+static int
+set_limit(cnode_limits *l, const char *arg)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        int is_size;
+    } fields[] = {
+        {"mailbox_len", offsetof(cnode_limits, mailbox_len), 1},
+        {"out_queue_bytes", offsetof(cnode_limits, out_queue_bytes), 1},
+        {"send_timeout_ms", offsetof(cnode_limits, send_timeout_ms), 0},
+        {"served_in_flight", offsetof(cnode_limits, served_in_flight), 0},
+        {"handshakes", offsetof(cnode_limits, handshakes), 0},
+        {"handshakes_per_addr", offsetof(cnode_limits, handshakes_per_addr), 0},
+        {"handshake_ms", offsetof(cnode_limits, handshake_ms), 0},
+        {"peers", offsetof(cnode_limits, peers), 0},
+        {"read_budget", offsetof(cnode_limits, read_budget), 0},
+    };
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1])
+        return -1;
+    char *end;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (*end || eq[1] == '-' || v == 0 || v > UINT_MAX)
+        return -1;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (strlen(fields[i].name) == (size_t)(eq - arg) && !strncmp(fields[i].name, arg, (size_t)(eq - arg))) {
+            char *f = (char *)l + fields[i].off;
+            if (fields[i].is_size)
+                *(size_t *)(void *)f = (size_t)v;
+            else
+                *(unsigned *)(void *)f = (unsigned)v;
+            return 0;
+        }
+    return -1;
 }
 
 typedef struct {
@@ -125,6 +168,7 @@ main(int argc, char **argv)
         {"key", required_argument, NULL, 'K'},     {"filter", required_argument, NULL, 'F'},
         {"count", required_argument, NULL, 'N'},   {"watch", no_argument, NULL, 'W'},
         {"sticky", no_argument, NULL, 'Y'},
+        {"limit", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -191,6 +235,12 @@ main(int argc, char **argv)
             break;
         case 'W':
             o.watch = 1;
+            break;
+        case 'L':
+            if (set_limit(&o.limits, optarg) != 0) {
+                fprintf(stderr, "cnode: --limit takes NAME=VALUE (a cnode_limits field, 1..%u), not '%s'\n", UINT_MAX, optarg);
+                status = EXIT_USAGE;
+            }
             break;
         case 'Y':
             o.sticky = 1;

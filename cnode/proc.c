@@ -138,13 +138,41 @@ free_proc(cnode_node *node, cnode_proc *p)
 
 /* ---- mailbox ------------------------------------------------------------------------ */
 
+/* The message that would pass limits.mailbox_len ends the process with
+ * reason system_limit, as BEAM's max_heap_size kills a process: its links and
+ * monitors fire, its queued messages are freed (a dead process has no
+ * mailbox), and cnode_receive() returns CNODE_EEXITED. */
+static void
+mailbox_kill(cnode_proc *p)
+{
+    cnode_node *node = p->node;
+    cnode__mbox_msg *m = p->mq_head;
+    while (m) {
+        cnode__mbox_msg *nx = m->next;
+        free(m->data);
+        free(m);
+        m = nx;
+    }
+    p->mq_head = p->mq_tail = NULL;
+    p->mq_len = 0;
+    CNODE__STAT_ADD(node, mailbox_kills, 1);
+    cnode__log(node, CNODE_LOG_WARNING, "<%u.%u> killed with system_limit: %zu messages queued, the mailbox limit", p->num,
+               p->serial, node->limits.mailbox_len);
+    char r[16];
+    cnode__proc_die(p, r, cnode__enc_atom(r, "system_limit")); /* may free p */
+}
+
 void
 cnode__deliver(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len)
 {
     if (p->state != PROC_ALIVE)
         return;
     if (p->sys_handler) {
-        p->sys_handler(p, from, data, len);
+        p->sys_handler(p, from, data, len); /* handled on the loop thread: nothing queues */
+        return;
+    }
+    if (p->mq_len >= p->node->limits.mailbox_len) {
+        mailbox_kill(p);
         return;
     }
     cnode__mbox_msg *m = malloc(sizeof *m);

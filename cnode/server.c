@@ -3,7 +3,14 @@
  * gen_server protocol, erl_call and other ei clients). Requests are taken on
  * the I/O thread and run on a worker pool, so a slow handler never stalls the
  * loop; each erpc call gets a process whose exit carries the result, exactly
- * as erpc:execute_call does on a BEAM node. */
+ * as erpc:execute_call does on a BEAM node.
+ *
+ * Bounds: at most limits.served_in_flight calls are queued or running; past
+ * it a call is refused the way BEAM refuses a spawn that hits system_limit,
+ * and a cast is dropped. A request ei cannot decode takes the link down, as
+ * BEAM does with undecodable distribution data. Admitting and finishing a
+ * job are O(1) under node->lock; answers are encoded outside it. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,27 +29,29 @@ typedef struct fn {
 } fn;
 
 struct cnode_call_ctx {
-    struct cnode_call_ctx *next, *anext;
+    struct cnode_call_ctx *next;          /* the worker queue, under qlock */
+    struct cnode_call_ctx *anext, *aprev; /* the active list, under node->lock */
     cnode_node *node;
     int kind;
     cnode_handler *h;
     void *ud;
-    char mod[MAXATOMLEN_UTF8], fun[MAXATOMLEN_UTF8];
-    char *args; /* 131 + the argument list */
+    char *mod, *fun; /* in names[] */
+    char *args;      /* 131 + the argument list */
     size_t args_len;
     int *idx;
     int n;
-    cnode_proc *p;           /* erpc: the serving process */
-    cnode__peer *caller_peer;
-    char res[64];            /* erpc: Res as encoded */
+    cnode_proc *p;            /* erpc: the serving process */
+    cnode__peer *caller_peer; /* the peer the request came from */
+    char res[64];             /* erpc: Res as encoded */
     size_t res_len;
-    erlang_pid reply_to;     /* rex */
-    char *tag;               /* rex gen_call: the Tag term */
+    cnode__xpid reply_to; /* rex: compact (an erlang_pid is over 1 KiB); peer NULL: local */
+    char *tag;            /* rex gen_call: the Tag term */
     size_t tag_len;
     _Atomic int cancelled;
     int answered;
-    char cls[8];             /* "" for a return */
-    ei_x_buff out;           /* the value or the reason, no 131 */
+    char cls[8];   /* "" for a return */
+    ei_x_buff out; /* the value or the reason, no 131 */
+    char names[];  /* mod\0fun\0 */
 };
 typedef struct cnode_call_ctx job;
 
@@ -50,9 +59,13 @@ typedef struct cnode__server {
     fn *fns;
     pthread_mutex_t qlock;
     pthread_cond_t qcond, idle;
-    job *q_head, *q_tail;
-    job *active; /* queued or running, under node->lock */
-    int running;
+    job *q_head, *q_tail; /* waiting for a worker, under qlock */
+    int running;          /* under qlock */
+    /* under node->lock */
+    job *active;           /* queued or running, doubly linked: a job leaves in O(1) */
+    unsigned in_flight;    /* jobs on the active list */
+    int saturated;         /* in_flight reached the limit and we said so; cleared at half */
+    cnode__peer *bad_peer; /* asked to disconnect for undecodable data; its link is going down */
     pthread_t *threads;
     unsigned nthreads;
     int stop, draining;
@@ -73,6 +86,54 @@ find_fn(server *s, const char *mod, const char *fun, int arity)
         if (f->arity == arity && strcmp(f->mod, mod) == 0 && strcmp(f->fun, fun) == 0)
             return f;
     return NULL;
+}
+
+/* 1 if ei decodes all of t[0, len) (one term, no 131) and it ends exactly at len.
+ * The frame decoder's walker has proved the extent, but ei is stricter in
+ * places (a FLOAT_EXT whose text is no number) and its own skip, inside lists
+ * and tuples, ignores an element it cannot read and stops short, so a
+ * request could decode to garbage or to nothing. Iterative: a count of terms
+ * still to read, no recursion however deep the term. */
+static int
+ei_reads_whole(const char *t, size_t len)
+{
+    if (!t || len == 0 || len > INT_MAX)
+        return 0;
+    int idx = 0;
+    uint64_t pending = 1;
+    while (pending) {
+        if ((size_t)idx >= len || pending > len - (size_t)idx)
+            return 0; /* every term takes at least one byte */
+        pending--;
+        int type, size, n, at = idx;
+        if (ei_get_type(t, &idx, &type, &size) < 0)
+            return 0;
+        switch (type) {
+        case ERL_SMALL_TUPLE_EXT:
+        case ERL_LARGE_TUPLE_EXT:
+            if (ei_decode_tuple_header(t, &idx, &n) < 0 || n < 0)
+                return 0;
+            pending += (uint64_t)n;
+            break;
+        case ERL_LIST_EXT:
+            if (ei_decode_list_header(t, &idx, &n) < 0 || n < 0)
+                return 0;
+            pending += (uint64_t)n + 1; /* the elements and the tail */
+            break;
+        case ERL_MAP_EXT:
+            if (ei_decode_map_header(t, &idx, &n) < 0 || n < 0)
+                return 0;
+            pending += 2 * (uint64_t)n;
+            break;
+        default:
+            if ((unsigned char)t[at] == ERL_V4_PORT_EXT ? ei_decode_port(t, &idx, NULL) < 0 : ei_skip_term(t, &idx) < 0)
+                return 0;
+            break;
+        }
+        if (idx <= at || (size_t)idx > len)
+            return 0;
+    }
+    return (size_t)idx == len;
 }
 
 /* Split an encoded proper list (no 131) into argument offsets. */
@@ -145,9 +206,27 @@ list_length(const char *t, size_t len)
     return n;
 }
 
+/* A job with its names in one allocation (a queued job costs what it carries,
+ * not two atom buffers of 1 KiB). */
+static job *
+job_new(const char *mod, const char *fun)
+{
+    size_t ml = strlen(mod) + 1, fl = strlen(fun) + 1;
+    job *j = calloc(1, sizeof *j + ml + fl);
+    if (!j)
+        return NULL;
+    j->mod = j->names;
+    j->fun = j->names + ml;
+    memcpy(j->mod, mod, ml);
+    memcpy(j->fun, fun, fl);
+    return j;
+}
+
 static void
 job_free(job *j)
 {
+    if (!j)
+        return;
     free(j->args);
     free(j->idx);
     free(j->tag);
@@ -171,30 +250,28 @@ x_mfa_stack(ei_x_buff *x, const char *mod, const char *fun, const char *args, si
 
 /* ---- answers ----------------------------------------------------------------------------------- */
 
-/* The serving process exits with erpc's result tuple (node->lock held). */
-static void
-erpc_exit(cnode_node *node, cnode_proc *p, const char *res, size_t rlen, const char *cls, const char *val, size_t vlen,
-          const char *mod, const char *fun, const char *args, size_t alen)
+/* What erpc:execute_call exits with: {Res, return, V}, {Res, throw|exit, R}
+ * or {Res, error, R, [{M, F, A, []}]}. No 131. 0 or -1. */
+static int
+x_erpc_reason(ei_x_buff *x, const char *res, size_t rlen, const char *cls, const char *val, size_t vlen, const char *mod,
+              const char *fun, const char *args, size_t alen)
 {
-    ei_x_buff x;
-    if (ei_x_new(&x) != 0)
-        return;
+    if (ei_x_new(x) != 0)
+        return -1;
     int with_stack = strcmp(cls, "error") == 0;
-    ei_x_encode_tuple_header(&x, with_stack ? 4 : 3);
-    ei_x_append_buf(&x, res, (int)rlen);
-    cnode__x_atom(&x, cls[0] ? cls : "return");
-    ei_x_append_buf(&x, val, (int)vlen);
+    ei_x_encode_tuple_header(x, with_stack ? 4 : 3);
+    ei_x_append_buf(x, res, (int)rlen);
+    cnode__x_atom(x, cls[0] ? cls : "return");
+    ei_x_append_buf(x, val, (int)vlen);
     if (with_stack)
-        x_mfa_stack(&x, mod, fun, args, alen);
-    p->job = NULL;
-    cnode__proc_finish(p, x.buff, (size_t)x.index);
-    (void)node;
-    ei_x_free(&x);
+        x_mfa_stack(x, mod, fun, args, alen);
+    return 0;
 }
 
 /* rpc's shapes: V, a thrown T, {badrpc, {'EXIT', R}} or {badrpc, {'EXIT', {R, Stack}}}. */
 static void
-x_rpc_result(ei_x_buff *x, const job *j, const char *cls, const char *val, size_t vlen)
+x_rpc_result(ei_x_buff *x, const char *cls, const char *val, size_t vlen, const char *mod, const char *fun, const char *args,
+             size_t alen)
 {
     if (!cls[0] || strcmp(cls, "throw") == 0) {
         ei_x_append_buf(x, val, (int)vlen);
@@ -207,62 +284,172 @@ x_rpc_result(ei_x_buff *x, const job *j, const char *cls, const char *val, size_
     if (strcmp(cls, "error") == 0) {
         ei_x_encode_tuple_header(x, 2);
         ei_x_append_buf(x, val, (int)vlen);
-        x_mfa_stack(x, j->mod, j->fun, j->args + 1, j->args_len - 1);
+        x_mfa_stack(x, mod, fun, args, alen);
     } else {
         ei_x_append_buf(x, val, (int)vlen);
     }
 }
 
-static void
-rex_answer(cnode_node *node, const job *j, const char *cls, const char *val, size_t vlen)
+/* Who a rex answer goes to, and how it is wrapped. */
+typedef struct {
+    int kind; /* J_REX_GEN_CALL: {Tag, Result}; J_REX_CALL: {rex, Result} */
+    const char *tag;
+    size_t tag_len;
+} rex_dest;
+
+/* The whole answer message, with its 131. 0 or -1. */
+static int
+x_rex_answer(ei_x_buff *x, const rex_dest *d, const char *cls, const char *val, size_t vlen, const char *mod, const char *fun,
+             const char *args, size_t alen)
 {
-    ei_x_buff x;
-    if (ei_x_new_with_version(&x) != 0)
-        return;
-    ei_x_encode_tuple_header(&x, 2);
-    if (j->kind == J_REX_GEN_CALL)
-        ei_x_append_buf(&x, j->tag, (int)j->tag_len);
+    if (ei_x_new_with_version(x) != 0)
+        return -1;
+    ei_x_encode_tuple_header(x, 2);
+    if (d->kind == J_REX_GEN_CALL)
+        ei_x_append_buf(x, d->tag, (int)d->tag_len);
     else
-        cnode__x_atom(&x, "rex");
-    x_rpc_result(&x, j, cls, val, vlen);
-    cnode__send_term(node, &j->reply_to, x.buff, (size_t)x.index);
+        cnode__x_atom(x, "rex");
+    x_rpc_result(x, cls, val, vlen, mod, fun, args, alen);
+    return 0;
+}
+
+/* An answer given at once on the I/O thread (node->lock held): undef, refused. */
+static void
+rex_answer_now(cnode_node *node, const rex_dest *d, const erlang_pid *to, const char *cls, const char *atom, const char *mod,
+               const char *fun, const char *args, size_t alen)
+{
+    char v[32];
+    size_t vl = cnode__enc_atom(v, atom);
+    ei_x_buff x;
+    if (x_rex_answer(&x, d, cls, v, vl, mod, fun, args, alen) == 0)
+        cnode__send_term(node, to, x.buff, (size_t)x.index);
     ei_x_free(&x);
 }
 
-/* A finished job (node->lock held): its answer goes out unless nobody waits. */
+/* What BEAM's rex answers a call whose module or function is no atom or whose
+ * arguments are no proper list (apply/3 raises badarg): {badrpc, {'EXIT',
+ * {badarg, [{erlang, apply, [M, F, A], []}]}}}. mfa: M, F and A as encoded. */
 static void
-finish(cnode_node *node, job *j)
+rex_badarg(cnode_node *node, const rex_dest *d, const erlang_pid *to, const char *mfa, size_t len)
+{
+    char v[16];
+    size_t vl = cnode__enc_atom(v, "badarg");
+    ei_x_buff l, x = {0};
+    if (ei_x_new(&l) != 0)
+        return;
+    ei_x_encode_list_header(&l, 3);
+    ei_x_append_buf(&l, mfa, (int)len);
+    ei_x_encode_empty_list(&l);
+    if (x_rex_answer(&x, d, "error", v, vl, "erlang", "apply", l.buff, (size_t)l.index) == 0)
+        cnode__send_term(node, to, x.buff, (size_t)x.index);
+    ei_x_free(&l);
+    if (x.buff)
+        ei_x_free(&x);
+}
+
+/* ---- the active list and the limit (node->lock held) ------------------------------------------ */
+
+/* 1 if one more served call would pass limits.served_in_flight: refused and counted. */
+static int
+over_limit(cnode_node *node, server *s)
+{
+    if (s->in_flight < node->limits.served_in_flight)
+        return 0;
+    CNODE__STAT_ADD(node, served_refused, 1);
+    if (!s->saturated) {
+        s->saturated = 1;
+        cnode__log(node, CNODE_LOG_WARNING, "%u served calls in flight (the limit): refusing more with system_limit", s->in_flight);
+    }
+    return 1;
+}
+
+static void
+activate(cnode_node *node, server *s, job *j)
+{
+    j->aprev = NULL;
+    j->anext = s->active;
+    if (s->active)
+        s->active->aprev = j;
+    s->active = j;
+    s->in_flight++;
+    CNODE__STAT_ADD(node, served_now, 1);
+}
+
+static void
+deactivate(cnode_node *node, server *s, job *j)
+{
+    if (j->aprev)
+        j->aprev->anext = j->anext;
+    else
+        s->active = j->anext;
+    if (j->anext)
+        j->anext->aprev = j->aprev;
+    j->anext = j->aprev = NULL;
+    s->in_flight--;
+    CNODE__STAT_SUB(node, served_now, 1);
+    if (s->saturated && s->in_flight <= node->limits.served_in_flight / 2) {
+        s->saturated = 0;
+        cnode__log(node, CNODE_LOG_INFO, "served calls back to %u in flight: accepting again", s->in_flight);
+    }
+}
+
+/* ---- finishing a job (worker thread) -------------------------------------------------------------- */
+
+/* The answer is encoded before node->lock is taken; under it only the job
+ * leaves the active list and the serving process ends (erpc) or the
+ * destination is looked up (rex); a rex answer to a remote caller is written
+ * after the lock is let go. */
+static void
+complete(cnode_node *node, job *j)
 {
     server *s = srv(node);
-    for (job **pp = &s->active; *pp; pp = &(*pp)->anext)
-        if (*pp == j) {
-            *pp = j->anext;
-            break;
-        }
     if (!j->answered) {
         ei_x_new(&j->out);
         cnode__x_atom(&j->out, "ok");
         j->cls[0] = 0;
     }
+    ei_x_buff x = {0};
+    int have = 0;
     switch (j->kind) {
     case J_ERPC_CALL:
-        erpc_exit(node, j->p, j->res, j->res_len, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun,
-                  j->args + 1, j->args_len - 1);
+        have = x_erpc_reason(&x, j->res, j->res_len, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun, j->args + 1,
+                             j->args_len - 1) == 0;
         break;
-    case J_ERPC_CAST: {
-        char normal[16];
-        j->p->job = NULL;
-        cnode__proc_finish(j->p, normal, cnode__enc_atom(normal, "normal"));
-        break;
-    }
     case J_REX_GEN_CALL:
     case J_REX_CALL:
-        if (!atomic_load(&j->cancelled))
-            rex_answer(node, j, j->cls, j->out.buff, (size_t)j->out.index);
+        if (!atomic_load(&j->cancelled)) {
+            rex_dest d = {j->kind, j->tag, j->tag_len};
+            have =
+                x_rex_answer(&x, &d, j->cls, j->out.buff, (size_t)j->out.index, j->mod, j->fun, j->args + 1, j->args_len - 1) == 0;
+        }
         break;
     default:
         break;
     }
+    cnode__peer *peer = NULL;
+    cnode__ctl c = {.op = CNODE__OP_SEND};
+    pthread_mutex_lock(&node->lock);
+    deactivate(node, s, j);
+    if (j->kind == J_ERPC_CALL || j->kind == J_ERPC_CAST) {
+        char fallback[16];
+        size_t fl = cnode__enc_atom(fallback, j->kind == J_ERPC_CAST ? "normal" : "system_limit");
+        j->p->job = NULL;
+        cnode__proc_finish(j->p, have ? x.buff : fallback, have ? (size_t)x.index : fl);
+    } else if (have && !atomic_load(&j->cancelled)) {
+        cnode__xpid_to_pid(node, &j->reply_to, &c.to.pid);
+        if (!j->reply_to.peer) {
+            cnode_proc *p = cnode__proc_by_pid(node, &c.to.pid);
+            if (p)
+                cnode__deliver(p, NULL, x.buff, (size_t)x.index);
+        } else {
+            peer = j->reply_to.peer;
+        }
+    }
+    pthread_mutex_unlock(&node->lock);
+    if (peer) /* like cnode_send: peers live as long as the node, writes need only their wlock */
+        cnode__send_ctl(node, peer, &c, x.buff, (size_t)x.index);
+    if (x.buff)
+        ei_x_free(&x);
 }
 
 /* ---- worker pool ------------------------------------------------------------------------------------ */
@@ -277,7 +464,8 @@ worker_main(void *arg)
         while (!s->q_head && !s->stop)
             pthread_cond_wait(&s->qcond, &s->qlock);
         job *j = s->q_head;
-        if (!j) {
+        if (s->stop || !j) {
+            /* stopping: what is still queued is ended by cnode__server_stop, not run */
             pthread_mutex_unlock(&s->qlock);
             return NULL;
         }
@@ -289,11 +477,9 @@ worker_main(void *arg)
 
         cnode_args a = {.buf = j->args, .n = j->n, .idx = j->idx};
         j->h(j, &a, j->ud);
-
-        pthread_mutex_lock(&node->lock);
-        finish(node, j);
-        pthread_mutex_unlock(&node->lock);
+        complete(node, j);
         job_free(j);
+
         pthread_mutex_lock(&s->qlock);
         s->running--;
         if (!s->running && !s->q_head)
@@ -323,11 +509,12 @@ start_workers(cnode_node *node)
 
 /* node->lock held. */
 static void
-submit(cnode_node *node, job *j)
+submit(cnode_node *node, job *j, cnode__peer *from)
 {
     server *s = srv(node);
-    j->anext = s->active;
-    s->active = j;
+    j->node = node;
+    j->caller_peer = from;
+    activate(node, s, j);
     pthread_mutex_lock(&s->qlock);
     j->next = NULL;
     if (s->q_tail)
@@ -365,6 +552,18 @@ reply_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, cnode_proc
         cnode__add_monby(p, &c->ref, &from, 0);
 }
 
+/* A spawn that fails, answered as BEAM answers it: a spawn reply carrying the
+ * error atom (the erpc caller raises error {erpc, Atom}). */
+static void
+refuse_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *why)
+{
+    cnode__ctl r = {.op = CNODE__OP_SPAWN_REPLY, .ref = c->ref};
+    r.to.pid = c->from.pid;
+    r.from.is_name = 1;
+    snprintf(r.from.name, sizeof r.from.name, "%s", why);
+    cnode__send_ctl(node, peer, &r, NULL, 0);
+}
+
 static unsigned
 wanted_flags(const cnode__term *opts)
 {
@@ -392,8 +591,7 @@ wanted_flags(const cnode__term *opts)
 
 /* [Res, M, F, A] (call) or [M, F, A] (cast). 0 or -1. */
 static int
-parse_execute(const cnode__ctl *c, int cast, const char **res, size_t *rlen, char *mod, char *fun, const char **a,
-              size_t *alen)
+parse_execute(const cnode__ctl *c, int cast, const char **res, size_t *rlen, char *mod, char *fun, const char **a, size_t *alen)
 {
     const char *b = c->msg;
     int idx = 1, n;
@@ -432,120 +630,131 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
     char mod[MAXATOMLEN_UTF8], fun[MAXATOMLEN_UTF8];
     if (parse_execute(c, cast, &res, &rlen, mod, fun, &a, &alen) != 0 || rlen > 64) {
         cnode__log(node, CNODE_LOG_WARNING, "malformed erpc request from %s: refused with badarg", peer->name);
-        cnode__ctl r = {.op = CNODE__OP_SPAWN_REPLY, .ref = c->ref};
-        r.to.pid = c->from.pid;
-        r.from.is_name = 1;
-        strcpy(r.from.name, "badarg");
-        cnode__send_ctl(node, peer, &r, NULL, 0);
+        refuse_spawn(node, peer, c, "badarg");
+        return 1;
+    }
+    if (s->draining) {
+        refuse_spawn(node, peer, c, "notsup");
+        return 1;
+    }
+    if (over_limit(node, s)) {
+        refuse_spawn(node, peer, c, "system_limit");
+        return 1;
+    }
+    int n = list_length(a, alen);
+    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
+    job *j = NULL;
+    if (f && (!(j = job_new(mod, fun)) || split_args(j, a, alen) != 0)) {
+        job_free(j);
+        CNODE__STAT_ADD(node, served_refused, 1);
+        refuse_spawn(node, peer, c, "system_limit"); /* out of memory */
         return 1;
     }
     cnode_proc *p;
-    if (s->draining || cnode__proc_new_locked(node, NULL, 1, &p) != 0) {
-        cnode__ctl r = {.op = CNODE__OP_SPAWN_REPLY, .ref = c->ref};
-        r.to.pid = c->from.pid;
-        r.from.is_name = 1;
-        strcpy(r.from.name, s->draining ? "notsup" : "system_limit");
-        cnode__send_ctl(node, peer, &r, NULL, 0);
+    if (cnode__proc_new_locked(node, NULL, 1, &p) != 0) {
+        job_free(j);
+        refuse_spawn(node, peer, c, "system_limit");
         return 1;
     }
     p->sys_handler = drop_msgs;
     reply_spawn(node, peer, c, p, cast ? 0 : wanted_flags(&c->opts));
-    int n = list_length(a, alen);
-    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
-    job *j = f ? calloc(1, sizeof *j) : NULL;
-    if (j && split_args(j, a, alen) != 0) {
-        job_free(j);
-        j = NULL;
-        f = NULL;
-    }
     if (!f) {
         if (cast) {
             cnode__log(node, CNODE_LOG_WARNING, "erpc:cast from %s to %s:%s/%d: undef", peer->name, mod, fun, n);
             char normal[16];
             cnode__proc_finish(p, normal, cnode__enc_atom(normal, "normal"));
         } else {
+            /* what erpc:execute_call gives for a missing function: error:undef with the MFA */
             char undef[16];
             size_t ul = cnode__enc_atom(undef, "undef");
-            /* what erpc:execute_call gives for a missing function: error:undef with the MFA */
-            erpc_exit(node, p, res, rlen, "error", undef, ul, mod, fun, n >= 0 ? a : "\x6a", n >= 0 ? alen : 1);
+            ei_x_buff x;
+            if (x_erpc_reason(&x, res, rlen, "error", undef, ul, mod, fun, n >= 0 ? a : "\x6a", n >= 0 ? alen : 1) == 0)
+                cnode__proc_finish(p, x.buff, (size_t)x.index);
+            else
+                cnode__proc_finish(p, undef, ul);
+            ei_x_free(&x);
         }
-        free(j);
         return 1;
     }
-    j->node = node;
     j->kind = cast ? J_ERPC_CAST : J_ERPC_CALL;
     j->h = f->h;
     j->ud = f->ud;
-    snprintf(j->mod, sizeof j->mod, "%s", mod);
-    snprintf(j->fun, sizeof j->fun, "%s", fun);
     j->p = p;
-    j->caller_peer = peer;
     if (res) {
         memcpy(j->res, res, rlen);
         j->res_len = rlen;
     }
     p->job = j;
-    submit(node, j);
+    submit(node, j, peer);
     return 1;
 }
 
 /* ---- rex ------------------------------------------------------------------------------------------------ */
 
-/* {call|block_call, M, F, A, GL} -> job, or an immediate answer. */
+/* {call|block_call|cast, M, F, A, GL} -> job, or an immediate answer. -1 if malformed. */
 static int
-rex_call(cnode_node *node, const char *b, int idx, int kind, const erlang_pid *to, const char *tag, size_t tlen)
+rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, const erlang_pid *to, const char *tag, size_t tlen)
 {
     server *s = srv(node);
     int arity;
-    char op[MAXATOMLEN_UTF8], mod[MAXATOMLEN_UTF8], fun[MAXATOMLEN_UTF8];
+    char op[MAXATOMLEN_UTF8], mod[MAXATOMLEN_UTF8] = "", fun[MAXATOMLEN_UTF8] = "";
     if (ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 5 || ei_decode_atom(b, &idx, op) < 0 ||
-        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0) ||
-        ei_decode_atom(b, &idx, mod) < 0 || ei_decode_atom(b, &idx, fun) < 0)
+        (strcmp(op, "call") != 0 && strcmp(op, "block_call") != 0 && strcmp(op, "cast") != 0))
+        return -1;
+    if (strcmp(op, "cast") == 0)
+        kind = J_REX_CAST;
+    int ms = idx;
+    if (ei_skip_term(b, &idx) < 0)
+        return -1;
+    int fs = idx;
+    if (ei_skip_term(b, &idx) < 0)
         return -1;
     int as = idx;
     if (ei_skip_term(b, &idx) < 0)
         return -1;
     size_t alen = (size_t)(idx - as);
-    int n = list_length(b + as, alen);
-    if (n < 0)
-        return -1;
-    job *j = calloc(1, sizeof *j);
-    if (!j)
-        return -1;
-    j->node = node;
-    j->kind = strcmp(op, "cast") == 0 ? J_REX_CAST : kind;
-    snprintf(j->mod, sizeof j->mod, "%s", mod);
-    snprintf(j->fun, sizeof j->fun, "%s", fun);
-    if (to)
-        j->reply_to = *to;
-    if (tag && (j->tag = malloc(tlen)) != NULL) {
-        memcpy(j->tag, tag, tlen);
-        j->tag_len = tlen;
-    }
-    if (split_args(j, b + as, alen) != 0) {
-        job_free(j);
-        return -1;
-    }
-    fn *f = find_fn(s, mod, fun, n);
-    if (!f || s->draining) {
-        if (j->kind != J_REX_CAST) {
-            ei_x_buff r;
-            ei_x_new(&r);
-            if (!f) {
-                cnode__x_atom(&r, "undef");
-                rex_answer(node, j, "error", r.buff, (size_t)r.index);
-            } else {
-                cnode__x_atom(&r, "shutting_down");
-                rex_answer(node, j, "exit", r.buff, (size_t)r.index);
-            }
-            ei_x_free(&r);
-        }
-        job_free(j);
+    int mi = ms, fi = fs;
+    int n = ei_decode_atom(b, &mi, mod) == 0 && ei_decode_atom(b, &fi, fun) == 0 ? list_length(b + as, alen) : -1;
+    rex_dest d = {kind, tag, tlen};
+    int refused = s->draining || over_limit(node, s);
+    if (!refused && n < 0) {
+        if (kind != J_REX_CAST && to)
+            rex_badarg(node, &d, to, b + ms, (size_t)(idx - ms));
         return 0;
     }
-    j->h = f->h;
-    j->ud = f->ud;
-    submit(node, j);
+    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
+    job *j = NULL;
+    /* BEAM's rex spawns first (failing with system_limit, answered {badrpc,
+     * {'EXIT', system_limit}}; a cast is dropped), then the process finds undef */
+    const char *cls = "exit", *why = s->draining ? "shutting_down" : "system_limit";
+    if (!refused && !f) {
+        cls = "error";
+        why = "undef";
+    } else if (!refused) {
+        if ((j = job_new(mod, fun)) != NULL && split_args(j, b + as, alen) == 0) {
+            if (to)
+                cnode__xpid_of(node, to, &j->reply_to, 1);
+            if (to && !j->reply_to.peer && !cnode__is_local(node, to->node)) {
+                job_free(j); /* no record for the caller's node: no way to answer */
+                return 0;
+            }
+            if (tag && (j->tag = malloc(tlen)) != NULL) {
+                memcpy(j->tag, tag, tlen);
+                j->tag_len = tlen;
+            }
+            if (!tag || j->tag) {
+                j->kind = kind;
+                j->h = f->h;
+                j->ud = f->ud;
+                submit(node, j, peer);
+                return 0;
+            }
+        }
+        job_free(j); /* out of memory: refused as a failed spawn */
+        CNODE__STAT_ADD(node, served_refused, 1);
+    }
+    if (kind != J_REX_CAST && to)
+        rex_answer_now(node, &d, to, cls, why, mod, fun, b + as, alen);
     return 0;
 }
 
@@ -564,13 +773,13 @@ serve_rex(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         if (ei_decode_tuple_header(b, &idx, &t2) < 0 || t2 != 2 || ei_decode_pid(b, &idx, &from) < 0)
             goto bad;
         int ts = idx;
-        if (ei_skip_term(b, &idx) < 0 || rex_call(node, b, idx, J_REX_GEN_CALL, &from, b + ts, (size_t)(idx - ts)) != 0)
+        if (ei_skip_term(b, &idx) < 0 || rex_call(node, peer, b, idx, J_REX_GEN_CALL, &from, b + ts, (size_t)(idx - ts)) != 0)
             goto bad;
         return 1;
     }
     idx = first;
     if (arity == 2 && ei_decode_atom(b, &idx, a) == 0 && strcmp(a, "$gen_cast") == 0) {
-        if (rex_call(node, b, idx, J_REX_CAST, NULL, NULL, 0) != 0)
+        if (rex_call(node, peer, b, idx, J_REX_CAST, NULL, NULL, 0) != 0)
             goto bad;
         return 1;
     }
@@ -592,8 +801,7 @@ serve_rex(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         }
         idx = rs;
         int t3;
-        if (ei_decode_tuple_header(b, &idx, &t3) == 0 && t3 == 3 && ei_decode_atom(b, &idx, a) == 0 &&
-            strcmp(a, "sbcast") == 0) {
+        if (ei_decode_tuple_header(b, &idx, &t3) == 0 && t3 == 3 && ei_decode_atom(b, &idx, a) == 0 && strcmp(a, "sbcast") == 0) {
             char name[MAXATOMLEN_UTF8];
             if (ei_decode_atom(b, &idx, name) < 0)
                 goto bad;
@@ -624,29 +832,61 @@ serve_rex(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
             ei_x_free(&x);
             return 1;
         }
-        if (rex_call(node, b, rs, J_REX_CALL, &from, NULL, 0) == 0)
+        if (rex_call(node, peer, b, rs, J_REX_CALL, &from, NULL, 0) == 0)
             return 1;
     }
 bad:
+    /* decodable but not a request rex knows: rex ignores those too */
     cnode__log(node, CNODE_LOG_WARNING, "malformed message to rex from %s dropped", peer->name);
     return 1;
 }
 
 /* ---- hooks ------------------------------------------------------------------------------------------------ */
 
+/* Data the walker let through that ei cannot decode: BEAM takes the link down
+ * on undecodable distribution data, and so do we, once per link (the term is
+ * not printed). Everything else the peer sends us until the link is down is
+ * dropped. node->lock held. */
+static int
+bad_data(cnode_node *node, server *s, cnode__peer *peer, const char *what)
+{
+    if (s->bad_peer == peer)
+        return 1;
+    s->bad_peer = peer;
+    CNODE__STAT_ADD(node, bad_data_disconnects, 1);
+    cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: undecodable %s", peer->name, what);
+    cnode__enqueue_req(node, REQ_DISCONNECT, peer);
+    return 1;
+}
+
+/* The payload (with its 131) is one term ei reads to its end; no payload passes. */
+static int
+payload_ok(const cnode__ctl *c)
+{
+    return !c->msg || (c->msg_len > 1 && ei_reads_whole(c->msg + 1, c->msg_len - 1));
+}
+
 static int
 server_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud)
 {
-    (void)ud;
+    server *s = ud;
     switch (c->op) {
     case CNODE__OP_SPAWN_REQUEST:
     case CNODE__OP_SPAWN_REQUEST_TT:
+        if (peer == s->bad_peer)
+            return 1;
+        if (!payload_ok(c) || (c->opts.p && !ei_reads_whole(c->opts.p, c->opts.len)))
+            return bad_data(node, s, peer, "spawn request");
         return serve_spawn(node, peer, c);
     case CNODE__OP_REG_SEND:
     case CNODE__OP_REG_SEND_TT:
-        if (c->to.is_name && strcmp(c->to.name, "rex") == 0)
-            return serve_rex(node, peer, c);
-        return 0;
+        if (!c->to.is_name || strcmp(c->to.name, "rex") != 0)
+            return 0;
+        if (peer == s->bad_peer)
+            return 1;
+        if (!c->msg || !payload_ok(c))
+            return bad_data(node, s, peer, "message to rex");
+        return serve_rex(node, peer, c);
     case CNODE__OP_DEMONITOR_P:
         if (!c->to.is_name) {
             /* the caller gave up (erpc timeout): tell the handler */
@@ -664,10 +904,13 @@ static void
 server_peer(cnode_node *node, cnode__peer *peer, int up, void *ud)
 {
     server *s = ud;
+    (void)node;
     if (up == 1)
         return;
+    if (s->bad_peer == peer)
+        s->bad_peer = NULL;
     for (job *j = s->active; j; j = j->anext)
-        if (j->caller_peer == peer || (j->kind >= J_REX_GEN_CALL && cnode__peer_get(node, j->reply_to.node, 0) == peer))
+        if (j->caller_peer == peer)
             atomic_store(&j->cancelled, 1);
 }
 
@@ -686,6 +929,9 @@ cnode__server_start(cnode_node *node)
     return 0;
 }
 
+/* Running handlers finish; queued jobs are not started: their processes exit
+ * with `shutdown` (as BEAM's do when the node stops), rex callers see the
+ * node go down. */
 void
 cnode__server_stop(cnode_node *node)
 {
@@ -702,6 +948,24 @@ cnode__server_stop(cnode_node *node)
     for (unsigned i = 0; i < s->nthreads; i++)
         pthread_join(s->threads[i], NULL);
     s->nthreads = 0;
+    char shutdown[16];
+    size_t sl = cnode__enc_atom(shutdown, "shutdown");
+    pthread_mutex_lock(&node->lock);
+    pthread_mutex_lock(&s->qlock);
+    job *j = s->q_head;
+    s->q_head = s->q_tail = NULL;
+    pthread_mutex_unlock(&s->qlock);
+    while (j) {
+        job *nx = j->next;
+        deactivate(node, s, j);
+        if (j->p) {
+            j->p->job = NULL;
+            cnode__proc_finish(j->p, shutdown, sl);
+        }
+        job_free(j);
+        j = nx;
+    }
+    pthread_mutex_unlock(&node->lock);
 }
 
 /* After the I/O thread is gone: its hooks (server_peer, ...) no longer run. */
@@ -728,8 +992,7 @@ cnode__server_free(cnode_node *node)
 /* ---- public --------------------------------------------------------------------------------------------------- */
 
 int
-cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler,
-                        void *user_data)
+cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler, void *user_data)
 {
     if (!node || !mod || !fun || !handler || arity < 0 || arity > 255 || !*mod || !*fun || strlen(mod) >= MAXATOMLEN ||
         strlen(fun) >= MAXATOMLEN)

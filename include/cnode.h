@@ -111,9 +111,10 @@ typedef struct cnode_limits {
     size_t out_queue_bytes;
     unsigned send_timeout_ms;  /* default 5000 */
     /* Calls served at once, queued or running (default 65536). A call past it
-     * is answered as BEAM answers a spawn that fails: an exit of `system_limit`
-     * (erpc), {badrpc, {'EXIT', system_limit}} (rpc); a cast past it is dropped
-     * and counted. */
+     * is answered as BEAM answers when its spawn fails with system_limit: the
+     * erpc spawn request gets a spawn reply with error system_limit (the caller
+     * raises error {erpc, system_limit}), rpc and rex calls get {badrpc,
+     * {'EXIT', system_limit}}; a cast past it is dropped and counted. */
     unsigned served_in_flight;
     /* Connections in the handshake (default 256 overall, 32 from one address).
      * Past the overall bound the oldest one that has not sent its name yet is

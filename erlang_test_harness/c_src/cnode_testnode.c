@@ -30,6 +30,9 @@ static erlang_pid subs[64];
 static int nsubs;
 static pthread_t bursts[64];
 static int nbursts;
+/* sinks: registered processes that never read (mailbox limit tests); ctl thread only */
+static cnode_proc *sinks[64];
+static int nsinks;
 
 static void
 send_x(const erlang_pid *to, ei_x_buff *x)
@@ -283,6 +286,69 @@ command(const char *b, int idx, const erlang_pid *from, ei_x_buff *res)
         ei_x_encode_atom(res, "ok");
         return 0;
     }
+    if (strcmp(op, "sink") == 0 && arity == 2) {
+        char name[MAXATOMLEN_UTF8];
+        if (ei_decode_atom(b, &idx, name) < 0 || nsinks >= 64)
+            goto badarg;
+        cnode_proc *p;
+        int rc = cnode_proc_new(node, name, &p);
+        if (rc != 0) {
+            ei_x_encode_tuple_header(res, 2);
+            ei_x_encode_atom(res, "error");
+            ei_x_encode_atom(res, rc == CNODE_EEXIST ? "eexist" : "error");
+            return 0;
+        }
+        sinks[nsinks++] = p;
+        ei_x_encode_tuple_header(res, 2);
+        ei_x_encode_atom(res, "ok");
+        ei_x_encode_pid(res, cnode_proc_pid(p));
+        return 0;
+    }
+    if (strcmp(op, "sink_receive") == 0 && arity == 2) {
+        erlang_pid sp;
+        if (ei_decode_pid(b, &idx, &sp) < 0)
+            goto badarg;
+        cnode_proc *p = NULL;
+        for (int i = 0; i < nsinks; i++)
+            if (!strcmp(cnode_proc_pid(sinks[i])->node, sp.node) && cnode_proc_pid(sinks[i])->num == sp.num &&
+                cnode_proc_pid(sinks[i])->serial == sp.serial)
+                p = sinks[i];
+        if (!p)
+            goto badarg;
+        cnode_msg m = {0};
+        int rc = cnode_receive(p, 0, &m);
+        if (rc == 0)
+            cnode_msg_free(&m);
+        ei_x_buff reason;
+        ei_x_new(&reason); /* cnode_proc_alive appends the reason with its 131 */
+        int alive = cnode_proc_alive(p, &reason);
+        ei_x_encode_tuple_header(res, 2);
+        ei_x_encode_atom(res, rc == 0 ? "message" : rc == CNODE_EEXITED ? "exited" : rc == CNODE_ETIMEOUT ? "timeout" : "error");
+        if (alive || reason.index <= 1)
+            ei_x_encode_atom(res, "alive");
+        else
+            ei_x_append_buf(res, reason.buff + 1, reason.index - 1);
+        ei_x_free(&reason);
+        return 0;
+    }
+    if (strcmp(op, "stats") == 0) {
+        cnode_stats st;
+        if (cnode_node_stats(node, &st) != 0)
+            goto badarg;
+        const struct {
+            const char *k;
+            uint64_t v;
+        } kv[] = {{"mailbox_kills", st.mailbox_kills},
+                  {"served_refused", st.served_refused},
+                  {"bad_data_disconnects", st.bad_data_disconnects},
+                  {"served_now", st.served_now}};
+        ei_x_encode_map_header(res, 4);
+        for (int i = 0; i < 4; i++) {
+            ei_x_encode_atom(res, kv[i].k);
+            ei_x_encode_ulonglong(res, kv[i].v);
+        }
+        return 0;
+    }
     if (strcmp(op, "spawn") == 0 && arity == 3) {
         char name[MAXATOMLEN_UTF8];
         erlang_pid owner;
@@ -498,6 +564,7 @@ main(int argc, char **argv)
     const char *sname = NULL, *cookie = NULL;
     unsigned ticktime = 0;
     int verbose = 0;
+    cnode_limits limits = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sname") && i + 1 < argc)
             sname = argv[++i];
@@ -507,13 +574,24 @@ main(int argc, char **argv)
             ticktime = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v"))
             verbose = 3;
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "mailbox_len=", 12))
+            limits.mailbox_len = (size_t)strtoul(argv[++i] + 12, NULL, 10);
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "served_in_flight=", 17))
+            limits.served_in_flight = (unsigned)strtoul(argv[++i] + 17, NULL, 10);
         else {
-            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME --cookie C [--ticktime S] [-v]\n");
+            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME --cookie C [--ticktime S] "
+                            "[--limit mailbox_len=N] [--limit served_in_flight=N] [-v]\n");
             return 2;
         }
     }
-    cnode_node_opts o = {.name = sname, .cookie = cookie, .ticktime_s = ticktime, .log = log_cb,
-                         .log_level = verbose ? verbose : CNODE_LOG_WARNING, .on_nodeup = on_up, .on_nodedown = on_down};
+    cnode_node_opts o = {.name = sname,
+                         .cookie = cookie,
+                         .ticktime_s = ticktime,
+                         .log = log_cb,
+                         .log_level = verbose ? verbose : CNODE_LOG_WARNING,
+                         .on_nodeup = on_up,
+                         .on_nodedown = on_down,
+                         .limits = limits};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
         fprintf(stderr, "testnode: cannot start: %s\n", err.message);
@@ -557,6 +635,8 @@ main(int argc, char **argv)
     pthread_mutex_lock(&subs_lock);
     nsubs = 0;
     pthread_mutex_unlock(&subs_lock);
+    for (int i = 0; i < nsinks; i++)
+        cnode_proc_close(sinks[i]);
     cnode_proc_close(ctl);
     cnode_node_close(node);
     return 0;
