@@ -18,10 +18,10 @@
          killed_mid_call/1, sigterm_drains/1, raise_classes/1, bad_spawn_requests/1]).
 
 -define(H, cnode_harness).
--define(TMO, 15000).
+-define(TMO, cnode_harness:ms(15000)).   % scaled by CNODE_TEST_TIME_SCALE
 
 suite() ->
-    [{timetrap, {minutes, 4}}].
+    [{timetrap, {seconds, ?H:ms(240000) div 1000}}].
 
 all() ->
     [erpc_call, erpc_cast, erpc_multicall, rpc_call_cast, rex_protocol,
@@ -237,8 +237,9 @@ undef(Config) ->
         ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2]))
     end).
 
-%% The caller gives up while sleep/1 runs: {erpc, timeout} on time; the C
-%% handler sees the call cancelled; the node keeps serving.
+%% The caller gives up while sleep/1 runs: {erpc, timeout}, never before the
+%% caller's 300 ms (how long after is not asserted); then, in that order, the
+%% node answers the next call and the C handler sees the call cancelled.
 caller_timeout(Config) ->
     ?H:run(Config, fun() ->
         S = serve(),
@@ -249,20 +250,27 @@ caller_timeout(Config) ->
         catch error:{erpc, timeout} -> ok
         end,
         Elapsed = erlang:monotonic_time(millisecond) - T0,
-        ?assert(Elapsed >= 300 andalso Elapsed < 3000),
+        ct:log("timeout raised after ~p ms", [Elapsed]),
+        ?assert(Elapsed >= 300),
         ?assertEqual(5, erpc:call(S, cnode_demo, add, [2, 3])),
         %% erpc kills the remote process on timeout: the sleeping handler stops early
-        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 4000),
+        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 15000),
         ok
     end).
 
-%% 1,000 fast calls from 16 BEAM processes all complete while one 2 s
-%% sleep/1 is running.
+%% 1,000 fast calls from 16 BEAM processes all complete while one sleep/1
+%% is running. The order of events is the point, not the clock: the sleep
+%% (10 minutes) is running before the first fast call (a call ordered after
+%% it on the same connection answered), still running after the last, and
+%% then ends because the caller gave up (it counts as cancelled), not because
+%% it finished.
 fast_calls_while_sleeping(Config) ->
     ?H:run(Config, fun() ->
         S = serve(),
         ?assertEqual(2, erpc:call(S, cnode_demo, add, [1, 1])),
-        Sleep = erpc:send_request(S, cnode_demo, sleep, [2000]),
+        Before = erpc:call(S, cnode_demo, cancelled, []),
+        Sleep = erpc:send_request(S, cnode_demo, sleep, [600000]),
+        ?assertEqual(4, erpc:call(S, cnode_demo, add, [2, 2])),
         T0 = erlang:monotonic_time(millisecond),
         Me = self(),
         Pids = [spawn_link(fun() ->
@@ -281,11 +289,13 @@ fast_calls_while_sleeping(Config) ->
         ?assertEqual(1000, lists:sum([calls(W) || W <- lists:seq(1, 16)])),
         %% the sleep is still running when all fast calls are done
         ?assertEqual(no_response, erpc:wait_response(Sleep, 0)),
-        ?assertEqual(ok, erpc:receive_response(Sleep, ?TMO)),
-        Total = erlang:monotonic_time(millisecond) - T0,
-        io:format("1000 fast calls in ~b ms, sleep done after ~b ms~n", [FastDone, Total]),
-        ?assert(FastDone < Total),
-        ?assert(Total >= 1900)
+        io:format("1000 fast calls in ~b ms~n", [FastDone]),
+        %% give up on it: erpc kills the call, the handler stops early
+        try erpc:receive_response(Sleep, 0) of
+            V -> error({sleep_finished, V})
+        catch error:{erpc, timeout} -> ok
+        end,
+        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 15000)
     end).
 
 %% 16 workers share 1,000 calls: 62 each, the first 8 one more.
@@ -360,7 +370,7 @@ killed_mid_call(Config) ->
             V -> error({no_exception, V})
         catch error:{erpc, noconnection} -> ok
         end,
-        ?assert(erlang:monotonic_time(millisecond) - T0 < 5000),
+        ct:log("noconnection ~p ms after the kill", [erlang:monotonic_time(millisecond) - T0]),
         ?assertEqual(137, ?H:wait_exit(H, ?TMO)),
         try erpc:call(S, cnode_demo, add, [1, 2], 5000) of
             V2 -> error({no_exception, V2})
