@@ -16,7 +16,8 @@
 #include "tests/testutil.h"
 
 /* term_to_binary hex, then Elixir 1.14's inspect/1 of the term (generated
- * with `elixir`; pids, refs and funs print differently by design). */
+ * with tests/data/gen_inspect_vectors.exs; pids, refs and local funs print
+ * differently by design). */
 static const struct {
     const char *hex, *text;
 } inspect_vectors[] = {
@@ -864,6 +865,15 @@ test_defrpc_stubs(void)
     CU_ASSERT_EQUAL(kv_put_terms(b, &k, &v, &t, &reply, &err), 0);
     CU_ASSERT_STRING_EQUAL(rec.mod, "kv");
     CU_ASSERT_STRING_EQUAL(rec.args, "[\"k\", %{a: 1}, {1, 2}]");
+    /* cnode_rpc_callv itself: the terms in order into one list; argc other
+     * than the arity is refused before anything is called */
+    const ei_x_buff *const argv3[] = {&t, &k, &v};
+    CU_ASSERT_EQUAL(cnode_rpc_callv(b, &kv_put_rpc, argv3, 3, &reply, &err), 0);
+    CU_ASSERT_STRING_EQUAL(rec.args, "[{1, 2}, \"k\", %{a: 1}]");
+    int calls_before = rec.calls;
+    CU_ASSERT_NOT_EQUAL(cnode_rpc_callv(b, &kv_put_rpc, argv3, 2, &reply, &err), 0);
+    cnode_error_clear(&err);
+    CU_ASSERT_EQUAL(rec.calls, calls_before);
     /* the wrong number of arguments: validation_error, nothing called */
     int before = rec.calls;
     CU_ASSERT_EQUAL(users_get(b, &t, &reply, &err), CNODE_EVALIDATION);

@@ -120,7 +120,8 @@ full_of_hex(const char *hex, int *rc)
     return h;
 }
 
-/* Captured on OTP 25.2.3 with erlang:phash2(T, 4294967296). */
+/* Captured on OTP 25.2.3 with erlang:phash2(T, 4294967296), by
+ * tests/data/gen_phash2_captured.escript (--check compares with this table). */
 static const struct {
     const char *what, *hex;
     uint32_t full;
