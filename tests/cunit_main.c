@@ -10,6 +10,9 @@ void cnode_test_register(void);
 int
 main(void)
 {
+    /* unbuffered, so that after a sanitizer abort the output still ends with
+     * the "Test: name ..." line of the test that aborted (run-all.sh names it) */
+    setvbuf(stdout, NULL, _IONBF, 0);
     if (ei_init() != 0 || CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     cnode_test_register();

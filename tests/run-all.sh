@@ -1,55 +1,148 @@
 #!/bin/sh
-# Runs the CUnit programs given as arguments and the common_test suites, all
-# built with ASan/UBSan, then prints one line: "N passed, N failed".
-# Any sanitizer report (in build/asan/logs) counts as a failure.
-# Options: --unit-only, --ct-only.
-unit=1 ct=1
-case "$1" in --unit-only) ct=0; shift ;; --ct-only) unit=0; shift ;; esac
+# Runs the CUnit programs given as arguments and the common_test suites, all built with
+# ASan/UBSan, and counts every outcome. The last line is "N passed, N failed, N skipped".
+#
+# What counts as what:
+# - CUnit: each test that passed or failed; a test the registry did not run (a suite whose
+#   set-up failed, an inactive test) is a failure. A program that aborted (a sanitizer report,
+#   a crash, the timeout) is one failure, named after the test that was running: its
+#   "Test: name ..." line had no result (stdout is unbuffered, see cunit_main.c), or the
+#   innermost tests/test_*.c frame of the report names it. A sanitizer report of a program that
+#   did finish (a leak at exit, a child process) is one failure more. A program that did not
+#   build (make -q says it is out of date after `make -k test-build`) is one failure.
+# - common_test: tests/ct_tally.escript reads common_test's own suite.log files: a skip the
+#   suite did not plan ({skip, {planned, Why}} is planned) is a failure, every case of a suite
+#   whose init_per_suite failed is a failure, a planned case with no result (the overall cap,
+#   a crashed run) is a failure, a suite that does not compile is one failure. Sanitizer
+#   reports go to each C program's stderr, which the harness reads: the case that started
+#   the program fails, naming it.
+# Every outcome is one line in build/asan/logs/results ("pass|fail|skip NAME [why]"); each
+# failure and planned skip is printed with its reason.
+#
+# Options: --unit-only, --ct-only, --results FILE (also write the result lines to FILE).
+# CNODE_TEST_TIME_SCALE (default 1) stretches the time limits here, in the harness and in the
+# CUnit programs, for a slow machine.
+unit=1 ct=1 extra=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --unit-only) ct=0; shift ;;
+        --ct-only) unit=0; shift ;;
+        --results) extra=$2; shift 2 ;;
+        *) break ;;
+    esac
+done
 root=$(pwd)
 logs="$root/build/asan/logs"
 rm -rf "$logs"; mkdir -p "$logs"
-ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan:strict_string_checks=1:detect_stack_use_after_return=1"
-UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
+results="$logs/results"
+: >"$results"
+scale=${CNODE_TEST_TIME_SCALE:-1}
+scaled() { awk -v s="$scale" -v n="$1" 'BEGIN { v = int(n * s); print (v < n ? n : v) }'; }
+asan_base="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+ubsan_base="print_stacktrace=1:halt_on_error=1"
 LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
-export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
-passed=0 failed=0
+export LSAN_OPTIONS
+record() { printf '%s\n' "$*" >>"$results"; }
+
+# The innermost frame of a sanitizer report in tests/test_*.c: the CUnit test it came from
+# (frames count up from the fault; the highest-numbered frame in a test file is the test).
+culprit() {
+    awk '/^ *#[0-9]+ .* in [A-Za-z_0-9]+ .*tests\/test_[a-z_0-9]+\.c:/ {
+             for (i = 1; i <= NF; i++) if ($i == "in") { fn = $(i + 1); break } }
+         END { print fn }' "$1"
+}
 
 if [ $unit = 1 ]; then
     for t in "$@"; do
-        out=$(timeout -k 5 300 "$t" 2>&1); rc=$?
-        line=$(printf '%s\n' "$out" | awk '$1 == "tests" {print $4, $5; exit}')
-        p=${line% *}; f=${line#* }
-        [ -n "$line" ] || { p=0; f=0; }
-        if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
-        passed=$((passed + p)); failed=$((failed + f))
-        if [ "$f" != 0 ]; then
-            printf '%s\n' "$out" | grep -v -E '^\s*Test: .*passed$' | tail -n 60
-            echo "FAILED: $t (exit $rc)"
+        name=$(basename "$t")
+        if [ ! -x "$t" ] || ! ${MAKE:-make} -q --no-print-directory "$t" >/dev/null 2>&1; then
+            record "fail $name:(build) did not build; see the make output above"
+            echo "FAILED: $t did not build"
+            continue
+        fi
+        dir="$logs/unit/$name"; mkdir -p "$dir"
+        out=$(ASAN_OPTIONS="$asan_base:log_path=$dir/asan" UBSAN_OPTIONS="$ubsan_base:log_path=$dir/ubsan" \
+              timeout -k 5 "$(scaled 300)" "$t" 2>&1); rc=$?
+        before=$(wc -l <"$results")
+        printf '%s\n' "$out" | awk -v n="$name" '
+            /^  Test: .* \.\.\.passed$/ { print "pass " n ":" $2 }
+            /^  Test: .* \.\.\.FAILED$/ { print "fail " n ":" $2 " assertion failed" }' >>"$results"
+        summary=$(printf '%s\n' "$out" | awk '$1 == "tests" && NF == 6 {print $2, $3; exit}')
+        reports=$(ls "$dir" 2>/dev/null)
+        if [ -n "$summary" ]; then
+            # tests the registry did not run (set-up failure, inactive): failures
+            total=${summary% *}; ran=${summary#* }
+            [ "$total" -gt "$ran" ] && record "fail $name:($((total - ran)) tests) not run: a suite set-up failed or a test is inactive"
+            for r in $reports; do
+                c=$(culprit "$dir/$r")
+                record "fail $name:${c:-(exit)} sanitizer report $r: $(grep -m1 -E 'ERROR|runtime error' "$dir/$r")"
+            done
+            if [ $rc -ne 0 ] && [ "$(tail -n +$((before + 1)) "$results" | grep -c '^fail')" = 0 ]; then
+                record "fail $name:(exit) exit status $rc with no failed test"
+            fi
         else
-            echo "ok: $t ($p tests)"
+            # aborted: one failure, named after the running test
+            running=$(printf '%s\n' "$out" | awk '/^  Test: / && !/\.\.\.(passed|FAILED)$/ {t = $2} END {print t}')
+            first=$(printf '%s\n' $reports | head -n 1)
+            why="exit status $rc$( [ $rc = 124 ] && echo ' (timeout)')"
+            if [ -n "$first" ]; then
+                c=$(culprit "$dir/$first")
+                running=${running:-$c}
+                why="sanitizer report $first: $(grep -m1 -E 'ERROR|runtime error' "$dir/$first")"
+            fi
+            record "fail $name:${running:-(unknown test)} aborted: $why"
+            for r in $reports; do
+                [ "$r" = "$first" ] && continue
+                record "fail $name:$(culprit "$dir/$r") sanitizer report $r"
+            done
+        fi
+        nf=$(tail -n +$((before + 1)) "$results" | grep -c '^fail')
+        np=$(tail -n +$((before + 1)) "$results" | grep -c '^pass')
+        if [ "$nf" != 0 ]; then
+            printf '%s\n' "$out" | grep -v -E '^\s*Test: .*passed$' | tail -n 60
+            for r in $reports; do echo "== sanitizer report $dir/$r"; head -n 60 "$dir/$r"; done
+            echo "FAILED: $t (exit $rc, $nf failed)"
+        else
+            echo "ok: $t ($np tests)"
         fi
     done
 fi
 
 if [ $ct = 1 ]; then
     ctout="$root/build/asan/ct.log"
-    CNODE_ROOT="$root" timeout -k 10 1500 rebar3 ct --readable=false >"$ctout" 2>&1; rc=$?
-    p=$(grep -oE 'All [0-9]+ tests passed' "$ctout" | grep -oE '[0-9]+' | tail -n 1)
-    if [ -z "$p" ]; then
-        p=$(grep -oE 'Passed [0-9]+ tests' "$ctout" | grep -oE '[0-9]+' | tail -n 1)
+    ctlogs="$logs/ct"; mkdir -p "$ctlogs"
+    for p in cnode_testnode cnode_calltest cnode_pgnode cnode_balancetest; do
+        f="build/asan/progs/$p"
+        [ -f "erlang_test_harness/c_src/$p.c" ] || continue
+        if [ ! -x "$f" ] || ! ${MAKE:-make} -q --no-print-directory "$f" >/dev/null 2>&1; then
+            record "fail $p:(build) did not build; the suites ran an old binary or none"
+        fi
+    done
+    if [ ! -x build/asan/cnode ] || ! ${MAKE:-make} -q --no-print-directory build/asan/cnode >/dev/null 2>&1; then
+        record "fail cnode:(build) did not build; the suites ran an old binary or none"
     fi
-    f=$(grep -oE 'Failed [0-9]+ tests' "$ctout" | grep -oE '[0-9]+' | tail -n 1)
-    p=${p:-0}; f=${f:-0}
-    if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
-    grep -E '^%%%|FAILED|failed|Error|error' "$ctout" | head -n 80
-    echo "common_test: $p passed, $f failed (log: $ctout)"
-    passed=$((passed + p)); failed=$((failed + f))
+    # no log_path: a report goes to the program's stderr, which the harness reads
+    ASAN_OPTIONS="$asan_base" UBSAN_OPTIONS="$ubsan_base" CNODE_ROOT="$root" CNODE_TEST_TIME_SCALE="$scale" \
+        timeout -k 10 "$(scaled 1500)" rebar3 ct --dir erlang_test_harness/test --logdir "$ctlogs" \
+        --readable=false >"$ctout" 2>&1
+    rc=$?
+    [ $rc = 124 ] && echo "common_test: the run hit its overall limit; cases with no result count as failed"
+    before=$(wc -l <"$results")
+    escript tests/ct_tally.escript erlang_test_harness/test "$ctlogs" >>"$results" 2>"$logs/ct_tally.err" \
+        || record "fail common_test:(tally) could not read the results: $(head -c 300 "$logs/ct_tally.err")"
+    nf=$(tail -n +$((before + 1)) "$results" | grep -c '^fail')
+    np=$(tail -n +$((before + 1)) "$results" | grep -c '^pass')
+    if [ "$nf" != 0 ]; then
+        grep -E '^%%%|^===> |Error|error:' "$ctout" | head -n 40
+    fi
+    echo "common_test: $np passed, $nf failed (rebar3 exit $rc; output $ctout; logs $ctlogs)"
 fi
 
-n=$(ls "$logs" | wc -l)
-if [ "$n" -gt 0 ]; then
-    for f in "$logs"/*; do echo "== sanitizer report $f"; head -n 60 "$f"; done
-    failed=$((failed + n))
-fi
-echo "$passed passed, $failed failed"
+# what did not pass, with its reason
+grep -E '^(fail|skip) ' "$results" | sed -e 's/^fail /FAILED: /' -e 's/^skip /SKIPPED (planned): /'
+[ -n "$extra" ] && cp "$results" "$extra"
+passed=$(grep -c '^pass ' "$results")
+failed=$(grep -c '^fail ' "$results")
+skipped=$(grep -c '^skip ' "$results")
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

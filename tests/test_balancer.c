@@ -273,8 +273,8 @@ release_later(void *arg)
     return NULL;
 }
 
-/* drain: at once when idle; CNODE_ETIMEOUT within its bound while picks are
- * held; 0 once another thread releases them (not before). */
+/* drain: at once when idle; CNODE_ETIMEOUT, never before its bound, while
+ * picks are held; 0 once another thread releases them (not before). */
 static void
 test_drain(void)
 {
@@ -287,7 +287,7 @@ test_drain(void)
     int64_t t0 = ms_now();
     CU_ASSERT_EQUAL(cnode_balancer_drain(b, 50), CNODE_ETIMEOUT);
     int64_t took = ms_now() - t0;
-    CU_ASSERT(took >= 50 && took < 5000);
+    CU_ASSERT(took >= 50);
     drain_job j = {.b = b};
     pthread_t t;
     CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, release_later, &j), 0);
@@ -716,10 +716,11 @@ test_empty_group_at_once(void)
     ei_x_new(&reply);
     cnode_error err = {0};
     char served[CNODE_BALANCER_NODE_MAX];
-    int64_t t0 = ms_now();
     int rc = cnode_balancer_call(b, "erlang", "node", &args, NULL, &reply, served, sizeof served, &err);
-    CU_ASSERT(ms_now() - t0 < 200);
     CU_ASSERT_EQUAL(rc, CNODE_EUNAVAILABLE);
+    /* at once: the first attempt is the answer, no retry and no wait for one
+     * (how fast is a benchmark's question, not asserted here) */
+    CU_ASSERT_EQUAL(err.attempt, 0);
     CU_ASSERT_STRING_EQUAL(err.lb_code, "service_unavailable");
     CU_ASSERT_STRING_EQUAL(err.type, "node_error");
     CU_ASSERT_STRING_EQUAL(err.message, "no members registered");
@@ -738,15 +739,15 @@ test_empty_group_at_once(void)
     cnode_error_clear(&err);
     cnode_balancer_free(b);
 
-    /* no-route retries are bounded: 2 retries x 50 ms */
+    /* no-route retries are bounded: 2 retries, each after 50 ms */
     cnode_balancer_opts o = {.retries = 2, .sleep_before_retry_ms = 50};
     CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b, NULL), 0);
-    t0 = ms_now();
+    int64_t t0 = ms_now();
     rc = cnode_balancer_call(b, "erlang", "node", &args, NULL, &reply, NULL, 0, &err);
     int64_t took = ms_now() - t0;
     CU_ASSERT_EQUAL(rc, CNODE_EUNAVAILABLE);
     CU_ASSERT_EQUAL(err.attempt, 2);
-    CU_ASSERT(took >= 100 && took < 1000);
+    CU_ASSERT(took >= 100);
     cnode_error_clear(&err);
     cnode_balancer_free(b);
     ei_x_free(&args);
@@ -887,7 +888,7 @@ test_local_member_outcomes(void)
     cnode_balancer_free(b);
 
     /* wait_members_ms: a member that joins during the wait is used */
-    o = (cnode_balancer_opts){.local = local_fn, .local_data = &ls, .wait_members_ms = 3000};
+    o = (cnode_balancer_opts){.local = local_fn, .local_data = &ls, .wait_members_ms = tu_ms(30000)};
     CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "late", &o, &b, NULL), 0);
     joiner j = {p};
     pthread_t t;
@@ -895,17 +896,17 @@ test_local_member_outcomes(void)
     int64_t t0 = ms_now();
     CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, pickd, sizeof pickd, &err), 0);
     int64_t took = ms_now() - t0;
-    CU_ASSERT(took >= 50 && took < 2000);
+    CU_ASSERT(took >= 50); /* not before the join */
     pthread_join(t, NULL);
     cnode_balancer_release(b, pickd, 0);
     cnode_balancer_free(b);
-    /* and a wait that finds nobody ends on time */
+    /* and a wait that finds nobody ends, never before its bound */
     o.wait_members_ms = 150;
     CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "nobody", &o, &b, NULL), 0);
     t0 = ms_now();
     CU_ASSERT_EQUAL(cnode_balancer_select(b, NULL, NULL, pickd, sizeof pickd, &err), CNODE_EUNAVAILABLE);
     took = ms_now() - t0;
-    CU_ASSERT(took >= 150 && took < 1000);
+    CU_ASSERT(took >= 150);
     cnode_error_clear(&err);
     cnode_balancer_free(b);
 

@@ -72,11 +72,25 @@ test_lowest_wins(void)
     cnode_balancer_free(b);
 }
 
+/* 1 once the reading for node counts as 50.0 (stale), 0 past the deadline. */
+static int
+await_stale(cnode_balancer *b, const char *node)
+{
+    long long deadline = tu_now_ms() + tu_ms(10000);
+    while (cnode_balancer_cpu_get(b, node) != 50.0) {
+        if (tu_now_ms() > deadline)
+            return 0;
+        usleep(10000);
+    }
+    return 1;
+}
+
 static void
 test_missing_and_stale(void)
 {
-    /* a member with no reading counts as 50.0: it beats one at 70 */
-    cnode_balancer *b = mk(100, 1.0);
+    /* a member with no reading counts as 50.0: it beats one at 70. The ttl is
+     * one no run reaches, so the readings stay fresh however slow the machine */
+    cnode_balancer *b = mk(3600L * 1000, 1.0);
     int hits[3];
     cnode_balancer_cpu_set(b, "a@h", 70);
     cnode_balancer_cpu_set(b, "b@h", 75);
@@ -84,9 +98,14 @@ test_missing_and_stale(void)
     CU_ASSERT_EQUAL(hits[2], 200);
     CU_ASSERT_EQUAL(cnode_balancer_cpu_get(b, "c@h"), 50.0);
     CU_ASSERT_EQUAL(cnode_balancer_cpu_get(b, "a@h"), 70.0);
-    /* readings older than the ttl count as 50.0 too: all three tie */
-    usleep(150000);
-    CU_ASSERT_EQUAL(cnode_balancer_cpu_get(b, "a@h"), 50.0);
+    cnode_balancer_free(b);
+    /* readings older than the ttl count as 50.0 too: a short ttl, waited out as
+     * a condition (under a deadline), then all three tie */
+    b = mk(50, 1.0);
+    cnode_balancer_cpu_set(b, "a@h", 70);
+    cnode_balancer_cpu_set(b, "b@h", 75);
+    CU_ASSERT(await_stale(b, "a@h"));
+    CU_ASSERT(await_stale(b, "b@h"));
     spread(b, abc, 3, 900, hits);
     for (int i = 0; i < 3; i++)
         CU_ASSERT(hits[i] > 200);

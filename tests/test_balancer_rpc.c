@@ -16,7 +16,8 @@
 #include "tests/testutil.h"
 
 /* term_to_binary hex, then Elixir 1.14's inspect/1 of the term (generated
- * with `elixir`; pids, refs and funs print differently by design). */
+ * with tests/data/gen_inspect_vectors.exs; pids, refs and local funs print
+ * differently by design). */
 static const struct {
     const char *hex, *text;
 } inspect_vectors[] = {
@@ -361,10 +362,17 @@ test_inspect_vectors(void)
             fprintf(stderr, "inspect %zu: want %.200s\n             got  %.200s\n", i, inspect_vectors[i].text, out);
             bad++;
         }
-        /* every split of the input is refused, never read past */
-        tu_guard g = tu_guard_copy(bin, (size_t)n - 1);
-        CU_ASSERT_EQUAL(cnode_rpc_inspect(g.p, (size_t)n - 1, out, sizeof out), n - 1 > 1 ? CNODE_EINVAL : CNODE_EINVAL);
-        tu_guard_free(&g);
+        /* every split of the input (each strict prefix, ending at a guard
+         * page) is refused, never read past */
+        for (long k = 0; k < n; k++) {
+            tu_guard g = tu_guard_copy(bin, (size_t)k);
+            int prc = cnode_rpc_inspect(g.p, (size_t)k, out, sizeof out);
+            tu_guard_free(&g);
+            if (prc != CNODE_EINVAL) {
+                fprintf(stderr, "inspect %zu: prefix of %ld of %ld bytes gave %d\n", i, k, n, prc);
+                bad++;
+            }
+        }
     }
     CU_ASSERT_EQUAL(bad, 0);
 }
@@ -857,6 +865,15 @@ test_defrpc_stubs(void)
     CU_ASSERT_EQUAL(kv_put_terms(b, &k, &v, &t, &reply, &err), 0);
     CU_ASSERT_STRING_EQUAL(rec.mod, "kv");
     CU_ASSERT_STRING_EQUAL(rec.args, "[\"k\", %{a: 1}, {1, 2}]");
+    /* cnode_rpc_callv itself: the terms in order into one list; argc other
+     * than the arity is refused before anything is called */
+    const ei_x_buff *const argv3[] = {&t, &k, &v};
+    CU_ASSERT_EQUAL(cnode_rpc_callv(b, &kv_put_rpc, argv3, 3, &reply, &err), 0);
+    CU_ASSERT_STRING_EQUAL(rec.args, "[{1, 2}, \"k\", %{a: 1}]");
+    int calls_before = rec.calls;
+    CU_ASSERT_NOT_EQUAL(cnode_rpc_callv(b, &kv_put_rpc, argv3, 2, &reply, &err), 0);
+    cnode_error_clear(&err);
+    CU_ASSERT_EQUAL(rec.calls, calls_before);
     /* the wrong number of arguments: validation_error, nothing called */
     int before = rec.calls;
     CU_ASSERT_EQUAL(users_get(b, &t, &reply, &err), CNODE_EVALIDATION);

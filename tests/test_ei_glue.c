@@ -6,10 +6,51 @@
 
 /* ---- flags ------------------------------------------------------------------ */
 
+/* OTP 25's DFLAG_* values (kernel/include/dist.hrl), spelled out here rather
+ * than taken from glue.h, so that a change of either side shows. */
+#define OTP_PUBLISHED 0x01ULL
+#define OTP_EXTENDED_REFERENCES 0x04ULL
+#define OTP_DIST_MONITOR 0x08ULL
+#define OTP_FUN_TAGS 0x10ULL
+#define OTP_NEW_FUN_TAGS 0x80ULL
+#define OTP_EXTENDED_PIDS_PORTS 0x100ULL
+#define OTP_EXPORT_PTR_TAG 0x200ULL
+#define OTP_BIT_BINARIES 0x400ULL
+#define OTP_NEW_FLOATS 0x800ULL
+#define OTP_DIST_MONITOR_NAME 0x20ULL
+#define OTP_SMALL_ATOM_TAGS 0x4000ULL
+#define OTP_UTF8_ATOMS 0x10000ULL
+#define OTP_MAP_TAG 0x20000ULL
+#define OTP_BIG_CREATION 0x40000ULL
+#define OTP_SEND_SENDER 0x80000ULL
+#define OTP_BIG_SEQTRACE_LABELS 0x100000ULL
+#define OTP_EXIT_PAYLOAD 0x400000ULL
+#define OTP_HANDSHAKE_23 0x1000000ULL
+#define OTP_UNLINK_ID 0x2000000ULL
+#define OTP_MANDATORY_25_DIGEST 0x4000000ULL
+#define OTP_SPAWN (0x1ULL << 32)
+#define OTP_NAME_ME (0x2ULL << 32)
+#define OTP_V4_NC (0x4ULL << 32)
+#define OTP_ALIAS (0x8ULL << 32)
+
 static void
 test_flags_constant(void)
 {
-    CU_ASSERT_EQUAL(CNODE__DFLAGS_OURS, 0xD075F4FBCULL);
+    /* the flags our handshake sends, read back from the message it writes:
+     * OTP 25's mandatory set, monitors by name, spawn, alias, the v4 node
+     * container, and nothing else (hidden: never published, no atom cache) */
+    const uint64_t want = OTP_EXTENDED_REFERENCES | OTP_DIST_MONITOR | OTP_FUN_TAGS | OTP_NEW_FUN_TAGS |
+                          OTP_EXTENDED_PIDS_PORTS | OTP_EXPORT_PTR_TAG | OTP_BIT_BINARIES | OTP_NEW_FLOATS |
+                          OTP_DIST_MONITOR_NAME | OTP_SMALL_ATOM_TAGS | OTP_UTF8_ATOMS | OTP_MAP_TAG | OTP_BIG_CREATION |
+                          OTP_SEND_SENDER | OTP_BIG_SEQTRACE_LABELS | OTP_EXIT_PAYLOAD | OTP_HANDSHAKE_23 |
+                          OTP_UNLINK_ID | OTP_MANDATORY_25_DIGEST | OTP_SPAWN | OTP_V4_NC | OTP_ALIAS;
+    char b[64];
+    size_t n = cnode__hs_send_name(b, sizeof b, CNODE__DFLAGS_OURS, 1, "x@h");
+    cnode__hs_name nm;
+    CU_ASSERT_FATAL(n > 2);
+    CU_ASSERT_EQUAL(cnode__hs_send_name_decode(b + 2, n - 2, &nm, NULL), (ptrdiff_t)(n - 2));
+    CU_ASSERT_EQUAL(nm.flags, want);
+    CU_ASSERT_EQUAL(nm.flags & (OTP_PUBLISHED | OTP_NAME_ME), 0);
     /* never published, never an atom cache, never fragments */
     CU_ASSERT_EQUAL(CNODE__DFLAGS_OURS & (CNODE__DFLAG_PUBLISHED | CNODE__DFLAG_ATOM_CACHE |
                                           CNODE__DFLAG_HIDDEN_ATOM_CACHE | CNODE__DFLAG_DIST_HDR_ATOM_CACHE |
@@ -213,6 +254,156 @@ test_handshake_roundtrip(void)
     CU_ASSERT_EQUAL(cnode__hs_challenge_ack_decode(b + 2, 17, got, NULL), 17);
     CU_ASSERT_EQUAL(cnode__hs_challenge_ack_decode(b + 2, 18, got, NULL), CNODE__MALFORMED);
     CU_ASSERT_EQUAL(cnode__hs_challenge_ack(b, 18, dg), 0);
+}
+
+/* ---- every decoder: guard-page truncation, wrong tags ------------------------- */
+
+/* One decoder under one signature: the result for body[0, len). */
+typedef ptrdiff_t body_dec(const char *body, size_t len);
+
+static ptrdiff_t
+dec_send_name(const char *b, size_t n)
+{
+    cnode__hs_name nm;
+    return cnode__hs_send_name_decode(b, n, &nm, NULL);
+}
+static ptrdiff_t
+dec_challenge(const char *b, size_t n)
+{
+    cnode__hs_name nm;
+    return cnode__hs_challenge_decode(b, n, &nm, NULL);
+}
+static ptrdiff_t
+dec_status(const char *b, size_t n)
+{
+    const char *t;
+    size_t tl;
+    return cnode__hs_status_decode(b, n, &t, &tl, NULL);
+}
+static ptrdiff_t
+dec_reply(const char *b, size_t n)
+{
+    uint32_t ch;
+    unsigned char d[16];
+    return cnode__hs_challenge_reply_decode(b, n, &ch, d, NULL);
+}
+static ptrdiff_t
+dec_ack(const char *b, size_t n)
+{
+    unsigned char d[16];
+    return cnode__hs_challenge_ack_decode(b, n, d, NULL);
+}
+static ptrdiff_t
+dec_alive2(const char *b, size_t n)
+{
+    cnode__epmd_alive2_resp r;
+    return cnode__epmd_alive2_resp_decode(b, n, &r, NULL);
+}
+static ptrdiff_t
+dec_port2(const char *b, size_t n)
+{
+    cnode__epmd_port2_resp r;
+    return cnode__epmd_port2_resp_decode(b, n, &r, NULL);
+}
+
+/* The whole message, read from a buffer ending at a guard page, decodes to its
+ * length; every strict prefix (also at the guard page, so an over-read faults)
+ * gives `cut`; the message with any other first byte than the valid ones
+ * (ok_tags, NUL-terminated) is MALFORMED. Returns the number of mismatches. */
+static int
+check_decoder(const char *what, body_dec *dec, const void *msg, size_t len, ptrdiff_t cut, const char *ok_tags)
+{
+    int bad = 0;
+    tu_guard g = tu_guard_copy(msg, len);
+    ptrdiff_t rc = dec(g.p, len);
+    if (rc != (ptrdiff_t)len) {
+        fprintf(stderr, "%s: whole message gave %td, want %zu\n", what, rc, len);
+        bad++;
+    }
+    tu_guard_free(&g);
+    for (size_t i = 0; i < len; i++) {
+        g = tu_guard_copy(msg, i);
+        rc = dec(g.p, i);
+        tu_guard_free(&g);
+        if (rc != cut) {
+            fprintf(stderr, "%s: prefix of %zu bytes gave %td, want %td\n", what, i, rc, cut);
+            bad++;
+        }
+    }
+    unsigned char *w = malloc(len);
+    for (int t = 0; t < 256; t++) {
+        if (strchr(ok_tags, t) && t != 0)
+            continue;
+        memcpy(w, msg, len);
+        w[0] = (unsigned char)t;
+        g = tu_guard_copy(w, len);
+        rc = dec(g.p, len);
+        tu_guard_free(&g);
+        if (rc != CNODE__MALFORMED) {
+            fprintf(stderr, "%s: first byte %d gave %td, want MALFORMED\n", what, t, rc);
+            bad++;
+        }
+    }
+    free(w);
+    return bad;
+}
+
+static void
+test_decoders_truncated_and_wrong_tag(void)
+{
+    char b[300];
+    cnode__frame f;
+    unsigned char dg[16];
+    cnode__hs_digest("c", 1, 42, dg);
+    /* handshake bodies: a body is a whole frame, so every prefix is malformed */
+    size_t n = cnode__hs_send_name(b, sizeof b, CNODE__DFLAGS_OURS, 0x6b043e6b, "c1@host");
+    CU_ASSERT_FATAL(cnode__frame_decode(b, n, 2, 65535, &f, NULL) == (ptrdiff_t)n);
+    CU_ASSERT_EQUAL(check_decoder("send_name", dec_send_name, f.body, f.len, CNODE__MALFORMED, "N"), 0);
+    n = cnode__hs_challenge(b, sizeof b, 0xD07DF7FBCULL, 3000000000u, 7, "a@h");
+    CU_ASSERT_FATAL(cnode__frame_decode(b, n, 2, 65535, &f, NULL) == (ptrdiff_t)n);
+    CU_ASSERT_EQUAL(check_decoder("challenge", dec_challenge, f.body, f.len, CNODE__MALFORMED, "N"), 0);
+    n = cnode__hs_challenge_reply(b, sizeof b, 99, dg);
+    CU_ASSERT_FATAL(cnode__frame_decode(b, n, 2, 65535, &f, NULL) == (ptrdiff_t)n);
+    CU_ASSERT_EQUAL(check_decoder("challenge_reply", dec_reply, f.body, f.len, CNODE__MALFORMED, "r"), 0);
+    n = cnode__hs_challenge_ack(b, sizeof b, dg);
+    CU_ASSERT_FATAL(cnode__frame_decode(b, n, 2, 65535, &f, NULL) == (ptrdiff_t)n);
+    CU_ASSERT_EQUAL(check_decoder("challenge_ack", dec_ack, f.body, f.len, CNODE__MALFORMED, "a"), 0);
+    /* status: a prefix of "sok" is "so", a status of its own; what matters is
+     * that no prefix is read past its end (the guard page) and the tag */
+    n = cnode__hs_status(b, sizeof b, "ok");
+    CU_ASSERT_FATAL(cnode__frame_decode(b, n, 2, 65535, &f, NULL) == (ptrdiff_t)n);
+    for (size_t i = 0; i <= f.len; i++) {
+        tu_guard g = tu_guard_copy(f.body, i);
+        const char *t = NULL;
+        size_t tl = 99;
+        ptrdiff_t rc = cnode__hs_status_decode(g.p, i, &t, &tl, NULL);
+        if (i == 0)
+            CU_ASSERT_EQUAL(rc, CNODE__MALFORMED);
+        if (rc >= 0) {
+            CU_ASSERT_EQUAL(rc, (ptrdiff_t)i);
+            CU_ASSERT(tl == i - 1 && t == g.p + 1);
+        }
+        tu_guard_free(&g);
+    }
+    int bad = 0;
+    for (int t = 0; t < 256; t++) {
+        if (t == 's')
+            continue;
+        char w[3] = {(char)t, 'o', 'k'};
+        tu_guard g = tu_guard_copy(w, sizeof w);
+        bad += dec_status(g.p, sizeof w) != CNODE__MALFORMED;
+        tu_guard_free(&g);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* epmd replies come from a stream: a prefix needs more */
+    const char x[] = {118, 0, 0x6b, 0x04, 0x3e, 0x6b};
+    CU_ASSERT_EQUAL(check_decoder("alive2_x_resp", dec_alive2, x, sizeof x, CNODE__NEED_MORE, "vy"), 0);
+    const char old[] = {121, 0, 0, 3};
+    CU_ASSERT_EQUAL(check_decoder("alive2_resp", dec_alive2, old, sizeof old, CNODE__NEED_MORE, "vy"), 0);
+    unsigned char e[64];
+    long en = tu_unhex("77" "00" "a1b2" "4d" "00" "0006" "0005" "0003" "626172" "0000", e, sizeof e);
+    CU_ASSERT_EQUAL(check_decoder("port2_resp", dec_port2, e, (size_t)en, CNODE__NEED_MORE, "w"), 0);
+    CU_ASSERT_EQUAL(check_decoder("port2_resp error", dec_port2, "\x77\x01", 2, CNODE__NEED_MORE, "w"), 0);
 }
 
 /* ---- frames ------------------------------------------------------------------- */
@@ -542,6 +733,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_epmd_names);
     ADD_TEST(s, test_digest);
     ADD_TEST(s, test_handshake_roundtrip);
+    ADD_TEST(s, test_decoders_truncated_and_wrong_tag);
     ADD_TEST(s, test_frames);
     ADD_TEST(s, test_term_extent);
     ADD_TEST(s, test_ctl_golden);

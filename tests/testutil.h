@@ -12,9 +12,38 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ADD_TEST(suite, fn) CU_add_test((suite), #fn, (fn))
+
+/* CNODE_TEST_TIME_SCALE (a number >= 1, default 1) stretches every deadline a
+ * test waits under, for a slow machine (the same knob as the common_test
+ * harness). Deadlines only bound a wait for something that must happen; no
+ * test asserts how fast it happened (speed belongs in `make bench`). */
+static inline double
+tu_time_scale(void)
+{
+    const char *s = getenv("CNODE_TEST_TIME_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v > 1.0 ? v : 1.0;
+}
+
+/* A deadline of ms milliseconds on this machine. */
+static inline long
+tu_ms(long ms)
+{
+    return (long)((double)ms * tu_time_scale());
+}
+
+/* Monotonic milliseconds. */
+static inline long long
+tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Hex text to bytes; returns the byte count or -1. */
 static inline long

@@ -167,7 +167,12 @@ mode_late(void)
     cnode_error_clear(&err);
     ei_x_free(&a);
     ei_x_free(&r);
-    struct timespec ts = {0, 600 * 1000000L};
+    /* the late reply is due 300 ms after the timeout; 600 ms (stretched by
+     * CNODE_TEST_TIME_SCALE on a slow machine) lets it arrive first */
+    const char *sc = getenv("CNODE_TEST_TIME_SCALE");
+    double scale = sc ? atof(sc) : 1.0;
+    long wait_ms = (long)(600 * (scale > 1.0 ? scale : 1.0));
+    struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     args_neg(&a, 77);
     ei_x_new(&r);

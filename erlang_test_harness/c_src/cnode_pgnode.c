@@ -7,6 +7,9 @@
  * A registered process `ctl` takes {call, From, Ref, Cmd} and answers
  * From ! {Ref, Reply}. Groups are atoms. Cmd:
  *   {scope_start, Scope}            ok | {error, Code}
+ *   {scope_start, Scope, ProbeIntervalMs, ProbeTimeoutMs}
+ *                                   the same with the liveness probe set (a case
+ *                                   sets what it needs, 0 = the library default)
  *   {connect, Scope, Node}          ok | {error, Code}
  *   {wait_ready, Scope, Ms}         ok | {error, Code}
  *   spawn                           {ok, Pid}          a C process that only waits
@@ -18,6 +21,8 @@
  *   {all, Scope}                    [{Group, [Pid]}]   every group (any group term)
  *   {node_count, Scope, Group, Node} N
  *   {suspect, Scope, Node}          true | false
+ *   {probe_rtt, Scope, Node}        microseconds (cnode_pg_probe_rtt_us), -1 if unknown
+ *   {scope_node, Scope}             true if cnode_pg_scope_node is this program's node
  *   {events, Scope}                 [{Kind, Group, Node, [Pid]}] since the last ask; Kind is
  *                                   join | leave | nodedown | suspect | clear
  *   stop                            ok, then the program exits
@@ -205,6 +210,14 @@ command(const char *b, int idx, ei_x_buff *r)
         snprintf(s->name, sizeof s->name, "%s", a1);
         pthread_mutex_init(&s->lock, NULL);
         cnode_pg_opts o = {.on_change = on_change, .user_data = s};
+        long interval = 0, timeout = 0;
+        if (arity == 4 && (ei_decode_long(b, &idx, &interval) < 0 || ei_decode_long(b, &idx, &timeout) < 0 ||
+                           interval < 0 || timeout < 0)) {
+            ei_x_encode_atom(r, "badarg");
+            return 0;
+        }
+        o.probe_interval_ms = (unsigned)interval;
+        o.probe_timeout_ms = (unsigned)timeout;
         int rc = cnode_pg_scope_start(node, a1, &o, &s->scope);
         if (rc == 0)
             nscopes++;
@@ -267,6 +280,10 @@ command(const char *b, int idx, ei_x_buff *r)
         snap = cnode_pg_snapshot_get(s->scope);
         ei_x_encode_boolean(r, cnode_pg_node_suspect(snap, a2));
         cnode_pg_snapshot_release(snap);
+    } else if (strcmp(cmd, "probe_rtt") == 0 && arity == 3 && ei_decode_atom(b, &idx, a2) == 0) {
+        ei_x_encode_long(r, cnode_pg_probe_rtt_us(s->scope, a2));
+    } else if (strcmp(cmd, "scope_node") == 0) {
+        ei_x_encode_boolean(r, cnode_pg_scope_node(s->scope) == node);
     } else if (strcmp(cmd, "events") == 0) {
         static const char *const kinds[] = {"?", "join", "leave", "nodedown", "suspect", "clear"};
         pthread_mutex_lock(&s->lock);

@@ -25,6 +25,14 @@
 %%% Every OS process is started through `setpriv --pdeathsig KILL` when
 %%% setpriv exists, so nothing outlives a VM that dies abruptly; every wait
 %%% has a deadline (wait_until/2 polls, nothing sleeps to synchronise).
+%%%
+%%% Deadlines, not speed: a deadline only bounds how long a case waits for
+%%% something that must happen; no case asserts how fast it happened (speed
+%%% belongs in `make bench`). CNODE_TEST_TIME_SCALE (a number >= 1, default 1)
+%%% stretches every deadline for a slow machine: the timeouts given to the
+%%% functions below (run/3, ctl/3, wait_until/2, wait_line/3, wait_exit/2,
+%%% run_cli/2, the boot and stop limits) are scaled here; a suite scales its own
+%%% `receive ... after` limits with ms/1.
 -module(cnode_harness).
 -behaviour(gen_server).
 
@@ -34,7 +42,7 @@
 %% driver side, called over peer:call/5
 -export([start_server/1, stop_server/0, cleanup/0, run_local/2]).
 %% API for test bodies (they run on the driver)
--export([info/0, cookie/0, epmd_port/0, host/0, root/0, node_name/1, unique/1,
+-export([scale/0, ms/1, info/0, cookie/0, epmd_port/0, host/0, root/0, node_name/1, unique/1,
          testnode_bin/0, cnode_bin/0,
          start_testnode/1, start_testnode/2, ctl/2, ctl/3, spawn_agent/2,
          start_serve/1, start_serve/2,
@@ -52,6 +60,8 @@
 -define(READY_TIMEOUT, 60000).      % ASan builds on a busy 2-core machine start slowly
 -define(BOOT_TIMEOUT, 90000).       % a BEAM peer's boot
 -define(DEFAULT_RUN_TIMEOUT, 150000).
+-define(STOP_GRACE, 10000).         % a C program asked to stop has this long to exit 0
+-define(CLEANUP_TIMEOUT, 60000).    % more than the stop grace plus the TERM and KILL waits
 
 %%% ===================================================================
 %%% CT node side
@@ -82,8 +92,8 @@ init_per_suite(Suite, Config) ->
                          connection => standard_io,
                          args => peer_args(Info, Cookie),
                          env => [{"ERL_EPMD_PORT", integer_to_list(EpmdPort)}],
-                         wait_boot => ?BOOT_TIMEOUT}),
-        ok = peer:call(Drv, ?MODULE, start_server, [Info], 60000),
+                         wait_boot => ms(?BOOT_TIMEOUT)}),
+        ok = peer:call(Drv, ?MODULE, start_server, [Info], ms(60000)),
         ct:log("cnode_harness: epmd port ~p (os pid ~p), driver ~p, cookie ~s, root ~s",
                [EpmdPort, EpmdOsPid, DrvNode, Cookie, Root]),
         [{cnode_driver, Drv}, {cnode_driver_node, DrvNode}, {cnode_keeper, Keeper},
@@ -97,7 +107,7 @@ end_per_suite(Config) ->
     Drv = proplists:get_value(cnode_driver, Config),
     Drv =:= undefined orelse
         begin
-            _ = (catch peer:call(Drv, ?MODULE, stop_server, [], 120000)),
+            _ = (catch peer:call(Drv, ?MODULE, stop_server, [], ms(2 * ?CLEANUP_TIMEOUT))),
             _ = (catch peer:stop(Drv))
         end,
     case proplists:get_value(cnode_keeper, Config) of
@@ -114,7 +124,7 @@ end_per_testcase(TC, Config) ->
     case proplists:get_value(cnode_driver, Config) of
         undefined -> ok;
         Drv ->
-            case catch peer:call(Drv, ?MODULE, cleanup, [], 120000) of
+            case catch peer:call(Drv, ?MODULE, cleanup, [], ms(2 * ?CLEANUP_TIMEOUT)) of
                 {ok, Report} ->
                     [ct:log("~p: ~s ~s (os pid ~p) exit ~p, ~p; output:~n~s",
                             [TC, Kind, Name, OsPid, Status, Verdict, Out])
@@ -134,7 +144,8 @@ end_per_testcase(TC, Config) ->
 %% raises its exception here.
 run(Config, Fun) ->
     run(Config, Fun, ?DEFAULT_RUN_TIMEOUT).
-run(Config, Fun, Timeout) ->
+run(Config, Fun, Timeout0) ->
+    Timeout = ms(Timeout0),
     Drv = proplists:get_value(cnode_driver, Config),
     peer:call(Drv, ?MODULE, run_local, [Fun, Timeout], Timeout + 30000).
 
@@ -251,7 +262,7 @@ stop_server() ->
 %% {ok, Report}: Report lists every OS process the case started.
 cleanup() ->
     remove_log_handlers(),
-    gen_server:call(?SRV, cleanup, 110000).
+    gen_server:call(?SRV, cleanup, ms(?CLEANUP_TIMEOUT) + 30000).
 
 run_local(Fun, Timeout) ->
     {Pid, MRef} =
@@ -308,10 +319,10 @@ handle_call({start_peer, Name, Opts}, _From, #{info := Info, peers := Peers} = S
                 peer:start(#{name => Name, exec => maps:get(erl, Info), args => Args,
                              env => [{"ERL_EPMD_PORT",
                                       integer_to_list(maps:get(epmd_port, Info))}],
-                             wait_boot => ?BOOT_TIMEOUT}),
+                             wait_boot => ms(?BOOT_TIMEOUT)}),
             %% a node with another cookie cannot be asked its pid over distribution
             OsPid = case Cookie =:= maps:get(cookie, Info) of
-                        true -> list_to_integer(erpc:call(Node, os, getpid, [], 30000));
+                        true -> list_to_integer(erpc:call(Node, os, getpid, [], ms(30000)));
                         false -> undefined
                     end,
             {ok, #{peer => Pid, node => Node, os_pid => OsPid}}
@@ -366,13 +377,13 @@ set_status(Port, St, #{procs := Procs} = S) ->
 do_cleanup(#{procs := Procs, peers := Peers} = S) ->
     Live = [Port || {Port, #{status := undefined}} <- maps:to_list(Procs)],
     lists:foreach(fun(Port) -> polite_stop(maps:get(Port, Procs)) end, Live),
-    S0 = await_exits(S, now_ms() + 8000),
+    S0 = await_exits(S, now_ms() + ms(?STOP_GRACE)),
     Live0 = [{Port, P} || {Port, #{status := undefined} = P} <- maps:to_list(maps:get(procs, S0))],
     lists:foreach(fun({_, #{os_pid := OsPid}}) -> kill_pid(OsPid, "TERM") end, Live0),
-    S1 = await_exits(S0, now_ms() + 3000),
+    S1 = await_exits(S0, now_ms() + ms(3000)),
     Live1 = [{Port, P} || {Port, #{status := undefined} = P} <- maps:to_list(maps:get(procs, S1))],
     lists:foreach(fun({_, #{os_pid := OsPid}}) -> kill_pid(OsPid, "KILL") end, Live1),
-    S2 = await_exits(S1, now_ms() + 5000),
+    S2 = await_exits(S1, now_ms() + ms(5000)),
     Killed = [Port || {Port, P} <- Live0, maps:get(kind, P) =:= testnode] ++ [Port || {Port, _} <- Live1],
     Report = [{Kind, Name, OsPid, St, tail_text(P),
                verdict(lists:member(Port, Live), lists:member(Port, Killed), St, P)}
@@ -438,6 +449,20 @@ tail_text(#{lines := L, partial := Part}) ->
 %%% API for test bodies (on the driver)
 %%% ===================================================================
 
+%% CNODE_TEST_TIME_SCALE: how much longer than usual every deadline is (>= 1).
+scale() ->
+    case os:getenv("CNODE_TEST_TIME_SCALE") of
+        false -> 1;
+        "" -> 1;
+        Text ->
+            V = try list_to_float(Text) catch error:badarg -> list_to_integer(Text) end,
+            max(1, V)
+    end.
+
+%% A deadline of Ms milliseconds on this machine.
+ms(infinity) -> infinity;
+ms(Ms) when is_integer(Ms) -> round(Ms * scale()).
+
 info() -> persistent_term:get({?MODULE, info}).
 cookie() -> maps:get(cookie, info()).
 epmd_port() -> maps:get(epmd_port, info()).
@@ -473,7 +498,7 @@ ctl(Node, Cmd, Timeout) when is_atom(Node) ->
     Ref = make_ref(),
     {ctl, Node} ! {call, self(), Ref, Cmd},
     receive {Ref, R} -> R
-    after Timeout -> error({ctl_timeout, Node, Cmd})
+    after ms(Timeout) -> error({ctl_timeout, Node, Cmd})
     end.
 
 %% An agent on the test node whose events go to Owner.
@@ -565,17 +590,19 @@ os_alive(OsPid) ->
 %% cookie, args. Returns #{peer, node, os_pid}.
 start_peer(Name) -> start_peer(Name, #{}).
 start_peer(Name, Opts) ->
-    {ok, H} = gen_server:call(?SRV, {start_peer, str(Name), Opts}, ?BOOT_TIMEOUT + 30000),
+    {ok, H} = gen_server:call(?SRV, {start_peer, str(Name), Opts}, ms(?BOOT_TIMEOUT) + 30000),
     H.
 
-stop_peer(#{peer := PPid}) -> gen_server:call(?SRV, {stop_peer, PPid}, 60000).
+stop_peer(#{peer := PPid}) -> gen_server:call(?SRV, {stop_peer, PPid}, ms(60000)).
 
 kill_peer(#{os_pid := OsPid}) when is_integer(OsPid) -> kill_pid(OsPid, "KILL").
 
 %% Polls Fun every Interval ms until it returns something other than false;
-%% returns that. Raises {wait_until_timeout, Timeout} past the deadline.
+%% returns that. Raises {wait_until_timeout, Timeout} past the deadline
+%% (Timeout scaled by CNODE_TEST_TIME_SCALE).
 wait_until(Fun, Timeout) -> wait_until(Fun, Timeout, 20).
-wait_until(Fun, Timeout, Interval) ->
+wait_until(Fun, Timeout0, Interval) ->
+    Timeout = ms(Timeout0),
     Deadline = now_ms() + Timeout,
     wait_until_loop(Fun, Deadline, Interval, Timeout).
 

@@ -21,10 +21,10 @@
          spawn_unknown_mfa/1, erpc_unknown_module/1]).
 
 -define(H, cnode_harness).
--define(TMO, 15000).
+-define(TMO, cnode_harness:ms(15000)).   % scaled by CNODE_TEST_TIME_SCALE
 
 suite() ->
-    [{timetrap, {minutes, 4}}].
+    [{timetrap, {seconds, ?H:ms(240000) div 1000}}].
 
 all() ->
     [cli_ping_beam, beam_ping_cnode, cnode_ping_beam, simultaneous_connect,
@@ -272,10 +272,10 @@ large_messages(Config) ->
         A = ?H:spawn_agent(T, self()),
         Big = rand:bytes(10 * 1024 * 1024),
         A ! {echo, self(), {big, Big}},
-        receive {big, B1} -> ?assert(B1 =:= Big) after 60000 -> tmo(big) end,
+        receive {big, B1} -> ?assert(B1 =:= Big) after ?H:ms(60000) -> tmo(big) end,
         List = lists:seq(1, 300000),
         A ! {echo, self(), {list, List}},
-        receive {list, L1} -> ?assert(L1 =:= List) after 60000 -> tmo(list) end,
+        receive {list, L1} -> ?assert(L1 =:= List) after ?H:ms(60000) -> tmo(list) end,
         %% C -> BEAM: three 10 MB binaries
         Size = 10 * 1024 * 1024,
         ?assertEqual(ok, ?H:ctl(T, {burst, A, self(), 3, Size})),
@@ -295,7 +295,7 @@ many_messages_in_order(Config) ->
         [{seq_echo, T} ! {echo, self(), {seq, I}} || I <- lists:seq(N div 2 + 1, N)],
         lists:foreach(fun(I) ->
                               receive {seq, J} -> ?assertEqual(I, J)
-                              after 60000 -> tmo({seq, I})
+                              after ?H:ms(60000) -> tmo({seq, I})
                               end
                       end, lists:seq(1, N))
     end).
@@ -670,7 +670,10 @@ c_node_killed(Config) ->
     end).
 
 %% kill -9 of a BEAM node: the C side reports nodedown, its monitors get
-%% DOWN noconnection and its links EXIT noconnection, within 1 s.
+%% DOWN noconnection and its links EXIT noconnection. Nothing of that before
+%% the kill; all of it after (each under a deadline, no speed asserted: the
+%% time is logged); the linked agent that does not trap exits is gone after
+%% its exit was reported; B leaves the C node's node list.
 beam_node_killed(Config) ->
     ?H:run(Config, fun() ->
         #{node := B} = BH = ?H:start_peer(?H:unique("b")),
@@ -690,44 +693,55 @@ beam_node_killed(Config) ->
                                   andalso lists:member(A1, Ms)
                       end, ?TMO),
         receive {cnode_nodeup, B} -> ok after ?TMO -> tmo(nodeup) end,
-        ?H:kill_peer(BH),
-        T0 = erlang:monotonic_time(millisecond),
-        Deadline = T0 + 1000,
         Expect = [{cnode_nodedown, B},
                   {cnode_msg, A1, {'DOWN', MRef, process, P, noconnection}},
                   {cnode_msg, A1, {'EXIT', P, noconnection}},
                   {cnode_exited, A2, noconnection}],
-        lists:foreach(
-          fun(E) ->
-                  Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
-                  receive E -> ok
-                  after Left -> error({not_within_1s, E, cnode_harness:flush()})
-                  end
-          end, Expect),
-        ct_log("C side saw nodedown, DOWN, EXIT ~b ms after kill -9 of ~p",
-               [erlang:monotonic_time(millisecond) - T0, B]),
+        %% order: none of it before the kill
+        [receive E -> error({before_kill, E}) after 0 -> ok end || E <- Expect],
+        ?assert(?H:ctl(T, {is_alive, A2})),
+        ?H:kill_peer(BH),
+        T0 = erlang:monotonic_time(millisecond),
+        Seen = [receive E -> {E, erlang:monotonic_time(millisecond) - T0}
+                after ?TMO -> error({not_seen, E, cnode_harness:flush()})
+                end || E <- Expect],
+        ct_log("C side after kill -9 of ~p (ms): ~p", [B, [{element(1, E), Ms} || {E, Ms} <- Seen]]),
+        %% order: the non-trapping agent reported its exit, so it is gone
+        ?assertNot(?H:ctl(T, {is_alive, A2})),
+        ?assert(?H:ctl(T, {is_alive, A1})),
         ?H:wait_until(fun() -> not lists:member(B, ?H:ctl(T, {nodes})) end, ?TMO)
     end).
 
 %% The test node keeps default SIGPIPE handling: a BEAM peer killed during
 %% a burst of writes to it does not kill it; the burst ends, the node serves.
+%% The kill lands mid-burst, which the order of events proves: the sink had
+%% received part of the burst, no more, when B died (its last count is below
+%% the burst's), and burst_done came after the kill. The burst is at most
+%% 200,000 x 1 kB = 200 MB, and the waits (30 + 60 + 15 s) fit the 150 s limit.
 peer_killed_during_burst(Config) ->
+    Count = 200000,
     ?H:run(Config, fun() ->
         #{node := B} = BH = ?H:start_peer(?H:unique("b")),
         #{node := T} = TN = ?H:start_testnode(?H:unique("t")),
         Me = self(),
         Sink = erpc:call(B, erlang, spawn, [fun() -> sink(Me, 0) end]),
         A = ?H:spawn_agent(T, self()),
-        ok = ?H:ctl(T, {burst, A, Sink, 1000000, 1000}),
-        receive {sink_got, Sink, N} when N >= 1000 -> ok after 60000 -> tmo(sink) end,
+        ok = ?H:ctl(T, {burst, A, Sink, Count, 1000}),
+        N0 = receive {sink_got, Sink, N} when N >= 1000 -> N after ?H:ms(30000) -> tmo(sink) end,
+        receive {burst_done, _, _} = Early -> error({burst_over_before_kill, Early}) after 0 -> ok end,
         ?H:kill_peer(BH),
         receive {burst_done, Sent, Status} ->
-                ct_log("burst ended after ~b messages: ~p", [Sent, Status]),
-                ?assert(Sent < 1000000 orelse Status =:= ok)
-        after 120000 -> tmo(burst_done)
+                %% the sink counts in thousands: its last count is what it had
+                Got = lists:max([N0 | [K || {sink_got, S, K} <- cnode_harness:flush(), S =:= Sink]]),
+                ct_log("sink had ~b messages when killed; the burst ended after ~b of ~b: ~p",
+                       [Got, Sent, Count, Status]),
+                ?assert(Got < Count),
+                ?assert(Sent =< Count)
+        after ?H:ms(60000) -> tmo(burst_done)
         end,
         ?assert(?H:os_alive(TN)),
-        ?assertNot(lists:member(B, ?H:ctl(T, {nodes}))),
+        %% the I/O thread closes the connection on its own time: wait for it
+        ?H:wait_until(fun() -> not lists:member(B, ?H:ctl(T, {nodes})) end, ?TMO),
         A ! {echo, self(), alive},
         receive alive -> ok after ?TMO -> tmo(alive) end
     end).
@@ -742,32 +756,42 @@ sink(Owner, N) ->
 %%% ---- bad input -----------------------------------------------------------
 
 %% Raw TCP clients sending garbage, truncated and oversized handshake data:
-%% the C node drops them and keeps serving.
+%% the C node drops every one of them and keeps serving. A client that sends
+%% nothing, an empty message or part of one is dropped when its handshake
+%% time runs out (handshake_ms, 7 s); the others at once. Each is awaited
+%% under a deadline; the slow ones side by side.
 garbage_tcp(Config) ->
     ?H:run(Config, fun() ->
         #{node := T} = TN = ?H:start_testnode(?H:unique("t")),
         A = ?H:spawn_agent(T, self()),
         Port = ?H:dist_port(T),
-        Cases = [{garbage, rand:bytes(4096), closes},
-                 {zero_length, <<0:16>>, any},
-                 {huge_length, <<16#FFFF:16, (rand:bytes(100))/binary>>, any},
-                 {bad_tag, <<10:16, $Z, 0:72>>, closes},
-                 {short_name_msg, <<5:16, $N, 1, 2, 3, 4>>, closes},
-                 {http, <<"GET / HTTP/1.1\r\nHost: x\r\n\r\n">>, closes},
-                 {megabyte, rand:bytes(1 bsl 20), closes},
-                 {nothing, <<>>, any}],
-        lists:foreach(
-          fun({What, Bytes, Expect}) ->
-                  {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000),
-                  _ = gen_tcp:send(S, Bytes),
-                  case Expect of
-                      closes -> ?assertEqual({What, closed}, {What, ?H:await_close(S, ?TMO)});
-                      any -> ok
+        Connect = fun(Bytes) ->
+                          {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000),
+                          _ = gen_tcp:send(S, Bytes),
+                          S
                   end,
+        Slow = [{What, Connect(Bytes)}
+                || {What, Bytes} <- [{zero_length, <<0:16>>},
+                                     {huge_length, <<16#FFFF:16, (rand:bytes(100))/binary>>},
+                                     {nothing, <<>>}]],
+        Cases = [{garbage, rand:bytes(4096)},
+                 {bad_tag, <<10:16, $Z, 0:72>>},
+                 {short_name_msg, <<5:16, $N, 1, 2, 3, 4>>},
+                 {http, <<"GET / HTTP/1.1\r\nHost: x\r\n\r\n">>},
+                 {megabyte, rand:bytes(1 bsl 20)}],
+        lists:foreach(
+          fun({What, Bytes}) ->
+                  S = Connect(Bytes),
+                  ?assertEqual({What, closed}, {What, ?H:await_close(S, ?TMO)}),
                   gen_tcp:close(S),
                   A ! {echo, self(), {still, What}},
                   receive {still, What} -> ok after ?TMO -> tmo({still, What}) end
           end, Cases),
+        %% the slow ones: the handshake deadline (7 s) drops them
+        [?assertEqual({What, closed}, {What, ?H:await_close(S, ?TMO)}) || {What, S} <- Slow],
+        [gen_tcp:close(S) || {_, S} <- Slow],
+        A ! {echo, self(), still_after_slow},
+        receive still_after_slow -> ok after ?TMO -> tmo(still_after_slow) end,
         %% many connections at once, closed without a word
         Socks = [S || _ <- lists:seq(1, 50),
                       {ok, S} <- [gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000)]],

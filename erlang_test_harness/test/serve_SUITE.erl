@@ -18,10 +18,10 @@
          killed_mid_call/1, sigterm_drains/1, raise_classes/1, bad_spawn_requests/1]).
 
 -define(H, cnode_harness).
--define(TMO, 15000).
+-define(TMO, cnode_harness:ms(15000)).   % scaled by CNODE_TEST_TIME_SCALE
 
 suite() ->
-    [{timetrap, {minutes, 4}}].
+    [{timetrap, {seconds, ?H:ms(240000) div 1000}}].
 
 all() ->
     [erpc_call, erpc_cast, erpc_multicall, rpc_call_cast, rex_protocol,
@@ -237,8 +237,9 @@ undef(Config) ->
         ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2]))
     end).
 
-%% The caller gives up while sleep/1 runs: {erpc, timeout} on time; the C
-%% handler sees the call cancelled; the node keeps serving.
+%% The caller gives up while sleep/1 runs: {erpc, timeout}, never before the
+%% caller's 300 ms (how long after is not asserted); then, in that order, the
+%% node answers the next call and the C handler sees the call cancelled.
 caller_timeout(Config) ->
     ?H:run(Config, fun() ->
         S = serve(),
@@ -249,20 +250,27 @@ caller_timeout(Config) ->
         catch error:{erpc, timeout} -> ok
         end,
         Elapsed = erlang:monotonic_time(millisecond) - T0,
-        ?assert(Elapsed >= 300 andalso Elapsed < 3000),
+        ct:log("timeout raised after ~p ms", [Elapsed]),
+        ?assert(Elapsed >= 300),
         ?assertEqual(5, erpc:call(S, cnode_demo, add, [2, 3])),
         %% erpc kills the remote process on timeout: the sleeping handler stops early
-        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 4000),
+        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 15000),
         ok
     end).
 
-%% 1,000 fast calls from 16 BEAM processes all complete while one 2 s
-%% sleep/1 is running.
+%% 1,000 fast calls from 16 BEAM processes all complete while one sleep/1
+%% is running. The order of events is the point, not the clock: the sleep
+%% (10 minutes) is running before the first fast call (a call ordered after
+%% it on the same connection answered), still running after the last, and
+%% then ends because the caller gave up (it counts as cancelled), not because
+%% it finished.
 fast_calls_while_sleeping(Config) ->
     ?H:run(Config, fun() ->
         S = serve(),
         ?assertEqual(2, erpc:call(S, cnode_demo, add, [1, 1])),
-        Sleep = erpc:send_request(S, cnode_demo, sleep, [2000]),
+        Before = erpc:call(S, cnode_demo, cancelled, []),
+        Sleep = erpc:send_request(S, cnode_demo, sleep, [600000]),
+        ?assertEqual(4, erpc:call(S, cnode_demo, add, [2, 2])),
         T0 = erlang:monotonic_time(millisecond),
         Me = self(),
         Pids = [spawn_link(fun() ->
@@ -281,39 +289,59 @@ fast_calls_while_sleeping(Config) ->
         ?assertEqual(1000, lists:sum([calls(W) || W <- lists:seq(1, 16)])),
         %% the sleep is still running when all fast calls are done
         ?assertEqual(no_response, erpc:wait_response(Sleep, 0)),
-        ?assertEqual(ok, erpc:receive_response(Sleep, ?TMO)),
-        Total = erlang:monotonic_time(millisecond) - T0,
-        io:format("1000 fast calls in ~b ms, sleep done after ~b ms~n", [FastDone, Total]),
-        ?assert(FastDone < Total),
-        ?assert(Total >= 1900)
+        io:format("1000 fast calls in ~b ms~n", [FastDone]),
+        %% give up on it: erpc kills the call, the handler stops early
+        try erpc:receive_response(Sleep, 0) of
+            V -> error({sleep_finished, V})
+        catch error:{erpc, timeout} -> ok
+        end,
+        ?H:wait_until(fun() -> erpc:call(S, cnode_demo, cancelled, []) > Before end, 15000)
     end).
 
 %% 16 workers share 1,000 calls: 62 each, the first 8 one more.
 calls(W) when W =< 8 -> 63;
 calls(_) -> 62.
 
-%% Garbage to rex and to other names: dropped; the node keeps serving.
+%% Garbage to rex and to other names: dropped; the node keeps serving. A
+%% well-formed gen_call with a bad request gets no answer or an error term
+%% ({badrpc, _}, as BEAM's rex answers {call, "m", f, [], GL}), never
+%% anything else: a good call sent after the garbage is answered, and then
+%% every answer to the garbage's calls is checked.
 garbage_to_rex(Config) ->
     ?H:run(Config, fun() ->
         S = serve(),
         ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2])),
+        Refs = [make_ref() || _ <- lists:seq(1, 4)],
+        [R1, R2, R3, R4] = Refs,
         Garbage = [garbage, {}, {'$gen_call'}, {'$gen_call', not_a_from, x},
-                   {'$gen_call', {self(), make_ref()}, not_a_request},
-                   {'$gen_call', {self(), make_ref()}, {call, "m", f, [], x}},
-                   {'$gen_call', {self(), make_ref()}, {call, m, f, not_a_list, x}},
+                   {'$gen_call', {self(), R1}, not_a_request},
+                   {'$gen_call', {self(), R2}, {call, "m", f, [], x}},
+                   {'$gen_call', {self(), R3}, {call, m, f, not_a_list, x}},
                    {'$gen_cast', {cast, m, f, improper_args, x}},
                    {call, m, f, [], x}, {cast, x}, <<"binary">>, lists:seq(1, 1000),
-                   {'$gen_call', {not_a_pid, make_ref()}, {call, cnode_demo, add, [1, 2], x}}],
+                   {'$gen_call', {not_a_pid, make_ref()}, {call, cnode_demo, add, [1, 2], x}},
+                   {'$gen_call', {self(), R4}, {call, cnode_demo, add, [1, a], group_leader()}}],
         [{rex, S} ! G || G <- Garbage],
         [{Name, S} ! G || Name <- [no_such_name, net_kernel, erpc], G <- Garbage],
+        Good = make_ref(),
+        {rex, S} ! {'$gen_call', {self(), Good}, {call, cnode_demo, add, [2, 2], group_leader()}},
+        receive {Good, GoodReply} -> ?assertEqual(4, GoodReply) after ?TMO -> error(no_answer_after_garbage) end,
         ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2])),
         ?assertEqual(3, rpc:call(S, cnode_demo, add, [1, 2])),
         ?assertEqual(pong, net_adm:ping(S)),
-        %% an answer to a well-formed gen_call with a bad request, if any, is an error term
-        [receive {_Ref, Reply} -> io:format("rex answered ~p~n", [Reply]) after 0 -> ok end
-         || _ <- lists:seq(1, 5)],
-        ok
+        %% add(1, a) is a call that raises: rex answers it, with badrpc
+        receive {R4, Reply4} -> ?assertMatch({badrpc, {'EXIT', {badarith, _}}}, Reply4)
+        after ?TMO -> error(no_badrpc_for_a_raising_call)
+        end,
+        Msgs = cnode_harness:flush(),
+        Answers = [{R, Reply} || {R, Reply} <- Msgs, lists:member(R, Refs)],
+        io:format("rex answered ~p~n", [Answers]),
+        ?assertEqual([], [A || {_, Reply} = A <- Answers, not is_error_term(Reply)])
     end).
+
+is_error_term({badrpc, _}) -> true;
+is_error_term({error, _}) -> true;
+is_error_term(_) -> false.
 
 %% erl_call (an ei client, using rex) against the C node; it honours
 %% ERL_EPMD_PORT.
@@ -360,7 +388,7 @@ killed_mid_call(Config) ->
             V -> error({no_exception, V})
         catch error:{erpc, noconnection} -> ok
         end,
-        ?assert(erlang:monotonic_time(millisecond) - T0 < 5000),
+        ct:log("noconnection ~p ms after the kill", [erlang:monotonic_time(millisecond) - T0]),
         ?assertEqual(137, ?H:wait_exit(H, ?TMO)),
         try erpc:call(S, cnode_demo, add, [1, 2], 5000) of
             V2 -> error({no_exception, V2})
@@ -456,7 +484,10 @@ bad_spawn_requests(Config) ->
         {down, {RR, return, Big}} = O3,
         {_, O4} = lists:keyfind(R4, 1, Outs),
         {down, {_, error, undef, _}} = O4,
-        [true = is_tuple(O) || {_, O} <- Outs],
+        %% the two malformed ones are refused with a spawn reply, as BEAM's
+        %% erpc refuses an argument list that is not a proper list
+        ?assertEqual({error, badarg}, element(2, lists:keyfind(R1, 1, Outs))),
+        ?assertEqual({error, badarg}, element(2, lists:keyfind(R2, 1, Outs))),
         %% the node keeps serving, and says why it refused
         ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2])),
         gen_tcp:close(Sock),
