@@ -332,7 +332,7 @@ lifetimes(Config) ->
         R0 = ?P:rss_kb(Os),
         Cookie = ?H:cookie(),
         {ok, Noise} = ?P:handshake(Port, ?H:unique("noise"), Cookie, #{forward => false}),
-        Replaced = [replace_while_sending(Port, Cookie, Noise, I) || I <- lists:seq(1, 20)],
+        Replaced = [replace_while_sending(Port, Cookie, Noise, I) || I <- lists:seq(1, 40)],
         serving(C, S, after_replacements),
         Burst = reset_burst(Port, Cookie, 30),
         serving(C, S, after_reset_burst),
