@@ -287,7 +287,7 @@ emfile(Config) ->
 %% the socket takes them (at most 40,000, at most 5 s of sending) while a BEAM
 %% node, over its own link, pings and calls cnode_demo:add/2 in turn every
 %% 50 ms: every ping is answered within 1 s (the issue's bound) and every call
-%% within 3 s. Afterwards calls succeed and SIGTERM stops the node.
+%% within 3 s. Afterwards calls succeed and SIGTERM stops the node within 2 s.
 flood_fairness(Config) ->
     ?H:run(Config, fun() ->
         #{node := S, os_pid := Os, dist_port := Port} = H = serve(#{}),
@@ -314,7 +314,7 @@ flood_fairness(Config) ->
         ?assertEqual(true, Served),
         T1 = ?P:now_ms(),
         ?H:kill_os(H, "TERM"),
-        Exit = ?H:wait_exit(H, ?P:ms(10000)),
+        Exit = try ?H:wait_exit(H, ?P:ms(2000)) catch error:{wait_until_timeout, _} -> still_running end,
         io:format("SIGTERM: exit ~p after ~b ms~n", [Exit, ?P:now_ms() - T1]),
         ?assertEqual(0, Exit)
     end).
