@@ -24,7 +24,7 @@
 
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
--export([pre_auth_names/1, held_handshakes/1, takeover/1, bad_input/1, bad_float/1,
+-export([pre_auth_names/1, held_handshakes/1, takeover/1, bad_input/1, long_names_after_auth/1, bad_float/1,
          deep_term_and_undef_spawn/1, emfile/1, flood_fairness/1, lifetimes/1]).
 
 -define(H, cnode_harness).
@@ -34,7 +34,7 @@ suite() ->
     [{timetrap, {minutes, 4}}].
 
 all() ->
-    [pre_auth_names, held_handshakes, takeover, bad_input, bad_float,
+    [pre_auth_names, held_handshakes, takeover, bad_input, long_names_after_auth, bad_float,
      deep_term_and_undef_spawn, emfile, flood_fairness, lifetimes].
 
 init_per_suite(Config) -> ?H:init_per_suite(?MODULE, Config).
@@ -46,15 +46,18 @@ end_per_testcase(TC, Config) -> ?H:end_per_testcase(TC, Config).
 %%% Cases
 %%% ===================================================================
 
-%% 20,000 connections, each a valid send_name with a distinct node name, then
-%% closed after the node's status: nothing that outlives the socket may stay
-%% (peer record, interned name): RSS grows by less than 1 MB.
+%% 20,000 connections (8 at a time, from 8 loopback addresses), each a valid
+%% send_name with a distinct node name, then closed after the node's status:
+%% nothing that outlives the socket may stay (peer record, interned name): RSS
+%% grows by less than 1 MB. (The same storm with 8 names used over and over
+%% moved RSS by -28 kB on a node that keeps a 64 KiB buffer per connection:
+%% with the quarantine off the bound measures names kept, not churn.)
 pre_auth_names(Config) ->
     ?H:run(Config, fun() ->
         #{node := S, os_pid := Os, dist_port := Port} = serve(#{quarantine => 0}),
         C = client(S),
         %% warm-up: the connection path's allocations happen once before the baseline
-        #{done := 500} = storm(Port, "warm", 500, 4, ?P:deadline(30000)),
+        #{done := 1000} = storm(Port, "warm", 1000, 8, ?P:deadline(30000)),
         serving(C, S, warm_up),
         R0 = ?P:rss_kb(Os),
         T0 = ?P:now_ms(),
@@ -85,7 +88,7 @@ held_handshakes(Config) ->
             R1 = ?P:rss_kb(Os),
             Open = open_by_kind(Held),
             %% the client drops its link and dials again, past the held sockets
-            true = erpc:call(C, erlang, disconnect_node, [S], ?P:ms(5000)),
+            _ = erpc:call(C, erlang, disconnect_node, [S], ?P:ms(5000)),
             T0 = ?P:now_ms(),
             Back = try ?H:wait_until(fun() -> ping(C, S, 3000) =:= pong end, ?P:ms(5000), 100)
                    catch error:{wait_until_timeout, _} -> no_pong
@@ -120,10 +123,10 @@ takeover(Config) ->
         ?assertEqual([], [AR || {_, R} = AR <- Results, R =/= ok])
     end).
 
-%% Garbage bytes, a frame length of 0xFFFFFFFF, a 4 GiB term length, 300
-%% character names and an old-style 'n' handshake, before and after
-%% authentication: the node closes that connection (a clean disconnect) and
-%% goes on serving.
+%% Garbage bytes, a frame length of 0xFFFFFFFF, a 4 GiB term length, a 300
+%% character name in send_name and an old-style 'n' handshake, before and
+%% after authentication: the node closes that connection (a clean disconnect)
+%% and goes on serving. (Long names after authentication: long_names_after_auth.)
 bad_input(Config) ->
     ?H:run(Config, fun() ->
         #{node := S, os_pid := Os, dist_port := Port} = serve(#{}),
@@ -144,6 +147,22 @@ bad_input(Config) ->
         {ok, P} = ?P:handshake(Port, ?H:unique("fine"), ?H:cookie()),
         ?assertEqual({ok, 3}, ?P:rex_call(P, cnode_demo, add, [1, 2], ?P:ms(5000))),
         ?assertEqual([], [R || {_, V} = R <- PreR ++ PostR, V =/= closed])
+    end).
+
+%% After authentication, names of 300 characters (a registered name, the node
+%% of a pid): BEAM's binary_to_term refuses atoms over 255 characters and a
+%% BEAM node takes the link down, so the C node must too; it goes on serving.
+%% (Refusing what binary_to_term refuses is also the term reader's business.)
+long_names_after_auth(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S, os_pid := Os, dist_port := Port} = serve(#{}),
+        C = client(S),
+        R0 = ?P:rss_kb(Os),
+        Rs = [{N, post_auth_attack(Port, A)} || {N, A} <- long_names()],
+        io:format("300-character names after authentication: ~p~n", [Rs]),
+        serving(C, S, after_long_names),
+        rss(Os, R0),
+        ?assertEqual([], [R || {_, V} = R <- Rs, V =/= closed])
     end).
 
 %% A rex call and an erpc call whose argument is a FLOAT_EXT with 31 bytes of
@@ -199,7 +218,7 @@ deep_term_and_undef_spawn(Config) ->
         Sent = [{What, deep_send(Port, Cookie, To, T)} || {What, To, T} <- Deep],
         %% as an argument: echoed back exactly, an error reply, or the link down
         {ok, P} = ?P:handshake(Port, ?H:unique("deep"), Cookie),
-        Echo = case ?P:rex_call(P, cnode_demo, echo, [DeepL], ?P:ms(20000)) of
+        Echo = case ?P:rex_call(P, cnode_demo, echo, [DeepL], ?P:ms(10000)) of
                    {ok, V} when V =:= DeepL -> echoed;
                    {ok, {badrpc, _}} -> error_reply;
                    {ok, _} -> wrong_reply;
@@ -265,10 +284,10 @@ emfile(Config) ->
     end).
 
 %% An authenticated peer floods rex casts and erpc cast requests as fast as
-%% the socket takes them (at most 30,000, at most 5 s of sending) while a BEAM
-%% node pings every 50 ms over its own link: every ping is answered within 1 s
-%% (the issue's bound). Afterwards a call is answered within 10 s and SIGTERM
-%% stops the node.
+%% the socket takes them (at most 40,000, at most 5 s of sending) while a BEAM
+%% node, over its own link, pings and calls cnode_demo:add/2 in turn every
+%% 50 ms: every ping is answered within 1 s (the issue's bound) and every call
+%% within 3 s. Afterwards calls succeed and SIGTERM stops the node within 2 s.
 flood_fairness(Config) ->
     ?H:run(Config, fun() ->
         #{node := S, os_pid := Os, dist_port := Port} = H = serve(#{}),
@@ -278,25 +297,26 @@ flood_fairness(Config) ->
         R0 = ?P:rss_kb(Os),
         Batch = flood_batch(F, 500),
         Me = self(),
-        Flooder = spawn_link(fun() -> Me ! {flood_done, flood(F, Batch, 30000, ?P:now_ms() + 5000, 0)} end),
-        {Lat, Flood} = probe(C, S, [], undefined),
+        Flooder = spawn_link(fun() -> Me ! {flood_done, flood(F, Batch, 40000, ?P:now_ms() + 5000, 0)} end),
+        {Probes, Flood} = probe(C, S, [], undefined),
         unlink(Flooder),
         R1 = ?P:rss_kb(Os),
-        Ok = [L || {pong, L} <- Lat],
-        io:format("flood ~p; ~b pings while flooding: max ~b ms, median ~b ms, failures ~p; "
-                  "VmRSS ~b kB -> ~b kB~n",
-                  [Flood, length(Lat), lists:max([0 | Ok]), median(Ok), [X || {Y, _} = X <- Lat, Y =/= pong],
-                   R0, R1]),
-        %% the casts queued before it may run first, but they are cheap
+        Pings = [P || {ping, _, _} = P <- Probes],
+        Calls = [P || {call, _, _} = P <- Probes],
+        io:format("flood ~p; VmRSS ~b kB -> ~b kB~n~s~n~s~n",
+                  [Flood, R0, R1, summary(Pings, pong), summary(Calls, 3)]),
         T0 = ?P:now_ms(),
         Served = try serving(C, S, after_flood, 10000) catch error:E -> E end,
         io:format("first call after the flood: ~p after ~b ms~n", [Served, ?P:now_ms() - T0]),
-        ?assert(length(Lat) >= 5),
-        ?assertEqual([], [X || {Y, _} = X <- Lat, Y =/= pong]),
-        ?assert(lists:max(Ok) < ?P:ms(1000)),
+        ?assertEqual([], [X || {_, R, L} = X <- Pings, R =/= pong orelse L >= ?P:ms(1000)]),
+        ?assertEqual([], [X || {_, R, L} = X <- Calls, R =/= 3 orelse L >= ?P:ms(3000)]),
+        ?assert(length(Pings) >= 5),
         ?assertEqual(true, Served),
+        T1 = ?P:now_ms(),
         ?H:kill_os(H, "TERM"),
-        ?assertEqual(0, ?H:wait_exit(H, ?P:ms(10000)))
+        Exit = try ?H:wait_exit(H, ?P:ms(2000)) catch error:{wait_until_timeout, _} -> still_running end,
+        io:format("SIGTERM: exit ~p after ~b ms~n", [Exit, ?P:now_ms() - T1]),
+        ?assertEqual(0, Exit)
     end).
 
 %% Events of one loop turn that end a connection while another event still
@@ -312,7 +332,7 @@ lifetimes(Config) ->
         R0 = ?P:rss_kb(Os),
         Cookie = ?H:cookie(),
         {ok, Noise} = ?P:handshake(Port, ?H:unique("noise"), Cookie, #{forward => false}),
-        Replaced = [replace_while_sending(Port, Cookie, Noise, I) || I <- lists:seq(1, 20)],
+        Replaced = [replace_while_sending(Port, Cookie, Noise, I) || I <- lists:seq(1, 40)],
         serving(C, S, after_replacements),
         Burst = reset_burst(Port, Cookie, 30),
         serving(C, S, after_reset_burst),
@@ -527,15 +547,26 @@ with2(B) -> <<(byte_size(B)):16, B/binary>>.
 %% Attacks on an authenticated link: funs of the attacking peer.
 post_auth_garbage() ->
     Host = ?H:host(),
-    Long = list_to_binary(lists:duplicate(300 - 1 - length(Host), $a) ++ "@" ++ Host),
-    Ph = ?P:placeholder(),
     Ctl = fun(#{me := Me}) -> term_to_binary({6, Me, '', rex}) end,
     [{garbage, fun(_) -> <<100:32, (binary:copy(<<16#AB>>, 100))/binary>> end},
      {garbage_after_p, fun(_) -> ?P:frame([<<131, 200>>, binary:copy(<<16#AB>>, 50)]) end},
      {length_ffffffff, fun(_) -> <<16#FFFFFFFF:32, 112, 131, 104, 0>> end},
      {binary_4gib, fun(P) -> ?P:frame([Ctl(P), <<131, 109, 16#FFFFFFFF:32, "abc">>]) end},
      {list_4gib, fun(P) -> ?P:frame([Ctl(P), <<131, 108, 16#FFFFFFFF:32, 97, 1, 106>>]) end},
-     {atom_300_chars,
+     {old_n_handshake,
+      fun(_) ->
+              B = <<$n, 5:16, (flags() band 16#FFFFFFFF):32, "old@", (list_to_binary(Host))/binary>>,
+              <<(byte_size(B)):32, B/binary>>
+      end}].
+
+%% Atoms longer than 255 characters, which binary_to_term refuses (a BEAM
+%% node takes the link down, checked against OTP 25): a registered name, and
+%% the node name inside a pid.
+long_names() ->
+    Host = ?H:host(),
+    Long = list_to_binary(lists:duplicate(300 - 1 - length(Host), $a) ++ "@" ++ Host),
+    Ph = ?P:placeholder(),
+    [{atom_300_chars,
       fun(#{me := Me}) ->
               ?P:frame([?P:splice({6, Me, '', Ph}, <<118, 300:16, (binary:copy(<<"a">>, 300))/binary>>, []),
                         term_to_binary(hello)])
@@ -544,11 +575,6 @@ post_auth_garbage() ->
       fun(_) ->
               ?P:frame([?P:splice({6, Ph, '', rex}, <<88, 118, (byte_size(Long)):16, Long/binary, 1:32, 0:32, 1:32>>, []),
                         term_to_binary(hello)])
-      end},
-     {old_n_handshake,
-      fun(_) ->
-              B = <<$n, 5:16, (flags() band 16#FFFFFFFF):32, "old@", (list_to_binary(Host))/binary>>,
-              <<(byte_size(B)):32, B/binary>>
       end}].
 
 %% A fresh authenticated peer sends Bytes: closed (the node dropped the link)
@@ -599,7 +625,7 @@ deep_send(Port, Cookie, To, Term) ->
     {ok, P} = ?P:handshake(Port, ?H:unique("deep"), Cookie),
     #{me := Me} = P,
     ok = ?P:send(P, ?P:frame({6, Me, '', To}, Term)),
-    R = case ?P:rex_call(P, cnode_demo, add, [1, 2], ?P:ms(20000)) of
+    R = case ?P:rex_call(P, cnode_demo, add, [1, 2], ?P:ms(10000)) of
             {ok, 3} -> delivered;
             closed -> link_down;
             Other -> Other
@@ -682,20 +708,37 @@ flood(F, Batch, Max, Until, Sent) ->
             end
     end.
 
-%% Pings from C every 50 ms until the flooder reports, then 1 s more:
-%% [{pong | Other, LatencyMs}] and the flooder's report.
+%% From C, a ping and then a call of add(1, 2) (each given 5 s), every 50 ms
+%% until the flooder reports, then 1 s more: [{ping | call, Result, Ms}] and
+%% the flooder's report.
 probe(C, S, Acc, Stop) ->
     case Stop =/= undefined andalso ?P:now_ms() >= element(1, Stop) of
         true -> {lists:reverse(Acc), element(2, Stop)};
         false ->
-            T0 = ?P:now_ms(),
-            R = ping(C, S, 2000),
-            L = ?P:now_ms() - T0,
+            Ping = timed(ping, fun() -> ping(C, S, 5000) end),
+            Call = timed(call, fun() ->
+                                       try erpc:call(C, erpc, call, [S, cnode_demo, add, [1, 2], ?P:ms(5000)],
+                                                     ?P:ms(7000))
+                                       catch Class:Why -> {Class, Why}
+                                       end
+                               end),
             Stop1 = receive {flood_done, Report} -> {?P:now_ms() + 1000, Report}
                     after 50 -> Stop
                     end,
-            probe(C, S, [{R, L} | Acc], Stop1)
+            probe(C, S, [Call, Ping | Acc], Stop1)
     end.
+
+timed(Kind, F) ->
+    T0 = ?P:now_ms(),
+    R = F(),
+    {Kind, R, ?P:now_ms() - T0}.
+
+%% "N pings: max, median, failures"
+summary([], _) -> "none";
+summary([{Kind, _, _} | _] = L, Good) ->
+    Ms = [T || {_, R, T} <- L, R =:= Good],
+    io_lib:format("~b ~ps while flooding: max ~b ms, median ~b ms, failures ~p",
+                  [length(L), Kind, lists:max([0 | Ms]), median(Ms), [X || {_, R, _} = X <- L, R =/= Good]]).
 
 median([]) -> 0;
 median(L) -> lists:nth((length(L) + 1) div 2, lists:sort(L)).
@@ -777,7 +820,7 @@ simultaneous(A, B, S, I) ->
           after ?P:ms(10000) -> no_reply
           end,
     Ping = ping(B, S, 5000),
-    true = erpc:call(B, erlang, disconnect_node, [S], ?P:ms(5000)),
+    _ = erpc:call(B, erlang, disconnect_node, [S], ?P:ms(5000)),
     case {Got, Ping} of
         {{reply, I}, pong} -> ok;
         _ -> {I, Got, Ping}
