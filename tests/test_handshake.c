@@ -3,7 +3,17 @@
  * truncation, wrong tags, lengths and digests, alive/true/false, nok,
  * ok_simultaneous, the old 'n' form and names that are too long. The peer's
  * bytes are made with the ei_glue encoders; the digest of "secret" and
- * 3000000000 is the one protocol.md confirmed against OTP. */
+ * 3000000000 is the one protocol.md confirmed against OTP.
+ * A second suite plays the same attacks over loopback against a live node
+ * of this process (private epmd): bounds, eviction, timeouts, the log rate
+ * limit, no peer record before the cookie, and a live link replaced only by
+ * a connection that proved the cookie. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "cnode/internal.h"
 #include "ei_glue/glue.h"
 #include "tests/testutil.h"
 
@@ -834,6 +844,465 @@ test_pair(void)
     }
 }
 
+
+/* ---- live: a node of this process attacked over loopback ------------------------------------ */
+
+#define LIVE_COOKIE "hs_live_cookie"
+
+static pid_t live_epmd;
+static cnode_node *victim, *friend_node;
+static char victim_name[256], friend_name[256], host[256];
+static unsigned victim_port;
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static int downs_of_friend, ups_of_friend, wrong_cookie_lines, lines_42, handshake_lines, cookie_leaks;
+
+static void
+live_log(int level, const char *msg, void *ud)
+{
+    (void)level;
+    (void)ud;
+    pthread_mutex_lock(&live_mu);
+    if (strstr(msg, "wrong cookie"))
+        wrong_cookie_lines++;
+    if (strstr(msg, "127.0.0.42"))
+        lines_42++;
+    if (strstr(msg, "handshake from"))
+        handshake_lines++;
+    cookie_leaks += strstr(msg, LIVE_COOKIE) != NULL; /* never the cookie */
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void
+live_up(const char *name, void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&live_mu);
+    ups_of_friend += strcmp(name, friend_name) == 0;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void
+live_down(const char *name, const char *reason, void *ud)
+{
+    (void)reason;
+    (void)ud;
+    pthread_mutex_lock(&live_mu);
+    downs_of_friend += strcmp(name, friend_name) == 0;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static int
+live_count(const int *v)
+{
+    pthread_mutex_lock(&live_mu);
+    int r = *v;
+    pthread_mutex_unlock(&live_mu);
+    return r;
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+stat_of(size_t offset)
+{
+    cnode_stats st;
+    cnode_node_stats(victim, &st);
+    return *(uint64_t *)((char *)&st + offset);
+}
+#define STAT(f) stat_of(offsetof(cnode_stats, f))
+
+/* Wait (up to 5 s) until the victim's counter reaches want; 1 if it did. */
+static int
+wait_stat(size_t offset, uint64_t want)
+{
+    for (int64_t end = now_ms() + 5000; now_ms() < end; usleep(2000))
+        if (stat_of(offset) == want)
+            return 1;
+    return stat_of(offset) == want;
+}
+#define WAIT_STAT(f, v) wait_stat(offsetof(cnode_stats, f), (v))
+
+static unsigned
+epmd_lookup(const char *alive)
+{
+    const char *ps = getenv("ERL_EPMD_PORT");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(ps ? ps : "0"))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    char b[300];
+    size_t n = cnode__epmd_port_please2_req(b, sizeof b, alive);
+    unsigned port = 0;
+    if (send(fd, b, n, 0) == (ssize_t)n) {
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof b && (r = recv(fd, b + got, sizeof b - got, 0)) > 0)
+            got += (size_t)r;
+        cnode__epmd_port2_resp resp;
+        if (cnode__epmd_port2_resp_decode(b, got, &resp, NULL) > 0 && resp.result == 0)
+            port = resp.port;
+    }
+    close(fd);
+    return port;
+}
+
+/* A connection to the victim from 127.0.0.<src> (loopback takes any of them). */
+static int
+raw_connect(int src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)victim_port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof me) != 0 ||
+        connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
+        CU_FAIL("raw connect");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* 1 once the victim closed fd (EOF or reset), within 5 s. */
+static int
+closed_by_peer(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int64_t end = now_ms() + 5000; now_ms() < end;) {
+        if (poll(&p, 1, 100) == 1) {
+            char c[512];
+            ssize_t r = recv(fd, c, sizeof c, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+still_open(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return r > 0 || (r < 0 && errno == EAGAIN); /* unread bytes, or nothing yet; not EOF */
+}
+
+static void
+send_all(int fd, const void *p, size_t n)
+{
+    CU_ASSERT(send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+static int
+recv_exact(int fd, char *b, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, b + got, n - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* One handshake message body into b (cap bytes): its length, or -1. */
+static int
+recv_msg(int fd, char *b, size_t cap)
+{
+    unsigned char h[2];
+    if (recv_exact(fd, (char *)h, 2) != 0)
+        return -1;
+    size_t n = ((size_t)h[0] << 8) | h[1];
+    if (n > cap || recv_exact(fd, b, n) != 0)
+        return -1;
+    return (int)n;
+}
+
+static void
+raw_send_name(int fd, const char *name)
+{
+    char b[600];
+    size_t n = cnode__hs_send_name(b, sizeof b, CNODE__DFLAGS_OURS, 99, name);
+    send_all(fd, b, n);
+}
+
+static int
+got_status(int fd, const char *want)
+{
+    char b[600];
+    int n = recv_msg(fd, b, sizeof b);
+    return n == (int)(1 + strlen(want)) && b[0] == 's' && memcmp(b + 1, want, (size_t)n - 1) == 0;
+}
+
+/* Read the victim's challenge and answer it with cookie's digest. */
+static int
+raw_reply(int fd, const char *cookie, uint32_t mine)
+{
+    char b[600];
+    int n = recv_msg(fd, b, sizeof b);
+    cnode__hs_name ch;
+    if (n <= 0 || cnode__hs_challenge_decode(b, (size_t)n, &ch, NULL) < 0)
+        return -1;
+    unsigned char dg[16];
+    cnode__hs_digest(cookie, strlen(cookie), ch.challenge, dg);
+    n = (int)cnode__hs_challenge_reply(b, sizeof b, mine, dg);
+    send_all(fd, b, (size_t)n);
+    return 0;
+}
+
+static cnode__conn *
+victim_link_to(const char *name)
+{
+    pthread_mutex_lock(&victim->lock);
+    cnode__peer *p = cnode__peer_get(victim, name, 0);
+    cnode__conn *c = p ? p->up : NULL;
+    pthread_mutex_unlock(&victim->lock);
+    return c;
+}
+
+static int
+live_init(void)
+{
+    if (tu_epmd_start(&live_epmd) != 0)
+        return 1;
+    char name[64];
+    snprintf(name, sizeof name, "hsv_%d", (int)getpid());
+    cnode_node_opts o = {.name = name, .cookie = LIVE_COOKIE, .log = live_log, .log_level = CNODE_LOG_DEBUG,
+                         .on_nodeup = live_up, .on_nodedown = live_down};
+    o.limits.handshakes = 4;
+    o.limits.handshakes_per_addr = 2;
+    o.limits.handshake_ms = 500;
+    if (cnode_node_new(&o, &victim, NULL) != 0) {
+        tu_epmd_stop(&live_epmd);
+        return 1;
+    }
+    snprintf(name, sizeof name, "hsf_%d", (int)getpid());
+    cnode_node_opts f = {.name = name, .cookie = LIVE_COOKIE};
+    if (cnode_node_new(&f, &friend_node, NULL) != 0) {
+        cnode_node_close(victim);
+        tu_epmd_stop(&live_epmd);
+        return 1;
+    }
+    snprintf(victim_name, sizeof victim_name, "%s", cnode_node_name(victim));
+    snprintf(friend_name, sizeof friend_name, "%s", cnode_node_name(friend_node));
+    snprintf(host, sizeof host, "%s", strchr(victim_name, '@') + 1);
+    char alive[64];
+    snprintf(alive, sizeof alive, "hsv_%d", (int)getpid());
+    victim_port = epmd_lookup(alive);
+    return victim_port ? 0 : 1;
+}
+
+static int
+live_clean(void)
+{
+    cnode_node_close(friend_node);
+    cnode_node_close(victim);
+    victim = friend_node = NULL;
+    tu_epmd_stop(&live_epmd);
+    return 0;
+}
+
+/* Overall bound 4: a fifth connection evicts the oldest silent one; once all
+ * four have sent their names, a new one is refused. */
+static void
+test_live_evict_then_refuse(void)
+{
+    uint64_t ev0 = STAT(handshakes_evicted), rf0 = STAT(handshakes_refused);
+    int s[6];
+    for (int i = 0; i < 4; i++) {
+        s[i] = raw_connect(11 + i);
+        CU_ASSERT(WAIT_STAT(handshakes_now, (uint64_t)i + 1));
+    }
+    s[4] = raw_connect(15);
+    CU_ASSERT(WAIT_STAT(handshakes_evicted, ev0 + 1));
+    CU_ASSERT(closed_by_peer(s[0]));
+    CU_ASSERT(WAIT_STAT(handshakes_now, 4));
+    for (int i = 1; i < 5; i++) {
+        char nm[300];
+        snprintf(nm, sizeof nm, "named%d@%s", i, host);
+        raw_send_name(s[i], nm);
+        CU_ASSERT(got_status(s[i], "ok"));
+        CU_ASSERT(still_open(s[i]));
+    }
+    s[5] = raw_connect(16);
+    CU_ASSERT(WAIT_STAT(handshakes_refused, rf0 + 1));
+    CU_ASSERT(closed_by_peer(s[5]));
+    CU_ASSERT_EQUAL(STAT(handshakes_evicted), ev0 + 1);
+    for (int i = 1; i < 5; i++)
+        CU_ASSERT(still_open(s[i]));
+    for (int i = 0; i < 6; i++)
+        close(s[i]);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+}
+
+/* Per-address bound 2: a third from one address is refused, another address is not. */
+static void
+test_live_per_address(void)
+{
+    uint64_t rf0 = STAT(handshakes_refused);
+    int a1 = raw_connect(21), a2 = raw_connect(21);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 2));
+    int a3 = raw_connect(21);
+    CU_ASSERT(WAIT_STAT(handshakes_refused, rf0 + 1));
+    CU_ASSERT(closed_by_peer(a3));
+    int b1 = raw_connect(22);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 3));
+    CU_ASSERT(still_open(a1) && still_open(a2) && still_open(b1));
+    close(a1);
+    close(a2);
+    close(a3);
+    close(b1);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+}
+
+static void
+test_live_timeout(void)
+{
+    uint64_t t0 = STAT(handshakes_timed_out);
+    int s = raw_connect(31);
+    raw_send_name(s, "slow@h");
+    CU_ASSERT(got_status(s, "ok"));
+    CU_ASSERT(closed_by_peer(s)); /* handshake_ms is 500 */
+    CU_ASSERT(WAIT_STAT(handshakes_timed_out, t0 + 1));
+    close(s);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+}
+
+/* Wrong cookies: counted each, logged once per address; garbage, the 'n'
+ * form and long names: clean closes, logged once per address. */
+static void
+test_live_bad_peers_logged_once(void)
+{
+    uint64_t af0 = STAT(auth_failures);
+    int w0 = live_count(&wrong_cookie_lines);
+    for (int i = 0; i < 3; i++) {
+        int s = raw_connect(41);
+        char nm[300];
+        snprintf(nm, sizeof nm, "guess%d@%s", i, host);
+        raw_send_name(s, nm);
+        CU_ASSERT(got_status(s, "ok"));
+        CU_ASSERT(raw_reply(s, "not the cookie", 1) == 0);
+        CU_ASSERT(closed_by_peer(s));
+        close(s);
+    }
+    CU_ASSERT(WAIT_STAT(auth_failures, af0 + 3));
+    CU_ASSERT_EQUAL(live_count(&wrong_cookie_lines), w0 + 1);
+
+    int l0 = live_count(&lines_42);
+    char longname[400];
+    memset(longname, 'x', 300);
+    memcpy(longname + 10, "@", 1);
+    longname[300] = 0;
+    for (int kind = 0; kind < 4; kind++) {
+        int s = raw_connect(42);
+        if (kind == 0)
+            send_all(s, "GET / HTTP/1.1\r\n\r\n", 18);
+        else if (kind == 1)
+            send_all(s, "\x00\x10n\x00\x05\x00\x03\x7f\xbc" "a@b", 12);
+        else if (kind == 2)
+            raw_send_name(s, longname);
+        else
+            send_all(s, "\x00\x00", 2);
+        CU_ASSERT(closed_by_peer(s));
+        close(s);
+    }
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+    CU_ASSERT_EQUAL(live_count(&lines_42), l0 + 1);
+    CU_ASSERT_EQUAL(live_count(&cookie_leaks), 0);
+    CU_ASSERT(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+}
+
+/* 200 distinct names, each closed after its status: no peer record remains. */
+static void
+test_live_no_peer_before_cookie(void)
+{
+    for (int i = 0; i < 200; i++) {
+        int s = raw_connect(51);
+        char nm[300];
+        snprintf(nm, sizeof nm, "stranger%d@%s", i, host);
+        raw_send_name(s, nm);
+        CU_ASSERT(got_status(s, "ok"));
+        close(s);
+    }
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+    pthread_mutex_lock(&victim->lock);
+    int found = 0;
+    for (int i = 0; i < 200; i++) {
+        char nm[300];
+        snprintf(nm, sizeof nm, "stranger%d@%s", i, host);
+        found += cnode__peer_get(victim, nm, 0) != NULL;
+    }
+    pthread_mutex_unlock(&victim->lock);
+    CU_ASSERT_EQUAL(found, 0);
+}
+
+/* alive/true from a stranger under a connected node's name: silence or a
+ * wrong digest leave the link alone; the right digest replaces it. */
+static void
+test_live_takeover(void)
+{
+    CU_ASSERT_FATAL(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+    cnode__conn *link = NULL;
+    for (int64_t end = now_ms() + 5000; !link && now_ms() < end; usleep(2000))
+        link = victim_link_to(friend_name);
+    CU_ASSERT_FATAL(link != NULL);
+    int downs = live_count(&downs_of_friend);
+
+    for (int variant = 0; variant < 3; variant++) {
+        int s = raw_connect(61);
+        raw_send_name(s, friend_name);
+        CU_ASSERT(got_status(s, "alive"));
+        send_all(s, "\x00\x05strue", 7);
+        if (variant == 0) {
+            close(s); /* silence, then gone */
+        } else if (variant == 1) {
+            CU_ASSERT(raw_reply(s, "not the cookie", 7) == 0);
+            CU_ASSERT(closed_by_peer(s));
+            close(s);
+        } else {
+            /* true, then nothing: held until handshake_ms */
+            CU_ASSERT(closed_by_peer(s));
+            close(s);
+        }
+        CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+        CU_ASSERT(victim_link_to(friend_name) == link);
+        CU_ASSERT_EQUAL(live_count(&downs_of_friend), downs);
+    }
+    CU_ASSERT(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+
+    /* the right digest: the old link goes, the new one is up */
+    int s = raw_connect(62);
+    raw_send_name(s, friend_name);
+    CU_ASSERT(got_status(s, "alive"));
+    send_all(s, "\x00\x05strue", 7);
+    CU_ASSERT(raw_reply(s, LIVE_COOKIE, 4242) == 0);
+    char b[64];
+    unsigned char want[16];
+    cnode__hs_digest(LIVE_COOKIE, strlen(LIVE_COOKIE), 4242, want);
+    CU_ASSERT(recv_msg(s, b, sizeof b) == 17 && b[0] == 'a' && memcmp(b + 1, want, 16) == 0);
+    for (int64_t end = now_ms() + 5000; live_count(&downs_of_friend) == downs && now_ms() < end;)
+        usleep(2000);
+    CU_ASSERT_EQUAL(live_count(&downs_of_friend), downs + 1);
+    cnode__conn *now_link = victim_link_to(friend_name);
+    CU_ASSERT(now_link != NULL && now_link != link);
+    close(s);
+}
+
 void
 cnode_test_register(void)
 {
@@ -856,4 +1325,12 @@ cnode_test_register(void)
     ADD_TEST(s, test_dial_refusals);
     ADD_TEST(s, test_dial_bad_challenge_and_ack);
     ADD_TEST(s, test_pair);
+
+    CU_pSuite l = CU_add_suite("handshake_live", live_init, live_clean);
+    ADD_TEST(l, test_live_evict_then_refuse);
+    ADD_TEST(l, test_live_per_address);
+    ADD_TEST(l, test_live_timeout);
+    ADD_TEST(l, test_live_bad_peers_logged_once);
+    ADD_TEST(l, test_live_no_peer_before_cookie);
+    ADD_TEST(l, test_live_takeover);
 }
