@@ -123,6 +123,8 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
 
 /* ---- bounds and logs of accepted handshakes --------------------------------------------- */
 
+static void conn_retire(cnode_node *node, cnode__conn *c, const char *reason);
+
 static uint32_t
 random_u32(void)
 {
@@ -225,13 +227,7 @@ hs_admit(cnode_node *node, uint32_t addr)
         return 1;
     if (!silent)
         return 0;
-    /* Not freed here: an event for it may be later in this loop turn. Shut
-     * down, it reports EPOLLHUP and is freed by its own event (or, failing
-     * that, by housekeeping at once). */
-    hs_untrack(node, silent);
-    silent->evicted = 1;
-    shutdown(silent->fd, SHUT_RDWR);
-    clock_gettime(CLOCK_MONOTONIC, &silent->deadline);
+    conn_retire(node, silent, NULL);
     CNODE__STAT_ADD(node, handshakes_evicted, 1);
     return 1;
 }
@@ -290,18 +286,19 @@ conn_free(cnode_node *node, cnode__conn *c)
     free(c);
 }
 
-void
-cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
+/* The peer's side of closing c: a nodedown, or a failed dial. Writers stop
+ * using the socket (peer->fd) before this returns; the socket is the caller's. */
+static void
+conn_detach(cnode_node *node, cnode__conn *c, const char *reason)
 {
     cnode__peer *peer = c->peer;
-    epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->peer = NULL;
     if (peer && peer->up == c) {
         pthread_mutex_lock(&peer->wlock);
         peer->fd = -1;
         peer->epollout = 0;
         cnode__drop_output(peer);
         pthread_mutex_unlock(&peer->wlock);
-        close(c->fd);
         peer->up = NULL;
         peer->generation++;
         cnode__log(node, CNODE_LOG_INFO, "nodedown %s: %s", peer->name, reason);
@@ -309,18 +306,36 @@ cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
         cnode__push_event(node, 0, peer->name, reason);
         for (int i = 0; i < node->npeerhooks; i++)
             node->peer_hooks[i](node, peer, 0, node->peer_hook_ud[i]);
-    } else {
-        close(c->fd);
-        if (peer && peer->dialling == c) {
-            peer->dialling = NULL;
-            if (reason)
-                dial_failed(node, peer, reason);
-        } else if (reason && c->state != CONN_UP) {
-            cnode__log(node, CNODE_LOG_WARNING, "handshake with %s failed: %s", peer ? peer->name : "(unknown)",
-                       reason);
-        }
+    } else if (peer && peer->dialling == c) {
+        peer->dialling = NULL;
+        if (reason)
+            dial_failed(node, peer, reason);
+    } else if (reason && c->state != CONN_UP) {
+        cnode__log(node, CNODE_LOG_WARNING, "handshake with %s failed: %s", peer ? peer->name : "(unknown)", reason);
     }
+}
+
+void
+cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
+{
+    epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    conn_detach(node, c, reason);
+    close(c->fd);
     conn_free(node, c);
+}
+
+/* Close c while another connection's event is handled (eviction, a replaced
+ * link, our dial losing to a proven incoming one): its peer learns now, but
+ * the memory stays until c's own next event (a shut-down socket reports one)
+ * or housekeeping, as a later event of this loop turn may still point at it. */
+static void
+conn_retire(cnode_node *node, cnode__conn *c, const char *reason)
+{
+    conn_detach(node, c, reason);
+    hs_untrack(node, c);
+    c->retired = 1;
+    shutdown(c->fd, SHUT_RDWR);
+    clock_gettime(CLOCK_MONOTONIC, &c->deadline);
 }
 
 /* Write epmd bytes now; keep what the socket does not take. */
@@ -556,14 +571,11 @@ acc_proven(cnode_node *node, cnode__conn *c)
     if (p->up && p->up != c) {
         if (!c->hs->replacing)
             return ""; /* another connection came up meanwhile (our dial, or a faster handshake): keep it */
-        cnode__conn_close(node, p->up, "replaced by a new connection");
+        conn_retire(node, p->up, "replaced by a new connection");
     }
     if (p->dialling) {
         /* ours lost the simultaneous connect, or started after this one: this one is further along */
-        cnode__conn *mine = p->dialling;
-        p->dialling = NULL;
-        mine->peer = NULL;
-        cnode__conn_close(node, mine, NULL);
+        conn_retire(node, p->dialling, NULL);
     }
     c->peer = p;
     return NULL;
@@ -631,8 +643,12 @@ hs_answer(cnode_node *node, cnode__conn *c, int *v)
 static const char *
 hs_up(cnode_node *node, cnode__conn *c)
 {
-    if (c->outgoing && c->peer->up && c->peer->up != c)
-        return "another connection came up meanwhile";
+    if (c->outgoing && c->peer->up && c->peer->up != c) {
+        /* an incoming one won meanwhile: keep it, and drop ours without a failure to report */
+        c->peer->dialling = NULL;
+        c->peer = NULL;
+        return "";
+    }
     /* the ack must be out before any frame another thread may write straight to the socket */
     const char *p;
     if (hs_send(node, c) != 0 || cnode__hs_output(c->hs, &p) != 0)
@@ -732,6 +748,10 @@ void
 cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
 {
     const char *err = NULL;
+    if (c->retired) {
+        cnode__conn_close(node, c, NULL);
+        return;
+    }
     switch (c->state) {
     case CONN_EPMD_CONNECT:
     case CONN_EPMD_READ:
@@ -742,7 +762,7 @@ cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
         break;
     case CONN_HANDSHAKE:
         /* the frames after the handshake are still in the socket: the next turn reads them */
-        err = c->evicted ? "" : hs_step(node, c, events);
+        err = hs_step(node, c, events);
         if (err && *err && !c->outgoing) {
             hs_log(node, c, CNODE_LOG_INFO, 0, err); /* socket errors of strangers: rate-limited too */
             err = "";
@@ -769,15 +789,16 @@ cnode__conn_housekeeping(cnode_node *node)
     cnode__conn *c = node->conns;
     while (c) {
         cnode__conn *nx = c->next;
-        if (c->state != CONN_UP) {
+        if (c->retired) {
+            if (cnode__past(&c->deadline)) /* its own event never came */
+                cnode__conn_close(node, c, NULL);
+        } else if (c->state != CONN_UP) {
             if (!cnode__past(&c->deadline)) {
             } else if (c->outgoing) {
                 cnode__conn_close(node, c, "handshake timed out");
             } else {
-                if (!c->evicted) {
-                    CNODE__STAT_ADD(node, handshakes_timed_out, 1);
-                    hs_log(node, c, CNODE_LOG_INFO, 0, "handshake timed out");
-                }
+                CNODE__STAT_ADD(node, handshakes_timed_out, 1);
+                hs_log(node, c, CNODE_LOG_INFO, 0, "handshake timed out");
                 cnode__conn_close(node, c, NULL);
             }
         } else {

@@ -53,7 +53,7 @@ struct cnode__conn {
     size_t hlen, hoff;
     cnode__hs *hs;         /* CONN_HANDSHAKE: the machine, holding the peer's name until it is proven */
     int hs_pollout;        /* EPOLLOUT armed for handshake output */
-    int evicted;           /* closed to make room: shut down, freed at its next event */
+    int retired;           /* closed from another's event: shut down, peer-less, freed at its own next event */
     uint32_t addr;         /* accept: the source IPv4 address (network order) */
     cnode__conn *hs_prev, *hs_next; /* accept, in the handshake: node->hs_head list, oldest first */
     uint64_t peer_flags;

@@ -1303,6 +1303,62 @@ test_live_takeover(void)
     close(s);
 }
 
+static cnode__conn *
+link_of(cnode_node *n, const char *name)
+{
+    pthread_mutex_lock(&n->lock);
+    cnode__peer *p = cnode__peer_get(n, name, 0);
+    cnode__conn *c = p ? p->up : NULL;
+    pthread_mutex_unlock(&n->lock);
+    return c;
+}
+
+typedef struct {
+    cnode_node *from;
+    const char *to;
+    pthread_barrier_t *go;
+    int rc;
+} pinger;
+
+static void *
+ping_main(void *arg)
+{
+    pinger *pg = arg;
+    pthread_barrier_wait(pg->go);
+    pg->rc = cnode_ping(pg->from, pg->to, 5000, NULL);
+    return NULL;
+}
+
+/* Both nodes dial each other at once, again and again: net_kernel's
+ * tie-break (nok / ok_simultaneous, our dial cancelled only by a proven
+ * incoming connection) leaves exactly one link, and both pings succeed. */
+static void
+test_live_simultaneous_connect(void)
+{
+    for (int round = 0; round < 20; round++) {
+        if (link_of(victim, friend_name))
+            cnode_disconnect(victim, friend_name);
+        for (int64_t end = now_ms() + 5000;
+             (link_of(victim, friend_name) || link_of(friend_node, victim_name)) && now_ms() < end;)
+            usleep(1000);
+        CU_ASSERT_FATAL(!link_of(victim, friend_name) && !link_of(friend_node, victim_name));
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        pinger a = {victim, friend_name, &go, -1}, b = {friend_node, victim_name, &go, -1};
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, ping_main, &a);
+        pthread_create(&tb, NULL, ping_main, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        CU_ASSERT_EQUAL(a.rc, 0);
+        CU_ASSERT_EQUAL(b.rc, 0);
+        CU_ASSERT(link_of(victim, friend_name) != NULL);
+        CU_ASSERT(link_of(friend_node, victim_name) != NULL);
+    }
+    CU_ASSERT(WAIT_STAT(handshakes_now, 0));
+}
+
 void
 cnode_test_register(void)
 {
@@ -1333,4 +1389,5 @@ cnode_test_register(void)
     ADD_TEST(l, test_live_bad_peers_logged_once);
     ADD_TEST(l, test_live_no_peer_before_cookie);
     ADD_TEST(l, test_live_takeover);
+    ADD_TEST(l, test_live_simultaneous_connect);
 }
