@@ -12,11 +12,11 @@ enum {
     S_D_ALIVE_ANSWER, /* dial: `alive` read, waiting for the caller */
     S_D_CHALLENGE,
     S_D_ACK,
-    S_A_NAME,         /* accept: send_name next */
-    S_A_NAME_ANSWER,  /* accept: waiting for the caller's status */
-    S_A_ALIVE_REPLY,  /* accept: `alive` sent, true/false next */
-    S_A_REPLY,        /* accept: challenge sent, its reply next */
-    S_A_PROVEN,       /* accept: cookie proven, waiting for the caller */
+    S_A_NAME,        /* accept: send_name next */
+    S_A_NAME_ANSWER, /* accept: waiting for the caller's status */
+    S_A_ALIVE_REPLY, /* accept: `alive` sent, true/false next */
+    S_A_REPLY,       /* accept: challenge sent, its reply next */
+    S_A_PROVEN,      /* accept: cookie proven, waiting for the caller */
     S_UP,
     S_FAIL,
 };
@@ -82,8 +82,8 @@ emit_challenge(cnode__hs *hs)
 }
 
 static void
-init(cnode__hs *hs, int role, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
-     size_t cookie_len, uint32_t challenge)
+init(cnode__hs *hs, int role, const char *name, uint64_t flags, uint32_t creation, const char *cookie, size_t cookie_len,
+     uint32_t challenge)
 {
     memset(hs, 0, sizeof *hs);
     hs->role = role;
@@ -96,8 +96,8 @@ init(cnode__hs *hs, int role, const char *name, uint64_t flags, uint32_t creatio
 }
 
 void
-cnode__hs_init_dial(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
-                    size_t cookie_len, const char *dialled, uint32_t challenge)
+cnode__hs_init_dial(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie, size_t cookie_len,
+                    const char *dialled, uint32_t challenge)
 {
     init(hs, CNODE__HS_DIAL, name, flags, creation, cookie, cookie_len, challenge);
     hs->dialled = dialled;
@@ -107,8 +107,8 @@ cnode__hs_init_dial(cnode__hs *hs, const char *name, uint64_t flags, uint32_t cr
 }
 
 void
-cnode__hs_init_accept(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
-                      size_t cookie_len, uint32_t challenge)
+cnode__hs_init_accept(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie, size_t cookie_len,
+                      uint32_t challenge)
 {
     init(hs, CNODE__HS_ACCEPT, name, flags, creation, cookie, cookie_len, challenge);
     hs->state = S_A_NAME;
@@ -301,8 +301,8 @@ cnode__hs_input(cnode__hs *hs, const char *buf, size_t len, size_t *used)
     size_t u = 0;
     int v = verdict(hs);
     if (v == CNODE__HS_AGAIN && len == 0)
-        v = fail(hs, CNODE__HS_F_CLOSED, hs->in_len ? "connection closed in the middle of a handshake message"
-                                                    : "connection closed during handshake");
+        v = fail(hs, CNODE__HS_F_CLOSED,
+                 hs->in_len ? "connection closed in the middle of a handshake message" : "connection closed during handshake");
     while (v == CNODE__HS_AGAIN && u < len) {
         size_t take = cnode__hs_want(hs);
         if (take > len - u)
