@@ -1,7 +1,13 @@
-/* Connections, on the loop thread with node->lock held: the epmd lookup and
- * both sides of the version-6 handshake as non-blocking state machines,
- * simultaneous connect resolved as net_kernel does, reading and dispatching
- * frames once up, ticks and the net_ticktime timeout. */
+/* Connections, on the loop thread with node->lock held: the epmd lookup, the
+ * bytes of both sides of the version-6 handshake moved through the machine of
+ * ei_glue/handshake.c (this file answers its questions: simultaneous connect
+ * as net_kernel does, a live connection replaced only once the new one proved
+ * the cookie, as dist_util does), the bounds on handshakes, reading and
+ * dispatching frames once up, ticks and the net_ticktime timeout.
+ *
+ * Authentication first: an accepted connection creates nothing that outlives
+ * its socket (peer record, interned name) before the challenge reply proved
+ * the cookie; until then the peer's name lives in its cnode__hs. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -17,8 +23,7 @@
 
 #include "cnode/internal.h"
 
-#define SETUP_MS 7000 /* net_setuptime */
-#define HS_MAX 4096   /* largest handshake message we accept */
+#define HS_LOG_QUIET_MS 10000 /* one handshake failure logged per address and kind in this long */
 
 static void
 set_events(cnode_node *node, cnode__conn *c, uint32_t ev)
@@ -35,7 +40,7 @@ conn_new(cnode_node *node, int fd, int outgoing, uint32_t ev)
         return NULL;
     c->fd = fd;
     c->outgoing = outgoing;
-    cnode__deadline_after(&c->deadline, SETUP_MS);
+    cnode__deadline_after(&c->deadline, node->limits.handshake_ms);
     struct epoll_event e = {.events = ev | EPOLLRDHUP, .data.ptr = c};
     if (epoll_ctl(node->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
         free(c);
@@ -84,7 +89,7 @@ dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 static const char *
 dial_epmd(cnode_node *node, cnode__conn *c)
 {
-    int fd = start_connect(&c->addr, node->epmd_port);
+    int fd = start_connect(&c->haddr, node->epmd_port);
     if (fd < 0)
         return "cannot reach epmd";
     struct epoll_event e = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
@@ -114,8 +119,8 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
     c->outgoing = 1;
     c->peer = peer;
     snprintf(c->host, sizeof c->host, "%s", at + 1);
-    cnode__deadline_after(&c->deadline, SETUP_MS);
-    int r = cnode__resolve(node, c->host, &c->addr);
+    cnode__deadline_after(&c->deadline, node->limits.handshake_ms);
+    int r = cnode__resolve(node, c->host, &c->haddr);
     const char *why = r < 0 ? "cannot resolve host" : r == 0 ? dial_epmd(node, c) : NULL;
     if (why) {
         free(c);
@@ -138,7 +143,7 @@ cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *a
             continue;
         const char *why = "cannot resolve host";
         if (addr) {
-            c->addr = *addr;
+            c->haddr = *addr;
             why = dial_epmd(node, c);
         }
         if (why)
@@ -146,11 +151,124 @@ cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *a
     }
 }
 
+/* ---- bounds and logs of accepted handshakes --------------------------------------------- */
+
+static void conn_retire(cnode_node *node, cnode__conn *c, const char *reason);
+
+static uint32_t
+random_u32(void)
+{
+    uint32_t v;
+    if (getrandom(&v, sizeof v, 0) != sizeof v)
+        v = (uint32_t)cnode__now_ms() * 2654435761u;
+    return v;
+}
+
+static void
+hs_track(cnode_node *node, cnode__conn *c)
+{
+    c->hs_prev = node->hs_tail;
+    c->hs_next = NULL;
+    if (node->hs_tail)
+        node->hs_tail->hs_next = c;
+    else
+        node->hs_head = c;
+    node->hs_tail = c;
+    node->hs_count++;
+    CNODE__STAT_ADD(node, handshakes_now, 1);
+}
+
+static void
+hs_untrack(cnode_node *node, cnode__conn *c)
+{
+    if (c->outgoing || !(c->hs_prev || c->hs_next || node->hs_head == c))
+        return;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        node->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        node->hs_tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    node->hs_count--;
+    CNODE__STAT_SUB(node, handshakes_now, 1);
+}
+
+/* Peer-supplied text made fit for a log line. */
+static void
+printable(char *out, size_t cap, const char *in)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < cap; i++)
+        out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+    out[i] = 0;
+}
+
+/* A failed incoming handshake, logged at most once per source address and
+ * kind (wrong cookie, or anything else) every HS_LOG_QUIET_MS: a flood of bad
+ * connections cannot flood the log. Never with the cookie. */
+static void
+hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char *what)
+{
+    int64_t now = cnode__now_ms();
+    cnode__hs_logslot *slot = &node->hs_log[0];
+    for (size_t i = 0; i < sizeof node->hs_log / sizeof node->hs_log[0]; i++) {
+        cnode__hs_logslot *s = &node->hs_log[i];
+        if (s->addr == c->addr && s->cookie == cookie && s->until_ms) {
+            slot = s;
+            break;
+        }
+        if (s->until_ms < slot->until_ms)
+            slot = s;
+    }
+    if (slot->addr == c->addr && slot->cookie == cookie && now < slot->until_ms) {
+        slot->suppressed++;
+        return;
+    }
+    unsigned more = slot->addr == c->addr && slot->cookie == cookie ? slot->suppressed : 0;
+    *slot = (cnode__hs_logslot){.addr = c->addr, .cookie = cookie, .until_ms = now + HS_LOG_QUIET_MS};
+    char ip[INET_ADDRSTRLEN], name[CNODE__NAME_MAX];
+    struct in_addr a = {.s_addr = c->addr};
+    inet_ntop(AF_INET, &a, ip, sizeof ip);
+    printable(name, sizeof name, c->hs && c->hs->named ? c->hs->peer_name : "-");
+    if (more)
+        cnode__log(node, level, "handshake from %s (%s) failed: %s (and %u more from there before)", ip, name, what,
+                   more);
+    else
+        cnode__log(node, level, "handshake from %s (%s) failed: %s", ip, name, what);
+}
+
+/* Make room for one more accepted handshake from addr: 1 admitted, 0 refused. */
+static int
+hs_admit(cnode_node *node, uint32_t addr)
+{
+    unsigned from_addr = 0;
+    cnode__conn *silent = NULL;
+    for (cnode__conn *c = node->hs_head; c; c = c->hs_next) {
+        from_addr += c->addr == addr;
+        if (!silent && !c->hs->named)
+            silent = c; /* the oldest that has not sent its name */
+    }
+    if (from_addr >= node->limits.handshakes_per_addr)
+        return 0;
+    if (node->hs_count < node->limits.handshakes)
+        return 1;
+    if (!silent)
+        return 0;
+    conn_retire(node, silent, NULL);
+    CNODE__STAT_ADD(node, handshakes_evicted, 1);
+    return 1;
+}
+
 void
 cnode__conn_accept(cnode_node *node)
 {
     for (;;) {
-        int fd = accept4(node->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_in sa = {0};
+        socklen_t sl = sizeof sa;
+        int fd = accept4(node->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -162,20 +280,32 @@ cnode__conn_accept(cnode_node *node)
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        cnode__conn *c = conn_new(node, fd, 0, EPOLLIN);
-        if (!c) {
+        uint32_t addr = sa.sin_family == AF_INET ? sa.sin_addr.s_addr : 0;
+        if (!hs_admit(node, addr)) {
+            CNODE__STAT_ADD(node, handshakes_refused, 1);
+            cnode__conn tmp = {.addr = addr};
+            hs_log(node, &tmp, CNODE_LOG_WARNING, 0, "too many connections in the handshake, refused");
             close(fd);
             continue;
         }
-        c->state = CONN_ACC_NAME_WAIT;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        cnode__hs *hs = malloc(sizeof *hs);
+        cnode__conn *c = hs ? conn_new(node, fd, 0, EPOLLIN) : NULL;
+        if (!c) {
+            free(hs);
+            close(fd);
+            continue;
+        }
+        cnode__hs_init_accept(hs, node->name, node->flags, node->creation, node->cookie, strlen(node->cookie),
+                              random_u32());
+        c->hs = hs;
+        c->addr = addr;
+        c->state = CONN_HANDSHAKE;
+        hs_track(node, c);
     }
 }
 
-/* Off the list of live connections and onto the list freed at the end of the
- * loop turn: a later event of the same epoll_wait batch may still point at it
- * (it then sees CONN_DEAD and is skipped). */
 static void
 conn_free(cnode_node *node, cnode__conn *c)
 {
@@ -184,12 +314,16 @@ conn_free(cnode_node *node, cnode__conn *c)
             *pp = c->next;
             break;
         }
+    hs_untrack(node, c);
     c->state = CONN_DEAD;
     c->peer = NULL;
     c->next = node->dead_conns;
     node->dead_conns = c;
 }
 
+/* Free the connections closed this turn: off node->conns at once, their
+ * memory kept until now, as a later event of the same epoll_wait batch may
+ * still point at one (it then sees CONN_DEAD and is skipped). */
 void
 cnode__conn_reap(cnode_node *node)
 {
@@ -197,6 +331,7 @@ cnode__conn_reap(cnode_node *node)
     node->dead_conns = NULL;
     while (c) {
         cnode__conn *nx = c->next;
+        free(c->hs);
         free(c->ibuf);
         free(c->hbuf);
         free(c);
@@ -234,29 +369,19 @@ accept_resume(cnode_node *node)
         cnode__deadline_after(&node->accept_resume, ACCEPT_PAUSE_MS);
 }
 
-void
-cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
+/* The peer's side of closing c: a nodedown, or a failed dial. Writers stop
+ * using the socket (peer->fd) before this returns; the socket is the caller's. */
+static void
+conn_detach(cnode_node *node, cnode__conn *c, const char *reason)
 {
     cnode__peer *peer = c->peer;
-    if (c->state == CONN_RESOLVING) {
-        /* no socket yet */
-        if (peer && peer->dialling == c) {
-            peer->dialling = NULL;
-            if (reason)
-                dial_failed(node, peer, strcmp(reason, "handshake timed out") == 0
-                                            ? "cannot resolve host (timed out)" : reason);
-        }
-        conn_free(node, c);
-        return;
-    }
-    epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->peer = NULL;
     if (peer && peer->up == c) {
         pthread_mutex_lock(&peer->wlock);
         peer->fd = -1;
         peer->epollout = 0;
         cnode__drop_output(peer);
         pthread_mutex_unlock(&peer->wlock);
-        close(c->fd);
         peer->up = NULL;
         peer->generation++;
         cnode__log(node, CNODE_LOG_INFO, "nodedown %s: %s", peer->name, reason);
@@ -264,21 +389,42 @@ cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
         cnode__push_event(node, 0, peer->name, reason);
         for (int i = 0; i < node->npeerhooks; i++)
             node->peer_hooks[i](node, peer, 0, node->peer_hook_ud[i]);
-    } else {
-        close(c->fd);
-        if (peer && peer->dialling == c) {
-            peer->dialling = NULL;
-            if (reason)
-                dial_failed(node, peer, reason);
-        } else if (reason && c->state != CONN_UP) {
-            cnode__log(node, CNODE_LOG_WARNING, "handshake with %s failed: %s", peer ? peer->name : "(unknown)",
-                       reason);
-        }
+    } else if (peer && peer->dialling == c) {
+        peer->dialling = NULL;
+        if (reason)
+            dial_failed(node, peer, reason);
+    } else if (reason && c->state != CONN_UP) {
+        cnode__log(node, CNODE_LOG_WARNING, "handshake with %s failed: %s", peer ? peer->name : "(unknown)", reason);
     }
+}
+
+void
+cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->state == CONN_RESOLVING) { /* no socket yet */
+        conn_detach(node, c,
+                    reason && strcmp(reason, "handshake timed out") == 0 ? "cannot resolve host (timed out)" : reason);
+        conn_free(node, c);
+        return;
+    }
+    epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    conn_detach(node, c, reason);
+    close(c->fd);
     conn_free(node, c);
 }
 
-/* Write handshake/epmd bytes now; keep what the socket does not take. */
+/* Close c while another connection's event is handled (eviction, a replaced
+ * link, our dial losing to a proven incoming one). Its memory stays until the
+ * end of the loop turn, so a later event of the same batch sees CONN_DEAD. */
+static void
+conn_retire(cnode_node *node, cnode__conn *c, const char *reason)
+{
+    cnode__conn_close(node, c, reason);
+}
+
+/* Write epmd bytes now; keep what the socket does not take. */
 static int
 hs_write(cnode_node *node, cnode__conn *c, const char *buf, size_t n)
 {
@@ -311,6 +457,8 @@ hs_flush(cnode_node *node, cnode__conn *c)
 {
     while (c->hoff < c->hlen) {
         ssize_t w = send(c->fd, c->hbuf + c->hoff, c->hlen - c->hoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w < 0)
             return errno == EAGAIN ? 0 : -1;
         c->hoff += (size_t)w;
@@ -402,21 +550,13 @@ conn_up(cnode_node *node, cnode__conn *c)
         cnode__mark_dirty(node, peer);
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_events(node, c, EPOLLIN);
     cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, flags 0x%llx)", peer->name, c->outgoing ? "outgoing" : "incoming",
                (unsigned long long)peer->flags);
     pthread_cond_broadcast(&peer->up_cond);
     cnode__push_event(node, 1, peer->name, NULL);
     for (int i = 0; i < node->npeerhooks; i++)
         node->peer_hooks[i](node, peer, 1, node->peer_hook_ud[i]);
-}
-
-static uint32_t
-random_u32(void)
-{
-    uint32_t v;
-    if (getrandom(&v, sizeof v, 0) != sizeof v)
-        v = (uint32_t)cnode__now_ms() * 2654435761u;
-    return v;
 }
 
 /* ---- outgoing ----------------------------------------------------------------------- */
@@ -438,9 +578,12 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
         if (hs_write(node, c, req, cnode__epmd_port_please2_req(req, sizeof req, alive)) != 0)
             return "epmd write failed";
         c->state = CONN_EPMD_READ;
-        set_events(node, c, EPOLLIN);
+        if (c->hoff == c->hlen)
+            set_events(node, c, EPOLLIN);
         return NULL;
     }
+    if ((events & EPOLLOUT) && hs_flush(node, c) != 0)
+        return "epmd write failed";
     int r;
     while ((r = read_some(node, c)) == 1)
         if (c->ilen > 1024)
@@ -459,7 +602,7 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     if (resp.highest < 6 || resp.lowest > 6)
         return "peer does not speak distribution version 6";
     /* epmd's part is done: dial the node itself on the same conn */
-    int fd = start_connect(&c->addr, resp.port);
+    int fd = start_connect(&c->haddr, resp.port);
     if (fd < 0)
         return "cannot connect";
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -474,254 +617,201 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     return NULL;
 }
 
-/* One 2-byte framed handshake message from ibuf: 1 got it, 0 need more, -1 bad. */
+/* ---- the handshake, both roles: bytes through cnode__hs ---------------------------------- */
+
+/* Send what the machine has queued; EPOLLOUT stays armed while some is left. -1 on a socket error. */
 static int
-hs_frame(cnode__conn *c, cnode__frame *f, size_t *used)
+hs_send(cnode_node *node, cnode__conn *c)
 {
-    const char *why;
-    ptrdiff_t n = cnode__frame_decode(c->ibuf, c->ilen, 2, HS_MAX, f, &why);
-    if (n == CNODE__NEED_MORE)
-        return 0;
-    if (n < 0 || !f->body)
-        return -1;
-    *used = (size_t)n;
-    return 1;
+    const char *p;
+    size_t n;
+    while ((n = cnode__hs_output(c->hs, &p)) > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (w < 0)
+            break;
+        cnode__hs_written(c->hs, (size_t)w);
+    }
+    if ((n > 0) != c->hs_pollout) {
+        c->hs_pollout = n > 0;
+        set_events(node, c, EPOLLIN | (n ? EPOLLOUT : 0));
+    }
+    return 0;
 }
 
+/* Our dial's TCP connect completed: start the machine, which queues send_name. */
 static const char *
-out_step(cnode_node *node, cnode__conn *c, uint32_t events)
+dial_connected(cnode_node *node, cnode__conn *c, uint32_t events)
 {
-    if (c->state == CONN_CONNECTING) {
-        if (!(events & EPOLLOUT))
-            return (events & (EPOLLERR | EPOLLHUP)) ? "connection refused" : NULL;
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr)
-            return "connection refused";
-        char buf[600];
-        if (hs_write(node, c, buf, cnode__hs_send_name(buf, sizeof buf, node->flags, node->creation, node->name)) != 0)
-            return "write failed";
-        c->state = CONN_SEND_NAME_SENT;
-        if (c->hoff == c->hlen)
-            set_events(node, c, EPOLLIN);
-        return NULL;
-    }
-    if ((events & EPOLLOUT) && hs_flush(node, c) != 0)
-        return "write failed";
-    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        return NULL;
-    int r;
-    while ((r = read_some(node, c)) == 1)
-        if (c->ilen > HS_MAX * 2)
-            return "handshake message too long";
-    if (r == -1)
-        return "read failed";
-    for (;;) {
-        cnode__frame f;
-        size_t used;
-        int h = hs_frame(c, &f, &used);
-        if (h < 0)
-            return "malformed handshake message";
-        if (h == 0)
-            return r == 0 ? "connection closed during handshake (wrong cookie?)" : NULL;
-        const char *why = NULL;
-        if (c->state == CONN_SEND_NAME_SENT) {
-            const char *st;
-            size_t sl;
-            if (cnode__hs_status_decode(f.body, f.len, &st, &sl, &why) < 0)
-                return "malformed status";
-            if ((sl == 2 && !memcmp(st, "ok", 2)) || (sl == 15 && !memcmp(st, "ok_simultaneous", 15))) {
-                c->state = CONN_CHALLENGE_WAIT;
-            } else if (sl == 3 && !memcmp(st, "nok", 3)) {
-                /* the peer is dialling us and wins; its connection will come up instead */
-                consume(c, used);
-                c->peer->dialling = NULL;
-                c->peer = NULL;
-                return "";
-            } else if (sl == 5 && !memcmp(st, "alive", 5)) {
-                char b[16];
-                const char *ans = c->peer->up ? "false" : "true";
-                if (hs_write(node, c, b, cnode__hs_status(b, sizeof b, ans)) != 0 || c->peer->up)
-                    return "peer says a connection is alive";
-                c->state = CONN_CHALLENGE_WAIT;
-            } else {
-                return "refused by peer (not_allowed)";
-            }
-        } else if (c->state == CONN_CHALLENGE_WAIT) {
-            cnode__hs_name ch;
-            if (cnode__hs_challenge_decode(f.body, f.len, &ch, &why) < 0)
-                return "malformed challenge";
-            if (ch.name_len != strlen(c->peer->name) || memcmp(ch.name, c->peer->name, ch.name_len) != 0)
-                return "peer answered with another node name";
-            if (!cnode__dflags_acceptable(ch.flags))
-                return "peer lacks mandatory distribution flags";
-            c->peer_flags = ch.flags;
-            c->peer_creation = ch.creation;
-            unsigned char dg[16];
-            if (cnode__hs_digest(node->cookie, strlen(node->cookie), ch.challenge, dg) != 0)
-                return "digest failed";
-            c->our_challenge = random_u32();
-            char b[32];
-            if (hs_write(node, c, b, cnode__hs_challenge_reply(b, sizeof b, c->our_challenge, dg)) != 0)
-                return "write failed";
-            c->state = CONN_ACK_WAIT;
-        } else if (c->state == CONN_ACK_WAIT) {
-            unsigned char got[16], want[16];
-            if (cnode__hs_challenge_ack_decode(f.body, f.len, got, &why) < 0)
-                return "malformed challenge ack";
-            if (cnode__hs_digest(node->cookie, strlen(node->cookie), c->our_challenge, want) != 0 ||
-                memcmp(got, want, 16) != 0)
-                return "challenge ack digest mismatch (wrong cookie)";
-            consume(c, used);
-            conn_up(node, c);
-            return NULL; /* anything left in ibuf is frames: handled by the caller */
-        }
-        consume(c, used);
-    }
+    if (!(events & EPOLLOUT))
+        return (events & (EPOLLERR | EPOLLHUP)) ? "connection refused" : NULL;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr)
+        return "connection refused";
+    c->hs = malloc(sizeof *c->hs);
+    if (!c->hs)
+        return "out of memory";
+    cnode__hs_init_dial(c->hs, node->name, node->flags, node->creation, node->cookie, strlen(node->cookie),
+                        c->peer->name, random_u32());
+    c->state = CONN_HANDSHAKE;
+    c->hs_pollout = 1; /* armed for the connect */
+    return hs_send(node, c) != 0 ? "write failed" : NULL;
 }
 
-/* ---- incoming ------------------------------------------------------------------------ */
-
-static const char *
-send_challenge(cnode_node *node, cnode__conn *c)
+/* What net_kernel answers to a send_name: looked up, nothing created. */
+static int
+name_status(cnode_node *node, const char *name)
 {
-    c->our_challenge = random_u32();
-    char b[600];
-    size_t n = cnode__hs_challenge(b, sizeof b, node->flags, c->our_challenge, node->creation, node->name);
-    if (hs_write(node, c, b, n) != 0)
-        return "write failed";
-    c->state = CONN_ACC_REPLY_WAIT;
+    cnode__peer *p = cnode__peer_get(node, name, 0);
+    if (p && p->up)
+        return CNODE__HS_ST_ALIVE;
+    if (p && p->dialling) /* simultaneous connect: the greater name keeps its own attempt */
+        return strcmp(node->name, name) > 0 ? CNODE__HS_ST_NOK : CNODE__HS_ST_OK_SIMULTANEOUS;
+    return CNODE__HS_ST_OK;
+}
+
+/* The accepted peer proved the cookie: only now does it get a peer record, may
+ * it replace a live connection of that name, and cancel our own dial. NULL to
+ * go on, "" to close quietly, else why. */
+static const char *
+acc_proven(cnode_node *node, cnode__conn *c)
+{
+    cnode__peer *p = cnode__peer_get(node, c->hs->peer_name, 1);
+    if (!p)
+        return "no room for another peer";
+    if (p->up && p->up != c) {
+        if (!c->hs->replacing)
+            return ""; /* another connection came up meanwhile (our dial, or a faster handshake): keep it */
+        conn_retire(node, p->up, "replaced by a new connection");
+    }
+    if (p->dialling) {
+        /* ours lost the simultaneous connect, or started after this one: this one is further along */
+        conn_retire(node, p->dialling, NULL);
+    }
+    c->peer = p;
     return NULL;
 }
 
+/* The machine failed: count, log, and tell cnode__conn_close how loud to be. */
 static const char *
-acc_status(cnode_node *node, cnode__conn *c, const char *st)
+hs_failed(cnode_node *node, cnode__conn *c)
 {
-    char b[32];
-    return hs_write(node, c, b, cnode__hs_status(b, sizeof b, st)) != 0 ? "write failed" : NULL;
+    const cnode__hs *hs = c->hs;
+    if (hs->fail == CNODE__HS_F_COOKIE)
+        CNODE__STAT_ADD(node, auth_failures, 1);
+    if (c->outgoing) {
+        if (hs->fail == CNODE__HS_F_NOK) {
+            /* the peer is dialling us and wins; its connection will come up instead */
+            c->peer->dialling = NULL;
+            c->peer = NULL;
+            return "";
+        }
+        if (hs->fail == CNODE__HS_F_CLOSED)
+            return "connection closed during handshake (wrong cookie?)";
+        return hs->why;
+    }
+    switch (hs->fail) {
+    case CNODE__HS_F_DECLINED: /* we said nok, or the peer kept its live connection: protocol as usual */
+        break;
+    case CNODE__HS_F_COOKIE:
+        hs_log(node, c, CNODE_LOG_WARNING, 1, "wrong cookie");
+        break;
+    case CNODE__HS_F_CLOSED:
+        hs_log(node, c, CNODE_LOG_INFO, 0, hs->why);
+        break;
+    default:
+        hs_log(node, c, CNODE_LOG_WARNING, 0, hs->why);
+        break;
+    }
+    return "";
+}
+
+/* Answer the machine's questions until it needs bytes again or is done. */
+static const char *
+hs_answer(cnode_node *node, cnode__conn *c, int *v)
+{
+    for (;;) {
+        switch (*v) {
+        case CNODE__HS_NAME:
+            *v = cnode__hs_answer_name(c->hs, name_status(node, c->hs->peer_name));
+            break;
+        case CNODE__HS_ALIVE:
+            *v = cnode__hs_answer_alive(c->hs, c->peer->up && c->peer->up != c);
+            break;
+        case CNODE__HS_PROVEN: {
+            const char *err = acc_proven(node, c);
+            if (err)
+                return err;
+            *v = cnode__hs_answer_proven(c->hs);
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
 }
 
 static const char *
-in_step(cnode_node *node, cnode__conn *c, uint32_t events)
+hs_up(cnode_node *node, cnode__conn *c)
 {
-    if ((events & EPOLLOUT) && hs_flush(node, c) != 0)
-        return "write failed";
-    int r;
-    while ((r = read_some(node, c)) == 1)
-        if (c->ilen > HS_MAX * 2)
-            return "handshake message too long";
-    if (r == -1)
-        return "read failed";
-    for (;;) {
-        cnode__frame f;
-        size_t used;
-        int h = hs_frame(c, &f, &used);
-        if (h < 0)
-            return "malformed handshake message";
-        if (h == 0)
-            return r == 0 ? "connection closed during handshake" : NULL;
-        const char *why = NULL, *err;
-        if (c->state == CONN_ACC_NAME_WAIT) {
-            cnode__hs_name nm;
-            if (f.len > 0 && f.body[0] == 'n') {
-                acc_status(node, c, "not_allowed");
-                return "peer uses the old 'n' handshake";
-            }
-            if (cnode__hs_send_name_decode(f.body, f.len, &nm, &why) < 0)
-                return "malformed send_name";
-            if (!cnode__dflags_acceptable(nm.flags)) {
-                acc_status(node, c, "not_allowed");
-                return "peer lacks mandatory distribution flags";
-            }
-            char name[CNODE__NAME_MAX];
-            if (nm.name_len == 0 || nm.name_len >= sizeof name || !memchr(nm.name, '@', nm.name_len))
-                return "bad peer name";
-            memcpy(name, nm.name, nm.name_len);
-            name[nm.name_len] = 0;
-            if (cnode__is_local(node, name))
-                return "peer claims our own name";
-            c->peer = cnode__peer_get(node, name, 1);
-            if (!c->peer)
-                return "out of memory";
-            c->peer_flags = nm.flags;
-            c->peer_creation = nm.creation;
-            consume(c, used);
-            if (c->peer->up) {
-                if ((err = acc_status(node, c, "alive")))
-                    return err;
-                c->state = CONN_ACC_ALIVE_WAIT;
-                continue;
-            }
-            if (c->peer->dialling) {
-                /* simultaneous connect: the greater name keeps its own attempt */
-                if (strcmp(node->name, c->peer->name) > 0) {
-                    acc_status(node, c, "nok");
-                    c->peer = NULL;
-                    return "";
-                }
-                cnode__conn *mine = c->peer->dialling;
-                c->peer->dialling = NULL;
-                mine->peer = NULL;
-                cnode__conn_close(node, mine, NULL);
-                if ((err = acc_status(node, c, "ok_simultaneous")))
-                    return err;
-            } else if ((err = acc_status(node, c, "ok"))) {
-                return err;
-            }
-            if ((err = send_challenge(node, c)))
-                return err;
-            continue;
-        }
-        if (c->state == CONN_ACC_ALIVE_WAIT) {
-            const char *st;
-            size_t sl;
-            if (cnode__hs_status_decode(f.body, f.len, &st, &sl, &why) < 0)
-                return "malformed status";
-            consume(c, used);
-            if (!(sl == 4 && !memcmp(st, "true", 4))) {
-                c->peer = NULL;
-                return "";
-            }
-            if (c->peer->up)
-                cnode__conn_close(node, c->peer->up, "replaced by a new connection");
-            if ((err = send_challenge(node, c)))
-                return err;
-            continue;
-        }
-        if (c->state == CONN_ACC_REPLY_WAIT) {
-            uint32_t their;
-            unsigned char got[16], want[16];
-            if (cnode__hs_challenge_reply_decode(f.body, f.len, &their, got, &why) < 0)
-                return "malformed challenge reply";
-            if (cnode__hs_digest(node->cookie, strlen(node->cookie), c->our_challenge, want) != 0 ||
-                memcmp(got, want, 16) != 0) {
-                cnode__log(node, CNODE_LOG_ERROR, "connection attempt from %s refused: wrong cookie", c->peer->name);
-                c->peer = NULL;
-                return "";
-            }
-            if (c->peer->up) {
-                /* our own dial came up meanwhile; keep that one */
-                c->peer = NULL;
-                return "";
-            }
-            if (c->peer->dialling) {
-                /* we started dialling after this handshake began: this one is further along */
-                cnode__conn *mine = c->peer->dialling;
-                c->peer->dialling = NULL;
-                mine->peer = NULL;
-                cnode__conn_close(node, mine, NULL);
-            }
-            unsigned char dg[16];
-            char b[32];
-            if (cnode__hs_digest(node->cookie, strlen(node->cookie), their, dg) != 0 ||
-                hs_write(node, c, b, cnode__hs_challenge_ack(b, sizeof b, dg)) != 0)
-                return "write failed";
-            consume(c, used);
-            conn_up(node, c);
-            return NULL;
-        }
-        return "unexpected handshake state";
+    if (c->outgoing && c->peer->up && c->peer->up != c) {
+        /* an incoming one won meanwhile: keep it, and drop ours without a failure to report */
+        c->peer->dialling = NULL;
+        c->peer = NULL;
+        return "";
     }
+    /* the ack must be out before any frame another thread may write straight to the socket */
+    const char *p;
+    if (hs_send(node, c) != 0 || cnode__hs_output(c->hs, &p) != 0)
+        return "write failed";
+    c->peer_flags = c->hs->peer_flags;
+    c->peer_creation = c->hs->peer_creation;
+    hs_untrack(node, c);
+    free(c->hs);
+    c->hs = NULL;
+    c->hs_pollout = 0;
+    conn_up(node, c);
+    return NULL;
+}
+
+/* Read exactly what the machine takes (the peer's first frames stay in the
+ * socket for read_frames), answer it, send what it queues. */
+static const char *
+hs_step(cnode_node *node, cnode__conn *c, uint32_t events)
+{
+    int v = CNODE__HS_AGAIN;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        for (;;) {
+            char buf[2 + CNODE__HS_BODY_MAX];
+            size_t want = cnode__hs_want(c->hs);
+            if (want == 0)
+                break;
+            ssize_t n = recv(c->fd, buf, want, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (n < 0)
+                n = 0; /* a reset is a close */
+            v = cnode__hs_input(c->hs, buf, (size_t)n, NULL);
+            const char *err = hs_answer(node, c, &v);
+            if (err)
+                return err;
+            if (v != CNODE__HS_AGAIN)
+                break;
+        }
+    }
+    if (v == CNODE__HS_FAIL) {
+        hs_send(node, c); /* a last status (not_allowed, nok, false), if the socket takes it */
+        return hs_failed(node, c);
+    }
+    if (v == CNODE__HS_UP)
+        return hs_up(node, c);
+    return hs_send(node, c) != 0 ? "write failed" : NULL;
 }
 
 /* ---- up: frames ------------------------------------------------------------------------ */
@@ -803,19 +893,15 @@ cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
         err = epmd_step(node, c, events);
         break;
     case CONN_CONNECTING:
-    case CONN_SEND_NAME_SENT:
-    case CONN_CHALLENGE_WAIT:
-    case CONN_ACK_WAIT:
-        err = out_step(node, c, events);
-        if (!err && c->state == CONN_UP && c->ilen)
-            err = read_frames(node, c);
+        err = dial_connected(node, c, events);
         break;
-    case CONN_ACC_NAME_WAIT:
-    case CONN_ACC_ALIVE_WAIT:
-    case CONN_ACC_REPLY_WAIT:
-        err = in_step(node, c, events);
-        if (!err && c->state == CONN_UP && c->ilen)
-            err = read_frames(node, c);
+    case CONN_HANDSHAKE:
+        /* the frames after the handshake are still in the socket: the next turn reads them */
+        err = hs_step(node, c, events);
+        if (err && *err && !c->outgoing) {
+            hs_log(node, c, CNODE_LOG_INFO, 0, err); /* socket errors of strangers: rate-limited too */
+            err = "";
+        }
         break;
     case CONN_UP:
         if (events & EPOLLOUT) {
@@ -844,8 +930,14 @@ cnode__conn_housekeeping(cnode_node *node)
     while (c) {
         cnode__conn *nx = c->next;
         if (c->state != CONN_UP) {
-            if (cnode__past(&c->deadline))
+            if (!cnode__past(&c->deadline)) {
+            } else if (c->outgoing) {
                 cnode__conn_close(node, c, "handshake timed out");
+            } else {
+                CNODE__STAT_ADD(node, handshakes_timed_out, 1);
+                hs_log(node, c, CNODE_LOG_INFO, 0, "handshake timed out");
+                cnode__conn_close(node, c, NULL);
+            }
         } else {
             cnode__peer *p = c->peer;
             int64_t last_read = p->last_read.tv_sec * 1000 + p->last_read.tv_nsec / 1000000;

@@ -41,29 +41,39 @@ typedef struct cnode__obuf {
     char data[];
 } cnode__obuf;
 
-enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_SEND_NAME_SENT, CONN_CHALLENGE_WAIT,
-       CONN_ACK_WAIT, CONN_ACC_NAME_WAIT, CONN_ACC_ALIVE_WAIT, CONN_ACC_REPLY_WAIT, CONN_UP, CONN_DEAD };
+enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_DEAD };
 
 /* One socket: an epmd lookup, a handshake in either direction, or an up connection. */
 struct cnode__conn {
     int fd;
     int state;
     int outgoing;          /* we dialled */
-    cnode__peer *peer;     /* known once the name is known */
+    cnode__peer *peer;     /* dial: the node dialled; accept: set only once the peer proved the cookie */
     char *ibuf;            /* input bytes not yet consumed */
     size_t ilen, icap;
-    char *hbuf;            /* handshake/epmd output not yet written */
+    char *hbuf;            /* epmd output not yet written */
     size_t hlen, hoff;
-    uint32_t our_challenge;
+    cnode__hs *hs;         /* CONN_HANDSHAKE: the machine, holding the peer's name until it is proven */
+    int hs_pollout;        /* EPOLLOUT armed for handshake output */
+    uint32_t addr;         /* accept: the source IPv4 address (network order) */
+    cnode__conn *hs_prev, *hs_next; /* accept, in the handshake: node->hs_head list, oldest first */
     uint64_t peer_flags;
     uint32_t peer_creation;
     char host[CNODE__NAME_MAX];
-    struct in_addr addr;      /* outgoing: host's address, once resolved */
+    struct in_addr haddr;     /* outgoing: host's address, once resolved */
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
     int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
     struct cnode__conn *next; /* node->conns */
 };
+
+/* One source address whose handshake failures were logged lately (conn.c). */
+typedef struct {
+    uint32_t addr;
+    int cookie;        /* wrong cookies and other failures are logged apart */
+    int64_t until_ms;  /* quiet until then */
+    unsigned suppressed;
+} cnode__hs_logslot;
 
 /* Everything we know of one other node. Never freed before the node. */
 struct cnode__peer {
@@ -226,6 +236,11 @@ struct cnode_node {
     size_t peer_tab_size, npeers;
     cnode__peer *dirty_head;     /* peers with output to flush, under qlock */
     cnode__conn *conns;          /* I/O thread only */
+    /* conn.c, I/O thread only: accepted connections in the handshake, oldest
+     * first (limits.handshakes bounds hs_count), and the log rate limit */
+    cnode__conn *hs_head, *hs_tail;
+    unsigned hs_count;
+    cnode__hs_logslot hs_log[16];
     _Atomic uint64_t ref_counter;
     uint32_t ref_salt;
     struct timespec next_tick;

@@ -48,16 +48,6 @@ fire_events(cnode_node *node)
     }
 }
 
-/* An incoming handshake from peer is under way: it will bring the connection up. */
-static int
-accepting(cnode_node *node, const cnode__peer *peer)
-{
-    for (cnode__conn *c = node->conns; c; c = c->next)
-        if (c->peer == peer && !c->outgoing && c->state != CONN_UP)
-            return 1;
-    return 0;
-}
-
 static void
 handle_requests(cnode_node *node)
 {
@@ -76,7 +66,7 @@ handle_requests(cnode_node *node)
             pthread_mutex_lock(&r->peer->wlock);
             r->peer->connect_req = 0; /* later sends may ask again */
             pthread_mutex_unlock(&r->peer->wlock);
-            if (!r->peer->up && !r->peer->dialling && !accepting(node, r->peer) && !atomic_load(&node->stopping))
+            if (!r->peer->up && !r->peer->dialling && !atomic_load(&node->stopping))
                 cnode__conn_start_outgoing(node, r->peer);
             else if (r->peer->up)
                 cnode__mark_dirty(node, r->peer);

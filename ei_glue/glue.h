@@ -124,6 +124,90 @@ ptrdiff_t cnode__hs_challenge_ack_decode(const char *body, size_t len, unsigned 
 /* MD5(cookie ++ decimal(challenge)) with OpenSSL's EVP API. 0, or -1 on an OpenSSL failure. */
 int cnode__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge, unsigned char out[16]);
 
+/* ---- the handshake as a state machine (ei_glue/handshake.c) ---------------
+ * Bytes in, bytes out, verdict: no sockets, no clock, no malloc, no locks.
+ * The caller owns the transport and the runtime's answers:
+ *   - cnode__hs_want() says how many bytes the machine takes now without
+ *     reading past the current message (read exactly that: the bytes after the
+ *     last handshake message are the peer's first frames, left in the socket);
+ *   - cnode__hs_input() takes bytes (any split) and returns a verdict;
+ *   - cnode__hs_output() / cnode__hs_written() hand out what must be sent;
+ *   - verdicts NAME, ALIVE and PROVEN wait for the caller's answer
+ *     (cnode__hs_answer_name / _alive / _proven) before any more input.
+ * Nothing outlives the machine but what the caller copies out of it; the
+ * peer's name stays in peer_name until the caller has seen it proven. */
+#define CNODE__HS_BODY_MAX 320 /* longest message taken: a 255-byte name plus slack */
+#define CNODE__HS_OUT_MAX 320  /* longest burst sent: status + challenge */
+
+enum { CNODE__HS_DIAL, CNODE__HS_ACCEPT };
+
+enum {
+    CNODE__HS_AGAIN,  /* give it more input (and send its output) */
+    CNODE__HS_NAME,   /* accept: send_name read (peer_name, peer_flags set): answer_name */
+    CNODE__HS_ALIVE,  /* dial: status `alive`: answer_alive */
+    CNODE__HS_PROVEN, /* accept: the challenge reply proved the cookie: answer_proven, or close */
+    CNODE__HS_UP,     /* done: send the output, then 4-byte framing */
+    CNODE__HS_FAIL,   /* fail and why set; send the output once if you can (a last status), close */
+};
+
+/* What the acceptor answers to a send_name (net_kernel's decision). */
+enum { CNODE__HS_ST_OK, CNODE__HS_ST_OK_SIMULTANEOUS, CNODE__HS_ST_NOK, CNODE__HS_ST_ALIVE, CNODE__HS_ST_NOT_ALLOWED };
+
+/* Why a handshake failed. */
+enum {
+    CNODE__HS_F_NONE,
+    CNODE__HS_F_PROTOCOL, /* garbage, a bad length, an unexpected message */
+    CNODE__HS_F_OLD,      /* the pre-OTP 23 'n' send_name (answered not_allowed) */
+    CNODE__HS_F_NAME,     /* a name that is not alive@host, too long, ours, or not the node we dialled */
+    CNODE__HS_F_FLAGS,    /* mandatory distribution flags missing */
+    CNODE__HS_F_COOKIE,   /* wrong digest in the challenge reply or ack */
+    CNODE__HS_F_REFUSED,  /* dial: the peer said not_allowed or something unknown */
+    CNODE__HS_F_NOK,      /* dial: the peer said nok (its own attempt wins) */
+    CNODE__HS_F_DECLINED, /* we answered nok/not_allowed, or the peer kept its live connection (false) */
+    CNODE__HS_F_CLOSED,   /* cnode__hs_input() with len 0: the peer closed */
+};
+
+typedef struct {
+    int role, state, fail;
+    const char *why; /* static text when fail is set */
+    /* ours, borrowed for the machine's life */
+    const char *name, *cookie, *dialled;
+    size_t cookie_len;
+    uint64_t flags;
+    uint32_t creation, challenge;
+    /* theirs */
+    char peer_name[256]; /* NUL-terminated once known */
+    uint64_t peer_flags; /* as sent (MANDATORY_25_DIGEST not expanded) */
+    uint32_t peer_creation;
+    uint32_t peer_challenge; /* accept: the challenge in their reply, answered by our ack */
+    int named;     /* accept: a whole send_name arrived */
+    int replacing; /* accept: we said alive and the peer answered true */
+    /* the message being read, its 2-byte length first */
+    unsigned char in[2 + CNODE__HS_BODY_MAX];
+    size_t in_len;
+    char out[CNODE__HS_OUT_MAX];
+    size_t out_len, out_off;
+} cnode__hs;
+
+/* Dial: name is ours, dialled the node we dialled (both "alive@host", kept
+ * until the end). challenge is our random challenge. send_name is queued. */
+void cnode__hs_init_dial(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
+                         size_t cookie_len, const char *dialled, uint32_t challenge);
+void cnode__hs_init_accept(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
+                           size_t cookie_len, uint32_t challenge);
+/* Bytes the machine takes now (1..CNODE__HS_BODY_MAX + 2), 0 while it waits for an answer or is done. */
+size_t cnode__hs_want(const cnode__hs *hs);
+/* Feed buf[0, len); *used (may be NULL) gets the bytes taken: it stops after a
+ * message that needs an answer or ends the handshake. len 0 means the peer
+ * closed. While an answer is pending it takes nothing and repeats the verdict. */
+int cnode__hs_input(cnode__hs *hs, const char *buf, size_t len, size_t *used);
+int cnode__hs_answer_name(cnode__hs *hs, int status);
+int cnode__hs_answer_alive(cnode__hs *hs, int have_live_connection);
+int cnode__hs_answer_proven(cnode__hs *hs);
+/* Bytes to send now: *p points at them (valid until the next call on hs). */
+size_t cnode__hs_output(const cnode__hs *hs, const char **p);
+void cnode__hs_written(cnode__hs *hs, size_t n);
+
 /* ---- framing ------------------------------------------------------------ */
 typedef struct {
     const char *body; /* borrowed from buf; NULL for a tick (zero length) */
