@@ -322,11 +322,15 @@ mailbox_limit(Config) ->
         ?assertEqual({timeout, alive}, ?H:ctl(T, {sink_receive, Sink})),
         MRef = erlang:monitor(process, {sink, T}),
         Rss0 = rss_kb(H),
+        T0 = erlang:monotonic_time(millisecond),
         Sender = spawn_link(fun() -> send_many({sink, T}, 1000000) end),
         Why = receive {'DOWN', MRef, process, _, R} -> R after ms(120000) -> error(no_down) end,
         ?assertEqual(system_limit, Why),
+        T1 = erlang:monotonic_time(millisecond),
         MR = erlang:monitor(process, Sender),
-        receive {'DOWN', MR, process, Sender, normal} -> ok after ms(120000) -> error(sender_stuck) end,
+        receive {'DOWN', MR, process, Sender, normal} -> ok after ms(240000) -> error(sender_stuck) end,
+        io:format("DOWN after ~b ms, all sent after ~b ms; the C node used ~b ms of CPU~n",
+                  [T1 - T0, erlang:monotonic_time(millisecond) - T0, cpu_ms(H)]),
         %% everything sent has been handled once a later request is answered
         ?assertMatch(#{mailbox_kills := 1}, ?H:ctl(T, {stats}, ms(60000))),
         Rss1 = rss_kb(H),
@@ -352,6 +356,12 @@ send_many(Dest, N) -> Dest ! {m, N}, send_many(Dest, N - 1).
 fake_pid(Fake) ->
     Node = list_to_binary(Fake ++ "@" ++ ?H:host()),
     binary_to_term(<<131, 88, 119, (byte_size(Node)), Node/binary, 1:32, 0:32, 1:32>>).
+
+cpu_ms(H) ->
+    {ok, B} = file:read_file("/proc/" ++ integer_to_list(?H:os_pid(H)) ++ "/stat"),
+    [_, After] = string:split(B, ")", trailing),
+    F = string:lexemes(After, " "),
+    (binary_to_integer(lists:nth(12, F)) + binary_to_integer(lists:nth(13, F))) * 10.
 
 rss_kb(H) ->
     {ok, B} = file:read_file("/proc/" ++ integer_to_list(?H:os_pid(H)) ++ "/status"),
