@@ -738,9 +738,18 @@ command(const char *b, int idx, ei_x_buff *r)
     return 0;
 }
 
+/* The watcher threads outlive the node: they may ask only while it is open. */
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static int closing;
+
 static void
 ask_stop(void)
 {
+    pthread_mutex_lock(&stop_lock);
+    if (closing) {
+        pthread_mutex_unlock(&stop_lock);
+        return;
+    }
     ei_x_buff x;
     ei_x_new_with_version(&x);
     ei_x_encode_tuple_header(&x, 4);
@@ -750,6 +759,7 @@ ask_stop(void)
     ei_x_encode_atom(&x, "stop");
     cnode_send(ctl, cnode_proc_pid(ctl), &x);
     ei_x_free(&x);
+    pthread_mutex_unlock(&stop_lock);
 }
 
 static void *
@@ -838,8 +848,10 @@ main(int argc, char **argv)
         stop_load(&lbs[i]);
         free_ent(&lbs[i]);
     }
-    usleep(100000); /* let the last reply leave */
+    pthread_mutex_lock(&stop_lock);
+    closing = 1;
+    pthread_mutex_unlock(&stop_lock);
     cnode_proc_close(ctl);
-    cnode_node_close(node);
+    cnode_node_close(node); /* flushes what is still queued (the last reply) before it closes */
     return 0;
 }

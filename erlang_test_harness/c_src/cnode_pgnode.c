@@ -326,9 +326,18 @@ command(const char *b, int idx, ei_x_buff *r)
     return 0;
 }
 
+/* The watcher threads outlive the node: they may ask only while it is open. */
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static int closing;
+
 static void
 ask_stop(void)
 {
+    pthread_mutex_lock(&stop_lock);
+    if (closing) {
+        pthread_mutex_unlock(&stop_lock);
+        return;
+    }
     ei_x_buff x;
     ei_x_new_with_version(&x);
     ei_x_encode_tuple_header(&x, 4);
@@ -338,6 +347,7 @@ ask_stop(void)
     ei_x_encode_atom(&x, "stop");
     cnode_send(ctl, cnode_proc_pid(ctl), &x);
     ei_x_free(&x);
+    pthread_mutex_unlock(&stop_lock);
 }
 
 static void *
@@ -436,6 +446,9 @@ main(int argc, char **argv)
     }
     /* close the node with its processes still open: cnode_node_close leaves
        every pg group first (pg_SUITE checks the order), then frees them */
+    pthread_mutex_lock(&stop_lock);
+    closing = 1;
+    pthread_mutex_unlock(&stop_lock);
     cnode_node_close(node);
     for (int i = 0; i < nscopes; i++) {
         ev *e = scopes[i].head;
