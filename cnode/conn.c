@@ -240,24 +240,32 @@ hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char
         cnode__log(node, level, "handshake from %s (%s) failed: %s", ip, name, what);
 }
 
-/* Make room for one more accepted handshake from addr: 1 admitted, 0 refused. */
+/* Make room for one more accepted handshake from addr: 1 admitted, 0 refused.
+ * At either bound the oldest one that has not sent its name (from addr, at
+ * the per-address bound) is closed to make room: silent sockets cannot lock
+ * out a node, even one on the same host as the attacker. */
 static int
 hs_admit(cnode_node *node, uint32_t addr)
 {
     unsigned from_addr = 0;
-    cnode__conn *silent = NULL;
+    cnode__conn *silent = NULL, *silent_here = NULL;
     for (cnode__conn *c = node->hs_head; c; c = c->hs_next) {
         from_addr += c->addr == addr;
         if (!silent && !c->hs->named)
             silent = c; /* the oldest that has not sent its name */
+        if (!silent_here && !c->hs->named && c->addr == addr)
+            silent_here = c;
     }
+    cnode__conn *evict = NULL;
     if (from_addr >= node->limits.handshakes_per_addr)
-        return 0;
-    if (node->hs_count < node->limits.handshakes)
+        evict = silent_here;
+    else if (node->hs_count >= node->limits.handshakes)
+        evict = silent;
+    else
         return 1;
-    if (!silent)
+    if (!evict)
         return 0;
-    conn_retire(node, silent, NULL);
+    conn_retire(node, evict, NULL);
     CNODE__STAT_ADD(node, handshakes_evicted, 1);
     return 1;
 }

@@ -116,10 +116,10 @@ typedef struct cnode_limits {
      * raises error {erpc, system_limit}), rpc and rex calls get {badrpc,
      * {'EXIT', system_limit}}; a cast past it is dropped and counted. */
     unsigned served_in_flight;
-    /* Connections in the handshake (default 256 overall, 32 from one address).
-     * Past the overall bound the oldest one that has not sent its name yet is
-     * closed to make room, or, if every one has, the new one is refused. Past
-     * the per-address bound the new one is refused. */
+    /* Connections in the handshake (default 256 overall, 128 from one
+     * address). At either bound the oldest one that has not sent its name yet
+     * (from that address, at the per-address bound) is closed to make room;
+     * if every one has, the new one is refused. */
     unsigned handshakes;
     unsigned handshakes_per_addr;
     unsigned handshake_ms;     /* time to finish a handshake (default 7000, net_setuptime) */

@@ -1150,22 +1150,38 @@ test_live_evict_then_refuse(void)
     CU_ASSERT(WAIT_STAT(handshakes_now, 0));
 }
 
-/* Per-address bound 2: a third from one address is refused, another address is not. */
+/* Per-address bound 2: a third from one address evicts that address's oldest
+ * silent one; once both have sent their names, a third is refused; another
+ * address is not affected. */
 static void
 test_live_per_address(void)
 {
-    uint64_t rf0 = STAT(handshakes_refused);
-    int a1 = raw_connect(21), a2 = raw_connect(21);
+    uint64_t rf0 = STAT(handshakes_refused), ev0 = STAT(handshakes_evicted);
+    int a1 = raw_connect(21);
+    CU_ASSERT(WAIT_STAT(handshakes_now, 1));
+    int a2 = raw_connect(21);
     CU_ASSERT(WAIT_STAT(handshakes_now, 2));
     int a3 = raw_connect(21);
+    CU_ASSERT(WAIT_STAT(handshakes_evicted, ev0 + 1));
+    CU_ASSERT(closed_by_peer(a1));
+    CU_ASSERT(WAIT_STAT(handshakes_now, 2));
+    for (int i = 0; i < 2; i++) {
+        char nm[300];
+        snprintf(nm, sizeof nm, "peraddr%d@%s", i, host);
+        raw_send_name(i ? a3 : a2, nm);
+        CU_ASSERT(got_status(i ? a3 : a2, "ok"));
+    }
+    int a4 = raw_connect(21);
     CU_ASSERT(WAIT_STAT(handshakes_refused, rf0 + 1));
-    CU_ASSERT(closed_by_peer(a3));
+    CU_ASSERT(closed_by_peer(a4));
     int b1 = raw_connect(22);
     CU_ASSERT(WAIT_STAT(handshakes_now, 3));
-    CU_ASSERT(still_open(a1) && still_open(a2) && still_open(b1));
+    CU_ASSERT(still_open(a2) && still_open(a3) && still_open(b1));
+    CU_ASSERT_EQUAL(STAT(handshakes_evicted), ev0 + 1);
     close(a1);
     close(a2);
     close(a3);
+    close(a4);
     close(b1);
     CU_ASSERT(WAIT_STAT(handshakes_now, 0));
 }
