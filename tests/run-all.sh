@@ -111,9 +111,9 @@ fi
 if [ $ct = 1 ]; then
     ctout="$root/build/asan/ct.log"
     ctlogs="$logs/ct"; mkdir -p "$ctlogs"
-    for p in cnode_testnode cnode_calltest cnode_pgnode cnode_balancetest; do
+    for src in erlang_test_harness/c_src/*.c; do
+        p=$(basename "$src" .c)
         f="build/asan/progs/$p"
-        [ -f "erlang_test_harness/c_src/$p.c" ] || continue
         if [ ! -x "$f" ] || ! ${MAKE:-make} -q --no-print-directory "$f" >/dev/null 2>&1; then
             record "fail $p:(build) did not build; the suites ran an old binary or none"
         fi

@@ -144,12 +144,12 @@ c_join_visible(Config) ->
                                            end),
                                  W
                          end),
-        receive {watching, _} -> ok after 10000 -> ct:fail(no_watcher) end,
+        receive {watching, _} -> ok after ?H:ms(10000) -> ct:fail(no_watcher) end,
         ok = ctl(C, stop),
         await_beam(Nodes, cg, fun(M) -> M =:= [] end),
         receive
             {order, Order} -> [leave, nodedown] = Order
-        after 10000 -> ct:fail(no_order)
+        after ?H:ms(10000) -> ct:fail(no_order)
         end,
         ok
     end).
@@ -380,7 +380,7 @@ watch_order(To, Ref, CN, Acc) ->
         {Ref, leave, cg, _} -> watch_order(To, Ref, CN, [leave | Acc]);
         {nodedown, CN, _} -> watch_order(To, Ref, CN, [nodedown | Acc]);
         _ -> watch_order(To, Ref, CN, Acc)
-    after 20000 -> To ! {order, lists:reverse(Acc)}
+    after ?H:ms(20000) -> To ! {order, lists:reverse(Acc)}
     end.
 
 churn(N) ->

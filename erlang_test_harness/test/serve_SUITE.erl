@@ -282,7 +282,7 @@ fast_calls_while_sleeping(Config) ->
           fun(P) ->
                   receive {done, P, W, Rs} ->
                           ?assertEqual([W + I || I <- lists:seq(1, calls(W))], Rs)
-                  after 60000 -> error({worker_timeout, P})
+                  after ?H:ms(60000) -> error({worker_timeout, P})
                   end
           end, Pids),
         FastDone = erlang:monotonic_time(millisecond) - T0,
