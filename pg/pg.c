@@ -374,6 +374,12 @@ on_sync(cnode_pg_scope *s, const char *b, int idx)
         return;
     }
     pg_remote *r = remote_find(s, &peer);
+    if (r && r->closing_wait) {
+        /* it handled our leaves before this discover: they are done there */
+        r->closing_wait = 0;
+        s->closing_waits--;
+        pthread_cond_broadcast(&s->cond);
+    }
     if (!r && !(r = remote_add(s, &peer))) {
         lists_free(groups, ng);
         return;
@@ -1128,19 +1134,63 @@ pg_post(cnode_node *node, void *ud)
     }
 }
 
+#define CLOSE_SYNC_MS 1000
+
 /* Closing the node: every local member leaves every group, and the peers are
- * told, while connections still work (the seed's "deregister first"). */
+ * told, while connections still work (the seed's "deregister first"). Then a
+ * discover to every peer scope: pg answers it with a sync once it has handled
+ * what came before from us, so when every sync is in (or CLOSE_SYNC_MS has
+ * passed) the peers have seen the leaves before they see us go down. */
 static void
 pg_leave_all(cnode_node *node)
 {
     pthread_mutex_lock(&node->lock);
+    int waits = 0;
     for (cnode_pg_scope *s = node->pg; s; s = s->next) {
         while (s->locals)
             cnode__pg_local_exit(s, s->locals);
         if (s->dirty)
             cnode__pg_publish(s);
+        for (pg_remote *r = s->remotes; r; r = r->next) {
+            cnode__peer *peer = cnode__peer_get(node, r->spid.node, 0);
+            if (!peer || !peer->up || r->closing_wait)
+                continue;
+            send_discover_pid(s, &r->spid);
+            r->closing_wait = 1;
+            s->closing_waits++;
+            waits++;
+        }
     }
+    struct timespec dl;
+    cnode__deadline_after(&dl, CLOSE_SYNC_MS);
+    while (waits && !cnode__past(&dl)) {
+        waits = 0;
+        cnode_pg_scope *w = NULL;
+        for (cnode_pg_scope *s = node->pg; s; s = s->next)
+            if (s->closing_waits) {
+                waits += s->closing_waits;
+                w = s;
+            }
+        if (!w)
+            break;
+        if (node->has_io_thread) {
+            cnode__cond_wait_until(&w->cond, &node->lock, &dl);
+        } else {
+            pthread_mutex_unlock(&node->lock);
+            cnode_poll(node, 10); /* application-driven: this thread runs the loop */
+            pthread_mutex_lock(&node->lock);
+        }
+    }
+    int sent = 0;
+    for (cnode_pg_scope *s = node->pg; s; s = s->next)
+        for (pg_remote *r = s->remotes; r; r = r->next)
+            sent += r->closing_wait;
     pthread_mutex_unlock(&node->lock);
+    if (sent)
+        cnode__log(node, CNODE_LOG_WARNING, "closing: %d peer scope(s) did not confirm our leaves within %d ms", sent,
+                   CLOSE_SYNC_MS);
+    else
+        cnode__log(node, CNODE_LOG_DEBUG, "closing: every peer scope has handled our leaves");
 }
 
 /* ---- public --------------------------------------------------------------------------------------------------------- */

@@ -26,6 +26,7 @@ typedef struct pg_remote {
     erlang_pid spid;
     erlang_ref mref;
     int synced;
+    int closing_wait; /* closing: a discover went out after our leaves; its sync is awaited */
     pg_list *groups;
     size_t ngroups, capgroups;
 } pg_remote;
@@ -107,6 +108,7 @@ struct cnode_pg_scope {
     int dirty;
     pg_event *ev_head, *ev_tail;
     pthread_cond_t cond; /* discovery progress, with node->lock */
+    int closing_waits;   /* remotes with closing_wait set */
     int64_t last_watch_ms;
 };
 
