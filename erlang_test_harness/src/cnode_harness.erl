@@ -43,7 +43,7 @@
 -export([start_server/1, stop_server/0, cleanup/0, run_local/2]).
 %% API for test bodies (they run on the driver)
 -export([scale/0, ms/1, info/0, cookie/0, epmd_port/0, host/0, root/0, node_name/1, unique/1,
-         testnode_bin/0, cnode_bin/0,
+         testnode_bin/0, cnode_bin/0, prog_path/1,
          start_testnode/1, start_testnode/2, ctl/2, ctl/3, spawn_agent/2,
          start_serve/1, start_serve/2,
          start_cli/1, run_cli/1, run_cli/2,
@@ -783,8 +783,13 @@ walk_up(Dir) ->
             walk_up(Up)
     end.
 
-testnode_path(Root) -> filename:join([Root, "build", "asan", "progs", "cnode_testnode"]).
-cnode_path(Root) -> filename:join([Root, "build", "asan", "cnode"]).
+%% The C programs under test: the ASan build, or the one CNODE_SAN names
+%% (`make tsan` runs the suites with CNODE_SAN=tsan).
+san() -> case os:getenv("CNODE_SAN") of false -> "asan"; "" -> "asan"; S -> S end.
+testnode_path(Root) -> filename:join([Root, "build", san(), "progs", "cnode_testnode"]).
+cnode_path(Root) -> filename:join([Root, "build", san(), "cnode"]).
+%% A harness program (erlang_test_harness/c_src/NAME.c) of the build under test.
+prog_path(Name) -> filename:join([root(), "build", san(), "progs", Name]).
 
 short_host() ->
     {ok, H} = inet:gethostname(),

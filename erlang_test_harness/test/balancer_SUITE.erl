@@ -74,7 +74,7 @@ member(Node, Group) ->
 
 %% The C driver, attached to the scope through Seed, seeing Want in ?G.
 cnode(Seed, Want) ->
-    Bin = filename:join([?H:root(), "build", "asan", "progs", "cnode_balancetest"]),
+    Bin = ?H:prog_path("cnode_balancetest"),
     Name = ?H:unique("clb"),
     H = ?H:start_os(balancetest, Name, Bin, ["--sname", Name, "--cookie", ?H:cookie()]),
     {match, [NodeStr]} = ?H:wait_line(H, "^READY (\\S+)", 60000),

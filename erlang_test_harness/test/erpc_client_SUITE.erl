@@ -163,7 +163,7 @@ cast_effect(Config) ->
 calltest(Config, Args) ->
     ?H:run(Config, fun() ->
         #{node := B} = beam(Config),
-        Bin = filename:join([?H:root(), "build", "asan", "progs", "cnode_calltest"]),
+        Bin = ?H:prog_path("cnode_calltest"),
         H = ?H:start_os(calltest, "calltest", Bin, [?H:cookie(), atom_to_list(B) | Args]),
         Status = ?H:wait_exit(H, 120000),
         Out = ?H:output_text(H),
@@ -194,7 +194,7 @@ late_reply_dropped(Config) ->
 kill_with_1000_in_flight(Config) ->
     ?H:run(Config, fun() ->
         #{node := B} = P = beam(Config),
-        Bin = filename:join([?H:root(), "build", "asan", "progs", "cnode_calltest"]),
+        Bin = ?H:prog_path("cnode_calltest"),
         H = ?H:start_os(calltest, "killwait", Bin, [?H:cookie(), atom_to_list(B), "killwait", "1000"]),
         ?H:wait_line(H, "^SENT 1000", 60000),
         %% the spawn requests are out; give the BEAM node its processes, then kill it
@@ -214,7 +214,7 @@ multicall(Config) ->
         #{node := B1} = beam(Config),
         #{node := B2} = beam(Config),
         Missing = "nosuch@" ++ ?H:host(),
-        Bin = filename:join([?H:root(), "build", "asan", "progs", "cnode_calltest"]),
+        Bin = ?H:prog_path("cnode_calltest"),
         H = ?H:start_os(calltest, "multicall", Bin,
                         [?H:cookie(), atom_to_list(B1), "multicall", atom_to_list(B1),
                          atom_to_list(B2), Missing]),

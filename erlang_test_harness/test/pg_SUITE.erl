@@ -46,7 +46,7 @@ member(Node, Scope, Group) ->
     P.
 
 pgnode() ->
-    Bin = filename:join([?H:root(), "build", "asan", "progs", "cnode_pgnode"]),
+    Bin = ?H:prog_path("cnode_pgnode"),
     Name = ?H:unique("cpg"),
     H = ?H:start_os(pgnode, Name, Bin, ["--sname", Name, "--cookie", ?H:cookie(), "-v"]),
     {match, [NodeStr]} = ?H:wait_line(H, "^READY (\\S+)", 60000),
