@@ -105,21 +105,34 @@ handle_requests(cnode_node *node)
 }
 
 /* Write what the dirty peers queued, without node->lock. p->up and
- * p->dialling change only on the loop thread, which is this one. */
+ * p->dialling change only on the loop thread, which is this one. Peers are
+ * taken off the list under qlock a batch at a time: once off it, a sender may
+ * put one back (and reuse its dnext) at any moment. */
 static void
 flush_dirty(cnode_node *node)
 {
-    pthread_mutex_lock(&node->qlock);
-    cnode__peer *p = node->dirty_head;
-    node->dirty_head = NULL;
-    for (cnode__peer *q = p; q; q = q->dnext)
-        q->on_dirty = 0;
-    pthread_mutex_unlock(&node->qlock);
-    while (p) {
-        cnode__peer *nx = p->dnext;
-        if (p->up)
-            cnode__flush_peer(node, p);
-        p = nx;
+    for (int batches = 0;; batches++) {
+        cnode__peer *batch[64];
+        int n = 0;
+        pthread_mutex_lock(&node->qlock);
+        if (batches == 64 && node->dirty_head) {
+            /* senders keep marking: the rest next turn, after the others */
+            pthread_mutex_unlock(&node->qlock);
+            cnode__wake(node);
+            return;
+        }
+        while (node->dirty_head && n < 64) {
+            cnode__peer *p = node->dirty_head;
+            node->dirty_head = p->dnext;
+            p->on_dirty = 0;
+            batch[n++] = p;
+        }
+        pthread_mutex_unlock(&node->qlock);
+        if (!n)
+            return;
+        for (int i = 0; i < n; i++)
+            if (batch[i]->up)
+                cnode__flush_peer(node, batch[i]);
     }
 }
 
