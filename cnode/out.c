@@ -168,8 +168,9 @@ send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, co
         need_wake = 1; /* already dirty: whoever made it so has woken the loop */
     }
     peer->dirty = 1; /* the loop flushes dirty peers at the end of its turn */
+    int mark = peer->fd >= 0 || on_loop; /* not up: conn_up marks it */
     pthread_mutex_unlock(&peer->wlock);
-    if (peer->fd >= 0 || on_loop)
+    if (mark)
         cnode__mark_dirty(node, peer);
     if (need_connect && cnode__enqueue_req(node, REQ_CONNECT, peer) != 0) {
         pthread_mutex_lock(&peer->wlock);
