@@ -26,4 +26,4 @@ echo "per case: runs failed / runs"
 cat "$dir"/results.* | awk '{ c = $2; if (!(c in fails)) fails[c] = 0; if ($1 == "fail") fails[c]++ }
     END { for (c in fails) print c, fails[c] }' | sort | awk -v n="$n" '
     { printf "%5d/%d  %s\n", $2, n, $1; total += $2 }
-    END { printf "repeat: %d runs, %d case failures\n", n, total }'
+    END { printf "repeat: %d runs, %d case failures\n", n, total; exit total > 0 }'

@@ -374,7 +374,10 @@ set_status(Port, St, #{procs := Procs} = S) ->
 
 %% Polite stop first (the test node's {stop} command, SIGTERM for the CLI),
 %% then SIGKILL; every port is closed and forgotten; every peer stopped.
-do_cleanup(#{procs := Procs, peers := Peers} = S) ->
+do_cleanup(#{peers := Peers} = S00) ->
+    %% a program in the middle of a sanitizer report finishes it first (its
+    %% stack is symbolized: seconds on a loaded machine), so the report is whole
+    #{procs := Procs} = S = await_reports(S00, now_ms() + ms(60000)),
     Live = [Port || {Port, #{status := undefined}} <- maps:to_list(Procs)],
     lists:foreach(fun(Port) -> polite_stop(maps:get(Port, Procs)) end, Live),
     S0 = await_exits(S, now_ms() + ms(?STOP_GRACE)),
@@ -419,6 +422,27 @@ await_exits(#{procs := Procs} = S, Deadline) ->
                     S
             end
     end.
+
+%% Waits while a live program has begun a sanitizer report and not printed
+%% its SUMMARY line yet, up to Deadline.
+await_reports(#{procs := Procs} = S, Deadline) ->
+    case [P || {P, #{status := undefined} = Pr} <- maps:to_list(Procs), report_pending(Pr)] of
+        [] -> S;
+        _ ->
+            Left = max(0, Deadline - now_ms()),
+            receive
+                {Port, {exit_status, St}} when is_port(Port) ->
+                    await_reports(set_status(Port, St, S), Deadline);
+                {Port, {data, D}} when is_port(Port) ->
+                    await_reports(add_data(Port, D, S), Deadline)
+            after Left -> S
+            end
+    end.
+
+report_pending(#{lines := L, partial := Part}) ->
+    Lines = [Part | L],
+    Has = fun(Re) -> lists:any(fun(Line) -> re:run(Line, Re) =/= nomatch end, Lines) end,
+    Has("ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:") andalso not Has("^SUMMARY: ").
 
 stop_one_peer(#{peer := PPid} = H) ->
     _ = (catch peer:stop(PPid)),
