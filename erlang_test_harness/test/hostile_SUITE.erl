@@ -70,7 +70,7 @@ pre_auth_names(Config) ->
         io:format("20,000 unauthenticated send_name: ~p in ~b ms; VmRSS ~b kB -> ~b kB (change ~w kB)~n",
                   [Counts, Ms, R0, R1, R1 - R0]),
         ?assertMatch(#{done := 20000}, Counts),
-        ?assert(R1 - R0 < 1024)
+        rss_bound(R1 - R0, 1024)
     end).
 
 %% 1,000 connections held open mid-handshake, from 40 loopback addresses
@@ -100,7 +100,7 @@ held_handshakes(Config) ->
                       [Open, open_by_kind(Held), Back, ?P:now_ms() - T0, R0, R1, R1 - R0]),
             ?assertEqual(true, Back),
             serving(C, S, while_held),
-            ?assert(R1 - R0 < 4096)
+            rss_bound(R1 - R0, 4096)
         after
             [gen_tcp:close(Sock) || {_, Sock} <- Held]
         end,
@@ -347,6 +347,16 @@ lifetimes(Config) ->
         ?assertEqual([], [R || R <- Replaced, R =/= ok]),
         ?assertEqual([], [R || R <- Simul, R =/= ok])
     end).
+
+%% A memory bound holds for the ASan build (with its quarantine and fake
+%% stacks off). Under ThreadSanitizer (`make tsan`, CNODE_SAN=tsan) every
+%% allocation carries shadow memory several times its size: the figure is
+%% printed, the behaviour is still checked, the bound is not.
+rss_bound(Grown, MaxKb) ->
+    case os:getenv("CNODE_SAN") of
+        "tsan" -> io:format("RSS bound ~b kB not applied under TSan (grew ~b kB)~n", [MaxKb, Grown]);
+        _ -> ?assert(Grown < MaxKb)
+    end.
 
 %%% ===================================================================
 %%% The node and the BEAM client
