@@ -505,25 +505,10 @@ read_max(cnode__conn *c, size_t max)
 
 /* Read what the socket has: 1 got bytes, 0 EOF, -1 error, 2 nothing now. */
 static int
-read_some(cnode_node *node, cnode__conn *c)
+read_some(cnode__conn *c)
 {
-    (void)node; /* frames over max_frame are refused from their header, which bounds ilen */
-    if (c->icap - c->ilen < 65536) {
-        size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
-        char *nb = realloc(c->ibuf, ncap);
-        if (!nb)
-            return -1;
-        c->ibuf = nb;
-        c->icap = ncap;
-    }
-    ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, MSG_DONTWAIT);
-    if (n > 0) {
-        c->ilen += (size_t)n;
-        return 1;
-    }
-    if (n == 0)
-        return 0;
-    return errno == EAGAIN || errno == EINTR ? 2 : -1;
+    ssize_t n = read_max(c, SIZE_MAX);
+    return n > 0 ? 1 : n == 0 ? 0 : n == -2 ? 2 : -1;
 }
 
 static void
@@ -593,7 +578,7 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     if ((events & EPOLLOUT) && hs_flush(node, c) != 0)
         return "epmd write failed";
     int r;
-    while ((r = read_some(node, c)) == 1)
+    while ((r = read_some(c)) == 1)
         if (c->ilen > 1024)
             return "epmd reply too long";
     if (r == -1)

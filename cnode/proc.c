@@ -114,17 +114,22 @@ cnode__pid_is_stale_local(cnode_node *node, const erlang_pid *pid)
 }
 
 static void
-free_proc(cnode_node *node, cnode_proc *p)
+mbox_free(cnode__mbox_msg *m)
 {
-    node->procs[p->num] = NULL;
-    node->serials[p->num] = p->serial + 1; /* a reused slot gives a new pid */
-    cnode__mbox_msg *m = p->mq_head;
     while (m) {
         cnode__mbox_msg *nx = m->next;
         free(m->data);
         free(m);
         m = nx;
     }
+}
+
+static void
+free_proc(cnode_node *node, cnode_proc *p)
+{
+    node->procs[p->num] = NULL;
+    node->serials[p->num] = p->serial + 1; /* a reused slot gives a new pid */
+    mbox_free(p->mq_head);
     for (size_t i = 0; i < p->nmons; i++)
         free(p->mons[i].name);
     free(p->links);
@@ -146,13 +151,7 @@ static void
 mailbox_kill(cnode_proc *p)
 {
     cnode_node *node = p->node;
-    cnode__mbox_msg *m = p->mq_head;
-    while (m) {
-        cnode__mbox_msg *nx = m->next;
-        free(m->data);
-        free(m);
-        m = nx;
-    }
+    mbox_free(p->mq_head);
     p->mq_head = p->mq_tail = NULL;
     p->mq_len = 0;
     CNODE__STAT_ADD(node, mailbox_kills, 1);
