@@ -333,11 +333,14 @@ int cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr,
 /* Put peer on the list the loop flushes at the end of its turn. */
 void cnode__mark_dirty(cnode_node *node, cnode__peer *peer);
 int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
+int cnode__send_ctl_wait(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
 void cnode__flush_peer(cnode_node *node, cnode__peer *peer);
 void cnode__drop_output(cnode__peer *peer);
 
 /* The node whose loop this thread is running now (NULL elsewhere). */
 extern __thread cnode_node *cnode__loop_thread_node;
+/* Set while the loop runs user callbacks: their sends never wait for room. */
+extern __thread int cnode__send_nowait;
 
 /* resolve.c: host names off the loop thread (loop thread only, but stop) */
 /* 0: *out is the address now; 1: asked, cnode__conn_resolved follows; -1: cannot */

@@ -195,10 +195,12 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     cnode__log_flush(node);
     flush_dirty(node);
     cnode__loop_thread_node = NULL;
+    cnode__send_nowait = 1; /* user callbacks: a full queue must not stall the loop */
     fire_events(node);
     cnode__erpc_fire(node);
     for (int i = 0; i < nposthooks; i++)
         node->post_hooks[i](node, node->post_hook_ud[i]);
+    cnode__send_nowait = 0;
     return n < 0 ? 0 : n;
 }
 
@@ -272,5 +274,7 @@ cnode__shutdown_io(cnode_node *node)
     cnode__conn_reap(node);
     cnode__log_flush(node);
     cnode__loop_thread_node = NULL;
+    cnode__send_nowait = 1;
     fire_events(node);
+    cnode__send_nowait = 0;
 }

@@ -20,6 +20,7 @@
 #include "cnode/internal.h"
 
 __thread cnode_node *cnode__loop_thread_node;
+__thread int cnode__send_nowait;
 
 #define HARD_CAP_FACTOR 64
 
@@ -97,16 +98,23 @@ send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, co
     int on_loop = cnode__loop_thread_node == node;
     int need_connect = 0, need_wake = 0, overflow = 0;
     pthread_mutex_lock(&peer->wlock);
-    if (wait && !on_loop && peer->oq_bytes >= node->limits.out_queue_bytes) {
+    if (wait && !on_loop && !cnode__send_nowait && peer->oq_bytes >= node->limits.out_queue_bytes) {
         CNODE__STAT_ADD(node, send_waits, 1);
         struct timespec dl;
         cnode__deadline_after(&dl, node->limits.send_timeout_ms);
         while (peer->oq_bytes >= node->limits.out_queue_bytes && !peer->overflow) {
-            if (cnode__cond_wait_until(&peer->room_cond, &peer->wlock, &dl) &&
-                peer->oq_bytes >= node->limits.out_queue_bytes) {
+            if (cnode__past(&dl)) {
                 pthread_mutex_unlock(&peer->wlock);
                 CNODE__STAT_ADD(node, send_timeouts, 1);
                 return CNODE_ETIMEOUT;
+            }
+            if (node->has_io_thread) {
+                cnode__cond_wait_until(&peer->room_cond, &peer->wlock, &dl);
+            } else {
+                /* application-driven: this thread runs the loop that drains the queue */
+                pthread_mutex_unlock(&peer->wlock);
+                cnode_poll(node, 10);
+                pthread_mutex_lock(&peer->wlock);
             }
         }
     }
@@ -195,17 +203,29 @@ cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, siz
     return send_frame(node, peer, hdr, hlen, payload, plen, 1);
 }
 
-int
-cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen)
+static int
+send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen, int wait)
 {
     ei_x_buff x;
     if (ei_x_new(&x) != 0)
         return CNODE_ENOMEM;
     int rc = CNODE_EINVAL;
     if (cnode__ctl_encode(&x, c, plen) == 0)
-        rc = cnode__send_frame(node, peer, x.buff, (size_t)x.index, payload, plen);
+        rc = send_frame(node, peer, x.buff, (size_t)x.index, payload, plen, wait);
     ei_x_free(&x);
     return rc;
+}
+
+int
+cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen)
+{
+    return send_ctl(node, peer, c, payload, plen, 0);
+}
+
+int
+cnode__send_ctl_wait(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen)
+{
+    return send_ctl(node, peer, c, payload, plen, 1);
 }
 
 /* I/O thread: write what is queued; arm EPOLLOUT if the socket is full. */

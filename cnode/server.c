@@ -446,8 +446,9 @@ complete(cnode_node *node, job *j)
         }
     }
     pthread_mutex_unlock(&node->lock);
-    if (peer) /* like cnode_send: peers live as long as the node, writes need only their wlock */
-        cnode__send_ctl(node, peer, &c, x.buff, (size_t)x.index);
+    if (peer) /* like cnode_send (waits for room in the peer's output queue): peers live as long
+               * as the node, writes need only their wlock */
+        cnode__send_ctl_wait(node, peer, &c, x.buff, (size_t)x.index);
     if (x.buff)
         ei_x_free(&x);
 }

@@ -102,10 +102,13 @@ typedef struct cnode_limits {
      * cnode_receive() returns CNODE_EEXITED. */
     size_t mailbox_len;
     /* Bytes queued for one peer's socket (default 1 MiB, BEAM's +zdbbl). A
-     * message send (cnode_send, cnode_reg_send, calls, served replies) past it
+     * message send (cnode_send, cnode_reg_send, calls, rex replies) past it
      * waits until the queue drains below, as a BEAM process is suspended on a
      * busy distribution port; it fails with CNODE_ETIMEOUT after send_timeout_ms.
-     * Signals the runtime itself sends (links, monitors, ticks, pg) never wait;
+     * On a node without an I/O thread the waiting sender runs the loop itself.
+     * Callbacks the loop runs (nodeup/nodedown, erpc completions, pg changes)
+     * and signals the runtime itself sends (links, monitors, ticks, pg) never
+     * wait: their frames are queued;
      * a queue that reaches 64 times this limit takes the connection down
      * ("output queue overflow"), so nothing is lost in the middle of a stream. */
     size_t out_queue_bytes;
