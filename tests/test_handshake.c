@@ -900,14 +900,6 @@ live_count(const int *v)
     return r;
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t
 stat_of(size_t offset)
 {
@@ -917,11 +909,11 @@ stat_of(size_t offset)
 }
 #define STAT(f) stat_of(offsetof(cnode_stats, f))
 
-/* Wait (up to 5 s) until the victim's counter reaches want; 1 if it did. */
+/* Wait (up to 5 s, scaled) until the victim's counter reaches want; 1 if it did. */
 static int
 wait_stat(size_t offset, uint64_t want)
 {
-    for (int64_t end = now_ms() + 5000; now_ms() < end; usleep(2000))
+    for (long long end = tu_now_ms() + tu_ms(5000); tu_now_ms() < end; usleep(2000))
         if (stat_of(offset) == want)
             return 1;
     return stat_of(offset) == want;
@@ -982,7 +974,7 @@ static int
 closed_by_peer(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    for (int64_t end = now_ms() + 5000; now_ms() < end;) {
+    for (long long end = tu_now_ms() + tu_ms(5000); tu_now_ms() < end;) {
         if (poll(&p, 1, 100) == 1) {
             char c[512];
             ssize_t r = recv(fd, c, sizeof c, MSG_DONTWAIT);
@@ -1240,7 +1232,7 @@ test_live_bad_peers_logged_once(void)
     CU_ASSERT(WAIT_STAT(handshakes_now, 0));
     CU_ASSERT_EQUAL(live_count(&lines_42), l0 + 1);
     CU_ASSERT_EQUAL(live_count(&cookie_leaks), 0);
-    CU_ASSERT(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+    CU_ASSERT(cnode_ping(friend_node, victim_name, (unsigned)tu_ms(5000), NULL) == 0);
 }
 
 /* 200 distinct names, each closed after its status: no peer record remains. */
@@ -1272,9 +1264,9 @@ test_live_no_peer_before_cookie(void)
 static void
 test_live_takeover(void)
 {
-    CU_ASSERT_FATAL(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+    CU_ASSERT_FATAL(cnode_ping(friend_node, victim_name, (unsigned)tu_ms(5000), NULL) == 0);
     cnode__conn *link = NULL;
-    for (int64_t end = now_ms() + 5000; !link && now_ms() < end; usleep(2000))
+    for (long long end = tu_now_ms() + tu_ms(5000); !link && tu_now_ms() < end; usleep(2000))
         link = victim_link_to(friend_name);
     CU_ASSERT_FATAL(link != NULL);
     int downs = live_count(&downs_of_friend);
@@ -1299,7 +1291,7 @@ test_live_takeover(void)
         CU_ASSERT(victim_link_to(friend_name) == link);
         CU_ASSERT_EQUAL(live_count(&downs_of_friend), downs);
     }
-    CU_ASSERT(cnode_ping(friend_node, victim_name, 5000, NULL) == 0);
+    CU_ASSERT(cnode_ping(friend_node, victim_name, (unsigned)tu_ms(5000), NULL) == 0);
 
     /* the right digest: the old link goes, the new one is up */
     int s = raw_connect(62);
@@ -1311,7 +1303,7 @@ test_live_takeover(void)
     unsigned char want[16];
     cnode__hs_digest(LIVE_COOKIE, strlen(LIVE_COOKIE), 4242, want);
     CU_ASSERT(recv_msg(s, b, sizeof b) == 17 && b[0] == 'a' && memcmp(b + 1, want, 16) == 0);
-    for (int64_t end = now_ms() + 5000; live_count(&downs_of_friend) == downs && now_ms() < end;)
+    for (long long end = tu_now_ms() + tu_ms(5000); live_count(&downs_of_friend) == downs && tu_now_ms() < end;)
         usleep(2000);
     CU_ASSERT_EQUAL(live_count(&downs_of_friend), downs + 1);
     cnode__conn *now_link = victim_link_to(friend_name);
@@ -1341,7 +1333,7 @@ ping_main(void *arg)
 {
     pinger *pg = arg;
     pthread_barrier_wait(pg->go);
-    pg->rc = cnode_ping(pg->from, pg->to, 5000, NULL);
+    pg->rc = cnode_ping(pg->from, pg->to, (unsigned)tu_ms(5000), NULL);
     return NULL;
 }
 
@@ -1354,8 +1346,8 @@ test_live_simultaneous_connect(void)
     for (int round = 0; round < 20; round++) {
         if (link_of(victim, friend_name))
             cnode_disconnect(victim, friend_name);
-        for (int64_t end = now_ms() + 5000;
-             (link_of(victim, friend_name) || link_of(friend_node, victim_name)) && now_ms() < end;)
+        for (long long end = tu_now_ms() + tu_ms(5000);
+             (link_of(victim, friend_name) || link_of(friend_node, victim_name)) && tu_now_ms() < end;)
             usleep(1000);
         CU_ASSERT_FATAL(!link_of(victim, friend_name) && !link_of(friend_node, victim_name));
         pthread_barrier_t go;

@@ -57,23 +57,13 @@ set_gate(int open)
     pthread_mutex_unlock(&gate_lock);
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Polls cond() every 5 ms for up to ms (scaled by CNODE_TEST_TIME_SCALE). */
 static int
 wait_for(int (*cond)(void), int ms)
 {
-    const char *sc = getenv("CNODE_TEST_TIME_SCALE");
-    double scale = sc && atof(sc) > 0 ? atof(sc) : 1.0;
-    int64_t end = now_ms() + (int64_t)(ms * scale);
+    long long end = tu_now_ms() + tu_ms(ms);
     while (!cond()) {
-        if (now_ms() > end)
+        if (tu_now_ms() > end)
             return 0;
         usleep(5000);
     }

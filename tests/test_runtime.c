@@ -54,22 +54,6 @@ getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static int64_t
-now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static double
-time_scale(void)
-{
-    const char *s = getenv("CNODE_TEST_TIME_SCALE");
-    double v = s ? atof(s) : 1.0;
-    return v >= 1.0 ? v : 1.0;
-}
-
 static cnode_node *
 mknode(const char *prefix, int io_thread, const cnode_limits *lim)
 {
@@ -131,14 +115,51 @@ connected(cnode_node *a, const char *peer)
     return found;
 }
 
-/* {seq, <<size bytes>>} */
-static void
-x_seq_msg(ei_x_buff *x, long seq, size_t size, const char *fill)
+/* {Seq, <<0:64/unit:8192>>} messages from src to sink on b, numbered from
+ * *seq on, until one send does not return 0 or *seq reaches upto: that rc. */
+static int
+send_seq(cnode_proc *src, cnode_node *b, long *seq, long upto)
 {
-    ei_x_new_with_version(x);
-    ei_x_encode_tuple_header(x, 2);
-    ei_x_encode_long(x, seq);
-    ei_x_encode_binary(x, fill, (long)size);
+    static const char zeros[64 << 10];
+    int rc = 0;
+    while (*seq < upto && rc == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ei_x_encode_tuple_header(&x, 2);
+        ei_x_encode_long(&x, *seq);
+        ei_x_encode_binary(&x, zeros, (long)sizeof zeros);
+        rc = cnode_reg_send(src, "sink", cnode_node_name(b), &x);
+        ei_x_free(&x);
+        *seq += rc == 0;
+    }
+    return rc;
+}
+
+/* How many of the messages numbered 0, 1, ... arrive at sink in order (it
+ * stops at the first out of order), waiting up to 30 s (scaled) for n.
+ * pump: a node without an I/O thread whose loop must run meanwhile, or NULL. */
+static long
+receive_in_order(cnode_proc *sink, long n, cnode_node *pump)
+{
+    long got = 0;
+    long long end = tu_now_ms() + tu_ms(30000);
+    while (got < n && tu_now_ms() < end) {
+        if (pump)
+            cnode_poll(pump, 0);
+        cnode_msg m = {0};
+        if (cnode_receive(sink, 20, &m) != 0)
+            continue;
+        int idx = 0, ver, ar;
+        long seq = -1;
+        ei_decode_version(m.data.buff, &idx, &ver);
+        ei_decode_tuple_header(m.data.buff, &idx, &ar);
+        ei_decode_long(m.data.buff, &idx, &seq);
+        cnode_msg_free(&m);
+        if (seq != got)
+            break;
+        got++;
+    }
+    return got;
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -156,24 +177,12 @@ test_out_queue_waits_then_times_out(void)
     CU_ASSERT_FATAL(cnode_proc_new(a, NULL, &src) == 0);
     poller pb;
     poller_start(&pb, b);
-    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL) == 0);
+    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)tu_ms(10000), NULL) == 0);
     poller_stop(&pb); /* b reads nothing more: its socket fills, then a's queue */
 
-    size_t size = 64 << 10;
-    char *fill = calloc(1, size);
     long sent = 0;
-    int rc = 0;
-    while (sent < 4000) { /* 256 MB at most: loopback buffers hold a few MB */
-        ei_x_buff x;
-        x_seq_msg(&x, sent, size, fill);
-        rc = cnode_reg_send(src, "sink", cnode_node_name(b), &x);
-        ei_x_free(&x);
-        if (rc != 0)
-            break;
-        sent++;
-    }
-    free(fill);
-    CU_ASSERT_EQUAL(rc, CNODE_ETIMEOUT);
+    /* 4000 x 64 KiB = 256 MB at most: loopback buffers hold a few MB */
+    CU_ASSERT_EQUAL(send_seq(src, b, &sent, 4000), CNODE_ETIMEOUT);
     cnode_stats st;
     CU_ASSERT_FATAL(cnode_node_stats(a, &st) == 0);
     CU_ASSERT(st.send_waits >= 1);
@@ -182,23 +191,7 @@ test_out_queue_waits_then_times_out(void)
     CU_ASSERT(connected(a, cnode_node_name(b)));
 
     /* b reads again (cnode_receive drives its loop): all of them, in order */
-    long got = 0;
-    int64_t end = now_ms() + (int64_t)(30000 * time_scale());
-    while (got < sent && now_ms() < end) {
-        cnode_msg m = {0};
-        if (cnode_receive(sink, 100, &m) != 0)
-            continue;
-        int idx = 0, ver, ar;
-        long seq = -1;
-        ei_decode_version(m.data.buff, &idx, &ver);
-        ei_decode_tuple_header(m.data.buff, &idx, &ar);
-        ei_decode_long(m.data.buff, &idx, &seq);
-        cnode_msg_free(&m);
-        if (seq != got)
-            break;
-        got++;
-    }
-    CU_ASSERT_EQUAL(got, sent);
+    CU_ASSERT_EQUAL(receive_in_order(sink, sent, NULL), sent);
     cnode_msg m = {0};
     CU_ASSERT_EQUAL(cnode_receive(sink, 200, &m), CNODE_ETIMEOUT); /* nothing after the refused one */
     cnode_msg_free(&m);
@@ -222,54 +215,18 @@ test_out_queue_poll_mode_sender_drives_loop(void)
     CU_ASSERT_FATAL(cnode_proc_new(a, NULL, &src) == 0);
     poller pb;
     poller_start(&pb, b);
-    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL) == 0);
+    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)tu_ms(10000), NULL) == 0);
     poller_stop(&pb);
 
-    size_t size = 64 << 10;
-    char *fill = calloc(1, size);
     long sent = 0;
-    int rc = 0;
-    while (sent < 4000 && rc == 0) { /* b reads nothing: a's queue fills */
-        ei_x_buff x;
-        x_seq_msg(&x, sent, size, fill);
-        rc = cnode_reg_send(src, "sink", cnode_node_name(b), &x);
-        ei_x_free(&x);
-        sent += rc == 0;
-    }
-    CU_ASSERT_EQUAL(rc, CNODE_ETIMEOUT);
+    CU_ASSERT_EQUAL(send_seq(src, b, &sent, 4000), CNODE_ETIMEOUT); /* b reads nothing: a's queue fills */
     /* b reads again; a has no I/O thread: only its waiting sender can flush */
     poller_start(&pb, b);
     long more = sent + 200;
-    rc = 0;
-    while (sent < more && rc == 0) {
-        ei_x_buff x;
-        x_seq_msg(&x, sent, size, fill);
-        rc = cnode_reg_send(src, "sink", cnode_node_name(b), &x);
-        ei_x_free(&x);
-        sent += rc == 0;
-    }
-    free(fill);
-    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(send_seq(src, b, &sent, more), 0);
     CU_ASSERT_EQUAL(sent, more);
     poller_stop(&pb);
-    long got = 0;
-    int64_t end = now_ms() + (int64_t)(30000 * time_scale());
-    while (got < sent && now_ms() < end) {
-        cnode_poll(a, 0); /* a's last frames still go out */
-        cnode_msg m = {0};
-        if (cnode_receive(sink, 20, &m) != 0)
-            continue;
-        int idx = 0, ver, ar;
-        long seq = -1;
-        ei_decode_version(m.data.buff, &idx, &ver);
-        ei_decode_tuple_header(m.data.buff, &idx, &ar);
-        ei_decode_long(m.data.buff, &idx, &seq);
-        cnode_msg_free(&m);
-        if (seq != got)
-            break;
-        got++;
-    }
-    CU_ASSERT_EQUAL(got, sent);
+    CU_ASSERT_EQUAL(receive_in_order(sink, sent, a), sent); /* a's last frames still go out */
     cnode_proc_close(src);
     cnode_proc_close(sink);
     cnode_node_close(a);
@@ -290,7 +247,7 @@ test_out_queue_overflow_takes_link_down(void)
     CU_ASSERT_FATAL(cnode_proc_trap_exit(victim, 1) == 0);
     poller pb;
     poller_start(&pb, b);
-    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL) == 0);
+    CU_ASSERT_FATAL(cnode_ping(a, cnode_node_name(b), (unsigned)tu_ms(10000), NULL) == 0);
     poller_stop(&pb);
 
     size_t size = 256 << 10;
@@ -304,8 +261,8 @@ test_out_queue_overflow_takes_link_down(void)
         rc = cnode_exit_signal(src, cnode_proc_pid(victim), &reason);
     ei_x_free(&reason);
     CU_ASSERT_EQUAL(rc, CNODE_ENOCONNECTION);
-    int64_t end = now_ms() + (int64_t)(10000 * time_scale());
-    while (connected(a, cnode_node_name(b)) && now_ms() < end)
+    long long end = tu_now_ms() + tu_ms(10000);
+    while (connected(a, cnode_node_name(b)) && tu_now_ms() < end)
         usleep(10000);
     CU_ASSERT(!connected(a, cnode_node_name(b)));
     cnode_stats st;
@@ -404,7 +361,7 @@ test_slow_resolution_blocks_nothing(void)
     pthread_create(&t, NULL, ping_main, &slow);
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += (time_t)(10 * time_scale());
+    dl.tv_sec += (time_t)(tu_ms(10000) / 1000);
     pthread_mutex_lock(&slow_lock);
     while (!slow_in && pthread_cond_timedwait(&slow_cond, &slow_lock, &dl) == 0)
         ;
@@ -412,7 +369,7 @@ test_slow_resolution_blocks_nothing(void)
     pthread_mutex_unlock(&slow_lock);
     CU_ASSERT_FATAL(in);
     /* b's host is a name too (the short host name), resolved while the slow one hangs */
-    CU_ASSERT_EQUAL(cnode_ping(a, cnode_node_name(b), (unsigned)(10000 * time_scale()), NULL), 0);
+    CU_ASSERT_EQUAL(cnode_ping(a, cnode_node_name(b), (unsigned)tu_ms(10000), NULL), 0);
     pthread_mutex_lock(&slow_lock);
     int out = slow_out;
     slow_release = 1;
