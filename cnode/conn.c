@@ -153,7 +153,6 @@ cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *a
 
 /* ---- bounds and logs of accepted handshakes --------------------------------------------- */
 
-static void conn_retire(cnode_node *node, cnode__conn *c, const char *reason);
 
 static uint32_t
 random_u32(void)
@@ -265,7 +264,7 @@ hs_admit(cnode_node *node, uint32_t addr)
         return 1;
     if (!evict)
         return 0;
-    conn_retire(node, evict, NULL);
+    cnode__conn_close(node, evict, NULL); /* freed at the end of the turn, like every close */
     CNODE__STAT_ADD(node, handshakes_evicted, 1);
     return 1;
 }
@@ -423,15 +422,6 @@ cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
     conn_free(node, c);
 }
 
-/* Close c while another connection's event is handled (eviction, a replaced
- * link, our dial losing to a proven incoming one). Its memory stays until the
- * end of the loop turn, so a later event of the same batch sees CONN_DEAD. */
-static void
-conn_retire(cnode_node *node, cnode__conn *c, const char *reason)
-{
-    cnode__conn_close(node, c, reason);
-}
-
 /* Write epmd bytes now; keep what the socket does not take. */
 static int
 hs_write(cnode_node *node, cnode__conn *c, const char *buf, size_t n)
@@ -519,7 +509,7 @@ consume(cnode__conn *c, size_t n)
 }
 
 static void
-conn_up(cnode_node *node, cnode__conn *c)
+conn_up(cnode_node *node, cnode__conn *c, uint64_t peer_flags, uint32_t peer_creation)
 {
     cnode__peer *peer = c->peer;
     c->state = CONN_UP;
@@ -527,8 +517,8 @@ conn_up(cnode_node *node, cnode__conn *c)
     if (peer->dialling == c)
         peer->dialling = NULL;
     peer->up = c;
-    peer->flags = node->flags & cnode__dflags_expand(c->peer_flags);
-    peer->creation = c->peer_creation;
+    peer->flags = node->flags & cnode__dflags_expand(peer_flags);
+    peer->creation = peer_creation;
     clock_gettime(CLOCK_MONOTONIC, &peer->last_read);
     free(c->hbuf);
     c->hbuf = NULL;
@@ -679,11 +669,11 @@ acc_proven(cnode_node *node, cnode__conn *c)
     if (p->up && p->up != c) {
         if (!c->hs->replacing)
             return ""; /* another connection came up meanwhile (our dial, or a faster handshake): keep it */
-        conn_retire(node, p->up, "replaced by a new connection");
+        cnode__conn_close(node, p->up, "replaced by a new connection");
     }
     if (p->dialling) {
         /* ours lost the simultaneous connect, or started after this one: this one is further along */
-        conn_retire(node, p->dialling, NULL);
+        cnode__conn_close(node, p->dialling, NULL);
     }
     c->peer = p;
     return NULL;
@@ -761,13 +751,13 @@ hs_up(cnode_node *node, cnode__conn *c)
     const char *p;
     if (hs_send(node, c) != 0 || cnode__hs_output(c->hs, &p) != 0)
         return "write failed";
-    c->peer_flags = c->hs->peer_flags;
-    c->peer_creation = c->hs->peer_creation;
+    uint64_t flags = c->hs->peer_flags;
+    uint32_t creation = c->hs->peer_creation;
     hs_untrack(node, c);
     free(c->hs);
     c->hs = NULL;
     c->hs_pollout = 0;
-    conn_up(node, c);
+    conn_up(node, c, flags, creation);
     return NULL;
 }
 

@@ -57,8 +57,6 @@ struct cnode__conn {
     int hs_pollout;        /* EPOLLOUT armed for handshake output */
     uint32_t addr;         /* accept: the source IPv4 address (network order) */
     cnode__conn *hs_prev, *hs_next; /* accept, in the handshake: node->hs_head list, oldest first */
-    uint64_t peer_flags;
-    uint32_t peer_creation;
     char host[CNODE__NAME_MAX];
     struct in_addr haddr;     /* outgoing: host's address, once resolved */
     uint16_t port;
@@ -171,7 +169,7 @@ typedef struct cnode__req {
     int kind;
     cnode__peer *peer;
 } cnode__req;
-enum { REQ_CONNECT = 1, REQ_FLUSH, REQ_DISCONNECT, REQ_STOP, REQ_OVERFLOW, REQ_BAD_DATA };
+enum { REQ_CONNECT = 1, REQ_DISCONNECT, REQ_STOP, REQ_OVERFLOW, REQ_BAD_DATA };
 
 /* Hook for layers above the runtime (erpc client, server, pg): called on the
  * I/O thread with node->lock held for every control message the runtime does

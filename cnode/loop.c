@@ -71,9 +71,6 @@ handle_requests(cnode_node *node)
             else if (r->peer->up)
                 cnode__mark_dirty(node, r->peer);
             break;
-        case REQ_FLUSH:
-            cnode__mark_dirty(node, r->peer);
-            break;
         case REQ_DISCONNECT:
             if (r->peer->up)
                 cnode__conn_close(node, r->peer->up, "disconnect");
