@@ -21,7 +21,7 @@ usage(FILE *f)
                "                                 erpc:call: prints the result as ~0p prints it\n"
                "  cast NODE MOD FUN ARGS         erpc:cast (ARGS: Erlang term text of a list)\n"
                "  serve [--workers N] [--scope S --group G]\n"
-               "                                 serve cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0)\n"
+               "                                 serve cnode_demo (echo/1 add/2 sleep/1 fail/1 info/0 stats/0)\n"
                "                                 until SIGTERM or SIGINT; with --scope/--group a member of\n"
                "                                 that pg group (leaves it first when stopping)\n"
                "  members --scope S [--group G] [--watch] [NODE...]\n"

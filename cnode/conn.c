@@ -32,6 +32,16 @@ set_events(cnode_node *node, cnode__conn *c, uint32_t ev)
     epoll_ctl(node->epfd, EPOLL_CTL_MOD, c->fd, &e);
 }
 
+/* c->peer holds a reference on the record: a connection between its proof and
+ * its nodeup, or a dead one not yet reaped, must not see its peer reclaimed. */
+static void
+conn_set_peer(cnode__conn *c, cnode__peer *p)
+{
+    cnode__peer_hold(p);
+    cnode__peer_release(c->peer);
+    c->peer = p;
+}
+
 static cnode__conn *
 conn_new(cnode_node *node, int fd, int outgoing, uint32_t ev)
 {
@@ -66,7 +76,9 @@ start_connect(const struct in_addr *addr, uint16_t port)
 }
 
 /* A failed attempt: waiters learn it, queued output is dropped (as Erlang drops
- * messages to an unreachable node). */
+ * messages to an unreachable node), and monitors and links of processes on
+ * that node fire with noconnection, as BEAM's do when the connection cannot
+ * be set up. */
 static void
 dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 {
@@ -79,6 +91,7 @@ dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
         pthread_mutex_lock(&peer->wlock);
         cnode__drop_output(peer);
         pthread_mutex_unlock(&peer->wlock);
+        cnode__peer_down(node, peer);
     }
     pthread_cond_broadcast(&peer->up_cond);
     for (int i = 0; i < node->npeerhooks; i++)
@@ -117,7 +130,6 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
     }
     c->fd = -1;
     c->outgoing = 1;
-    c->peer = peer;
     snprintf(c->host, sizeof c->host, "%s", at + 1);
     cnode__deadline_after(&c->deadline, node->limits.handshake_ms);
     int r = cnode__resolve(node, c->host, &c->haddr);
@@ -127,6 +139,7 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
         dial_failed(node, peer, why);
         return;
     }
+    conn_set_peer(c, peer);
     if (r == 1)
         c->state = CONN_RESOLVING; /* no socket yet: only the deadline and the answer move it */
     c->next = node->conns;
@@ -323,7 +336,7 @@ conn_free(cnode_node *node, cnode__conn *c)
         }
     hs_untrack(node, c);
     c->state = CONN_DEAD;
-    c->peer = NULL;
+    conn_set_peer(c, NULL);
     c->next = node->dead_conns;
     node->dead_conns = c;
 }
@@ -403,6 +416,7 @@ conn_detach(cnode_node *node, cnode__conn *c, const char *reason)
     } else if (reason && c->state != CONN_UP) {
         cnode__log(node, CNODE_LOG_WARNING, "handshake with %s failed: %s", peer ? peer->name : "(unknown)", reason);
     }
+    cnode__peer_release(peer); /* c's reference */
 }
 
 void
@@ -675,7 +689,7 @@ acc_proven(cnode_node *node, cnode__conn *c)
         /* ours lost the simultaneous connect, or started after this one: this one is further along */
         cnode__conn_close(node, p->dialling, NULL);
     }
-    c->peer = p;
+    conn_set_peer(c, p);
     return NULL;
 }
 
@@ -690,7 +704,7 @@ hs_failed(cnode_node *node, cnode__conn *c)
         if (hs->fail == CNODE__HS_F_NOK) {
             /* the peer is dialling us and wins; its connection will come up instead */
             c->peer->dialling = NULL;
-            c->peer = NULL;
+            conn_set_peer(c, NULL);
             return "";
         }
         if (hs->fail == CNODE__HS_F_CLOSED)
@@ -744,7 +758,7 @@ hs_up(cnode_node *node, cnode__conn *c)
     if (c->outgoing && c->peer->up && c->peer->up != c) {
         /* an incoming one won meanwhile: keep it, and drop ours without a failure to report */
         c->peer->dialling = NULL;
-        c->peer = NULL;
+        conn_set_peer(c, NULL);
         return "";
     }
     /* the ack must be out before any frame another thread may write straight to the socket */

@@ -136,6 +136,43 @@ demo_cancelled(cnode_call_ctx *ctx, const cnode_args *a, void *ud)
     ei_x_free(&x);
 }
 
+/* cnode_node_stats as a map of atoms to integers, for operators and tests. */
+static void
+demo_stats(cnode_call_ctx *ctx, const cnode_args *a, void *ud)
+{
+    (void)ud;
+    (void)a;
+    cnode_stats st;
+    cnode_node_stats(cnode_call_node(ctx), &st);
+    const struct {
+        const char *k;
+        uint64_t v;
+    } f[] = {{"mailbox_kills", st.mailbox_kills},
+             {"send_waits", st.send_waits},
+             {"send_timeouts", st.send_timeouts},
+             {"out_queue_overflows", st.out_queue_overflows},
+             {"served_refused", st.served_refused},
+             {"handshakes_evicted", st.handshakes_evicted},
+             {"handshakes_refused", st.handshakes_refused},
+             {"handshakes_timed_out", st.handshakes_timed_out},
+             {"auth_failures", st.auth_failures},
+             {"peers_refused", st.peers_refused},
+             {"bad_data_disconnects", st.bad_data_disconnects},
+             {"accept_pauses", st.accept_pauses},
+             {"handshakes_now", st.handshakes_now},
+             {"peers_now", st.peers_now},
+             {"served_now", st.served_now}};
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ei_x_encode_map_header(&x, (long)(sizeof f / sizeof f[0]));
+    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
+        ei_x_encode_atom(&x, f[k].k);
+        ei_x_encode_ulonglong(&x, f[k].v);
+    }
+    cnode_reply(ctx, &x);
+    ei_x_free(&x);
+}
+
 int
 cnode_demo_register(cnode_node *node)
 {
@@ -144,7 +181,8 @@ cnode_demo_register(cnode_node *node)
         int arity;
         cnode_handler *h;
     } fns[] = {{"echo", 1, demo_echo}, {"add", 2, demo_add},   {"sleep", 1, demo_sleep},
-               {"fail", 1, demo_fail}, {"info", 0, demo_info}, {"cancelled", 0, demo_cancelled}};
+               {"fail", 1, demo_fail}, {"info", 0, demo_info}, {"cancelled", 0, demo_cancelled},
+               {"stats", 0, demo_stats}};
     for (size_t k = 0; k < sizeof fns / sizeof fns[0]; k++) {
         int rc = cnode_register_function(node, "cnode_demo", fns[k].fun, fns[k].arity, fns[k].h, NULL);
         if (rc != 0 && rc != CNODE_EEXIST)

@@ -209,6 +209,7 @@ heap_del(erpc_state *st, cnode_req *r)
 static void
 req_free(cnode_req *r)
 {
+    cnode__peer_release(r->peer); /* held from start() */
     ei_x_free(&r->reply);
     cnode_error_clear(&r->err);
     free(r->frame);
@@ -639,6 +640,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
     }
     int local = cnode__is_local(node, target);
     r->peer = local ? NULL : cnode__peer_get(node, target, 1);
+    cnode__peer_hold(r->peer);
     if (!r->peer) {
         pthread_mutex_unlock(&node->lock);
         req_free(r);
@@ -677,6 +679,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
         r->frame = NULL;
     }
     *out = r;
+    cnode__peer_hold(peer); /* r may complete and be freed before the frame is out */
     pthread_mutex_unlock(&node->lock);
     if (frame) {
         /* past the output queue's limit this waits, as an erpc caller is
@@ -687,6 +690,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
     }
     if (need_connect)
         cnode__request_connect(node, peer);
+    cnode__peer_release(peer);
     return 0;
 }
 

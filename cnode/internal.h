@@ -73,9 +73,15 @@ typedef struct {
     unsigned suppressed;
 } cnode__hs_logslot;
 
-/* Everything we know of one other node. Never freed before the node. */
+/* Everything we know of one other node. Found by name under node->lock;
+ * anything that keeps the pointer past node->lock (a stored pid, a link, a
+ * monitor, a queued message or request, a connection, a call in flight, a
+ * thread between unlock and send) holds a reference (cnode__peer_hold).
+ * The loop frees a record that is down, idle and unreferenced
+ * (cnode__peer_sweep), so names that come and go do not pile up. */
 struct cnode__peer {
     char name[CNODE__NAME_MAX];
+    _Atomic unsigned refs; /* holders, as above */
     cnode__peer *next;     /* node->peers, under node->lock */
     cnode__peer *hnext;    /* node->peer_tab bucket, under node->lock */
     uint32_t hash;
@@ -232,6 +238,7 @@ struct cnode_node {
     cnode__peer *peers;          /* every peer, under node->lock */
     cnode__peer **peer_tab;      /* the same by name hash, under node->lock */
     size_t peer_tab_size, npeers;
+    int sweep_turns;             /* housekeeping turns since the last peer sweep (loop thread) */
     cnode__peer *dirty_head;     /* peers with output to flush, under qlock */
     cnode__conn *conns;          /* I/O thread only */
     /* conn.c, I/O thread only: accepted connections in the handshake, oldest
@@ -303,6 +310,12 @@ int cnode__connect_tmo(const void *sockaddr_in, int timeout_ms);
 
 /* node.c */
 cnode__peer *cnode__peer_get(cnode_node *node, const char *name, int create);
+/* A reference keeps the record from being reclaimed (NULL is ignored). Take
+ * it under node->lock, or from a pointer already held; drop it anywhere. */
+void cnode__peer_hold(cnode__peer *p);
+void cnode__peer_release(cnode__peer *p);
+/* Free the records that are down, idle and unreferenced. Loop thread, node->lock held. */
+void cnode__peer_sweep(cnode_node *node);
 /* -1 if pid is remote and its node's record could not be had (unknown and
  * create_peer 0, or over limits.peers): out->peer is then NULL, which would
  * read as local, so callers must check. */
@@ -311,6 +324,7 @@ void cnode__xpid_to_pid(cnode_node *node, const cnode__xpid *x, erlang_pid *out)
 int cnode__xpid_eq(const cnode__xpid *a, const cnode__xpid *b);
 int cnode__is_local(cnode_node *node, const char *nodename);
 void cnode__wake(cnode_node *node);
+/* The request holds a reference on peer until the loop has handled it. */
 int cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer);
 /* Ask the I/O thread to dial peer, unless a request is already queued. */
 void cnode__request_connect(cnode_node *node, cnode__peer *peer);

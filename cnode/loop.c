@@ -10,6 +10,7 @@
 #include "cnode/internal.h"
 
 #define HOUSEKEEPING_MS 100
+#define SWEEP_EVERY 10 /* housekeeping turns between sweeps of idle peer records */
 
 void
 cnode__push_event(cnode_node *node, int up, const char *name, const char *reason)
@@ -96,6 +97,7 @@ handle_requests(cnode_node *node)
             node->stop_loop = 1;
             break;
         }
+        cnode__peer_release(r->peer);
         free(r);
         r = nx;
     }
@@ -181,6 +183,10 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     cnode__erpc_expire(node);
     if (cnode__past(&node->next_tick)) {
         cnode__conn_housekeeping(node);
+        if (++node->sweep_turns >= SWEEP_EVERY) {
+            node->sweep_turns = 0;
+            cnode__peer_sweep(node);
+        }
         for (int i = 0; i < node->ntickhooks; i++)
             node->tick_hooks[i](node, node->tick_hook_ud[i]);
         cnode__deadline_after(&node->next_tick, HOUSEKEEPING_MS);

@@ -239,6 +239,8 @@ open_listen(cnode_node *node, cnode_error *err)
     return 0;
 }
 
+static void peer_free(cnode__peer *p);
+
 static void
 node_free(cnode_node *node)
 {
@@ -254,11 +256,7 @@ node_free(cnode_node *node)
     cnode__peer *p = node->peers;
     while (p) {
         cnode__peer *nx = p->next;
-        cnode__drop_output(p);
-        pthread_mutex_destroy(&p->wlock);
-        pthread_cond_destroy(&p->up_cond);
-        pthread_cond_destroy(&p->room_cond);
-        free(p);
+        peer_free(p);
         p = nx;
     }
     cnode__req *r = node->q_head;
@@ -514,6 +512,69 @@ cnode__peer_get(cnode_node *node, const char *name, int create)
     return p;
 }
 
+void
+cnode__peer_hold(cnode__peer *p)
+{
+    if (p)
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void
+cnode__peer_release(cnode__peer *p)
+{
+    /* release: whatever the holder did to the record happens before the sweep sees 0 */
+    if (p)
+        atomic_fetch_sub_explicit(&p->refs, 1, memory_order_release);
+}
+
+static void
+peer_free(cnode__peer *p)
+{
+    cnode__drop_output(p);
+    pthread_mutex_destroy(&p->wlock);
+    pthread_cond_destroy(&p->up_cond);
+    pthread_cond_destroy(&p->room_cond);
+    free(p);
+}
+
+/* Is p down and idle: nothing queued, nothing asked of the loop, nobody
+ * holding it? With node->lock held and no reference out, nobody can find p
+ * except through the table, which needs node->lock. */
+static int
+peer_reclaimable(cnode_node *node, cnode__peer *p)
+{
+    if (p->up || p->dialling || atomic_load_explicit(&p->refs, memory_order_acquire) != 0)
+        return 0;
+    pthread_mutex_lock(&p->wlock);
+    int busy = p->oq_head != NULL || p->connect_req;
+    pthread_mutex_unlock(&p->wlock);
+    pthread_mutex_lock(&node->qlock);
+    busy = busy || p->on_dirty;
+    pthread_mutex_unlock(&node->qlock);
+    return !busy;
+}
+
+void
+cnode__peer_sweep(cnode_node *node)
+{
+    for (cnode__peer **pp = &node->peers; *pp;) {
+        cnode__peer *p = *pp;
+        if (!peer_reclaimable(node, p)) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        for (cnode__peer **hp = &node->peer_tab[p->hash & (node->peer_tab_size - 1)]; *hp; hp = &(*hp)->hnext)
+            if (*hp == p) {
+                *hp = p->hnext;
+                break;
+            }
+        node->npeers--;
+        CNODE__STAT_SUB(node, peers_now, 1);
+        peer_free(p);
+    }
+}
+
 int
 cnode__is_local(cnode_node *node, const char *nodename)
 {
@@ -569,6 +630,7 @@ cnode__enqueue_req(cnode_node *node, int kind, cnode__peer *peer)
         return CNODE_ENOMEM;
     r->kind = kind;
     r->peer = peer;
+    cnode__peer_hold(peer);
     pthread_mutex_lock(&node->qlock);
     if (node->q_tail)
         node->q_tail->next = r;
@@ -715,11 +777,9 @@ cnode_disconnect(cnode_node *node, const char *peer)
     pthread_mutex_lock(&node->lock);
     cnode__peer *p = cnode__peer_get(node, peer, 0);
     int up = p && p->up;
+    int rc = up ? cnode__enqueue_req(node, REQ_DISCONNECT, p) : CNODE_ENOTFOUND;
     pthread_mutex_unlock(&node->lock);
-    if (!up)
-        return CNODE_ENOTFOUND;
-    cnode__enqueue_req(node, REQ_DISCONNECT, p);
-    return 0;
+    return rc;
 }
 
 /* Connects if needed and waits until up, failed or timed out. */
@@ -746,6 +806,7 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
         return CNODE_EINVAL;
     }
     int rc = 0;
+    cnode__peer_hold(p); /* the wait below lets go of node->lock */
     if (!p->up) {
         int failed0 = p->connect_failed;
         struct timespec dl;
@@ -767,6 +828,7 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
     }
     char why[sizeof p->last_error];
     snprintf(why, sizeof why, "%s", p->last_error);
+    cnode__peer_release(p);
     pthread_mutex_unlock(&node->lock);
     if (rc == CNODE_ENOCONNECTION)
         cnode__seterr(err, rc, peer, "cannot connect to %s%s%s", peer, why[0] ? ": " : "", why);

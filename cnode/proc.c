@@ -113,15 +113,45 @@ cnode__pid_is_stale_local(cnode_node *node, const erlang_pid *pid)
     return strcmp(pid->node, node->name) == 0 && pid->creation != node->creation;
 }
 
+/* A queued message holds a reference on its sender's peer record. */
+static void
+msg_free(cnode__mbox_msg *m)
+{
+    if (m->has_from)
+        cnode__peer_release(m->from.peer);
+    free(m->data);
+    free(m);
+}
+
 static void
 mbox_free(cnode__mbox_msg *m)
 {
     while (m) {
         cnode__mbox_msg *nx = m->next;
-        free(m->data);
-        free(m);
+        msg_free(m);
         m = nx;
     }
+}
+
+/* Links, monitors and monitored-by entries hold a reference on the peer
+ * record of the pid (or name) they name, taken when stored, dropped here. */
+static void
+link_put(const cnode__link *l)
+{
+    cnode__peer_release(l->pid.peer);
+}
+
+static void
+mon_put(const cnode__mon *m)
+{
+    cnode__peer_release(m->target.peer);
+    cnode__peer_release(m->name_peer);
+}
+
+static void
+monby_put(const cnode__monby *mb)
+{
+    cnode__peer_release(mb->watcher.peer);
 }
 
 static void
@@ -130,8 +160,14 @@ free_proc(cnode_node *node, cnode_proc *p)
     node->procs[p->num] = NULL;
     node->serials[p->num] = p->serial + 1; /* a reused slot gives a new pid */
     mbox_free(p->mq_head);
-    for (size_t i = 0; i < p->nmons; i++)
+    for (size_t i = 0; i < p->nmons; i++) {
+        mon_put(&p->mons[i]);
         free(p->mons[i].name);
+    }
+    for (size_t i = 0; i < p->nlinks; i++)
+        link_put(&p->links[i]);
+    for (size_t i = 0; i < p->nmonby; i++)
+        monby_put(&p->monby[i]);
     free(p->links);
     free(p->mons);
     free(p->monby);
@@ -185,8 +221,10 @@ cnode__deliver(cnode_proc *p, const cnode__xpid *from, const char *data, size_t 
     memcpy(d, data, len);
     m->next = NULL;
     m->has_from = from != NULL;
-    if (from)
+    if (from) {
         m->from = *from;
+        cnode__peer_hold(from->peer);
+    }
     m->data = d;
     m->len = len;
     if (p->mq_tail)
@@ -245,6 +283,7 @@ remove_monby(cnode_proc *p, const erlang_ref *ref)
 {
     for (size_t i = 0; i < p->nmonby; i++)
         if (cnode__ref_eq(&p->monby[i].ref, ref)) {
+            monby_put(&p->monby[i]);
             p->monby[i] = p->monby[--p->nmonby];
             return;
         }
@@ -255,6 +294,7 @@ remove_link(cnode_proc *p, const cnode__xpid *who)
 {
     for (size_t i = 0; i < p->nlinks; i++)
         if (cnode__xpid_eq(&p->links[i].pid, who)) {
+            link_put(&p->links[i]);
             p->links[i] = p->links[--p->nlinks];
             return;
         }
@@ -339,6 +379,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
             if (t)
                 remove_monby(t, &m->ref);
         }
+        mon_put(m);
         free(m->name);
     }
     p->nmons = 0;
@@ -353,6 +394,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
             c.ref = mb->ref;
             if (mb->watcher.peer->up)
                 send_payload_ctl(node, mb->watcher.peer, &c, reason, rlen);
+            monby_put(mb);
         } else {
             erlang_pid wp;
             cnode__xpid_to_pid(node, &mb->watcher, &wp);
@@ -362,6 +404,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
                     cnode__mon m = w->mons[j];
                     w->mons[j] = w->mons[--w->nmons];
                     deliver_down(w, &m, reason, rlen);
+                    mon_put(&m);
                     free(m.name);
                     break;
                 }
@@ -375,14 +418,17 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
     p->links = NULL;
     p->nlinks = p->caplinks = 0;
     for (size_t i = 0; i < nlinks; i++) {
-        if (links[i].unlink_id)
+        if (links[i].unlink_id) {
+            link_put(&links[i]);
             continue;
+        }
         if (links[i].pid.peer) {
             cnode__ctl c = {.op = CNODE__OP_PAYLOAD_EXIT};
             pid_or_name(&c.from, &p->pid, NULL);
             cnode__xpid_to_pid(node, &links[i].pid, &c.to.pid);
             if (links[i].pid.peer->up)
                 send_payload_ctl(node, links[i].pid.peer, &c, reason, rlen);
+            link_put(&links[i]);
         } else {
             erlang_pid lp;
             cnode__xpid_to_pid(node, &links[i].pid, &lp);
@@ -421,6 +467,7 @@ exit_signal_in(cnode_proc *p, const cnode__xpid *from, const char *reason, size_
                 break;
         if (i == p->nlinks || p->links[i].unlink_id)
             return; /* not linked (any more): OTP ignores it */
+        link_put(&p->links[i]); /* from is the caller's: it stays valid */
         p->links[i] = p->links[--p->nlinks];
     } else if (cnode__term_is_atom(reason, rlen, "kill")) {
         char killed[16];
@@ -474,16 +521,19 @@ cnode__peer_down(cnode_node *node, cnode__peer *peer)
         if (!p || p->state != PROC_ALIVE)
             continue;
         for (size_t j = 0; j < p->nmonby;)
-            if (p->monby[j].watcher.peer == peer)
+            if (p->monby[j].watcher.peer == peer) {
+                monby_put(&p->monby[j]);
                 p->monby[j] = p->monby[--p->nmonby];
-            else
+            } else {
                 j++;
+            }
         for (size_t j = 0; j < p->nmons;) {
             cnode__mon *m = &p->mons[j];
             if ((m->by_name ? m->name_peer : m->target.peer) == peer) {
                 cnode__mon copy = *m;
                 p->mons[j] = p->mons[--p->nmons];
                 deliver_down(p, &copy, nc, ncl);
+                mon_put(&copy);
                 free(copy.name);
             } else {
                 j++;
@@ -493,6 +543,7 @@ cnode__peer_down(cnode_node *node, cnode__peer *peer)
             if (p->links[j].pid.peer == peer) {
                 cnode__xpid who = p->links[j].pid;
                 if (p->links[j].unlink_id) {
+                    link_put(&p->links[j]);
                     p->links[j] = p->links[--p->nlinks];
                     continue;
                 }
@@ -646,6 +697,7 @@ send_msg(cnode_proc *from, const erlang_pid *to, const char *name, const char *n
     }
     cnode__peer *peer = cnode__peer_get(node, nodename, 1);
     uint64_t flags = peer && peer->up ? peer->flags : 0;
+    cnode__peer_hold(peer); /* until the frame is written or queued */
     pthread_mutex_unlock(&node->lock);
     if (!peer)
         return CNODE_EINVAL;
@@ -661,12 +713,14 @@ send_msg(cnode_proc *from, const erlang_pid *to, const char *name, const char *n
     }
     c.from.pid = from->pid;
     ei_x_buff x;
-    if (ei_x_new(&x) != 0)
-        return CNODE_ENOMEM;
-    int rc = CNODE_EINVAL;
-    if (cnode__ctl_encode(&x, &c, tl + 1) == 0 && ei_x_append_buf(&x, "\x83", 1) == 0)
-        rc = cnode__send_frame_wait(node, peer, x.buff, (size_t)x.index, t, tl);
-    ei_x_free(&x);
+    int rc = CNODE_ENOMEM;
+    if (ei_x_new(&x) == 0) {
+        rc = CNODE_EINVAL;
+        if (cnode__ctl_encode(&x, &c, tl + 1) == 0 && ei_x_append_buf(&x, "\x83", 1) == 0)
+            rc = cnode__send_frame_wait(node, peer, x.buff, (size_t)x.index, t, tl);
+        ei_x_free(&x);
+    }
+    cnode__peer_release(peer);
     return rc;
 }
 
@@ -761,7 +815,8 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
             out->has_from = m->has_from;
             if (m->has_from)
                 cnode__xpid_to_pid(node, &m->from, &out->from);
-            free(m);
+            m->data = NULL; /* the caller's now */
+            msg_free(m);
             return 0;
         }
         if (proc->state != PROC_ALIVE) {
@@ -816,6 +871,8 @@ add_mon(cnode_proc *p, const cnode__mon *m)
         p->capmons = nc;
     }
     p->mons[p->nmons++] = *m;
+    cnode__peer_hold(m->target.peer);
+    cnode__peer_hold(m->name_peer);
     return 0;
 }
 
@@ -834,6 +891,7 @@ cnode__add_monby(cnode_proc *p, const erlang_ref *ref, const cnode__xpid *watche
     p->monby[p->nmonby].watcher = *watcher;
     p->monby[p->nmonby].by_name = by_name;
     p->nmonby++;
+    cnode__peer_hold(watcher->peer);
     return 0;
 }
 
@@ -856,6 +914,7 @@ cnode__add_link(cnode_proc *p, const cnode__xpid *who)
     p->links[p->nlinks].pid = *who;
     p->links[p->nlinks].unlink_id = 0;
     p->nlinks++;
+    cnode__peer_hold(who->peer);
     return 0;
 }
 
@@ -973,8 +1032,7 @@ cnode__demonitor_locked(cnode_proc *proc, const erlang_ref *ref)
             if (proc->mq_tail == d)
                 proc->mq_tail = prev;
             proc->mq_len--;
-            free(d->data);
-            free(d);
+            msg_free(d);
             continue;
         }
         prev = *pp;
@@ -983,6 +1041,7 @@ cnode__demonitor_locked(cnode_proc *proc, const erlang_ref *ref)
     free(m.name);
     if (peer && peer->up)
         cnode__send_ctl(node, peer, &c, NULL, 0);
+    mon_put(&m);
     return 0;
 }
 
@@ -1040,13 +1099,17 @@ cnode_link(cnode_proc *proc, const erlang_pid *target)
         return rc;
     }
     rc = cnode__add_link(proc, &t);
+    if (rc == 0)
+        cnode__peer_hold(t.peer); /* the link may go (nodedown) before the send below */
     pthread_mutex_unlock(&node->lock);
     if (rc)
         return rc;
     cnode__ctl c = {.op = CNODE__OP_LINK};
     c.from.pid = proc->pid;
     c.to.pid = *target;
-    return cnode__send_ctl(node, t.peer, &c, NULL, 0);
+    rc = cnode__send_ctl(node, t.peer, &c, NULL, 0);
+    cnode__peer_release(t.peer);
+    return rc;
 }
 
 int
@@ -1058,7 +1121,10 @@ cnode_unlink(cnode_proc *proc, const erlang_pid *target)
     pthread_mutex_lock(&node->lock);
     cnode__xpid t;
     int local = cnode__is_local(node, target->node);
-    cnode__xpid_of(node, target, &t, 0);
+    if (cnode__xpid_of(node, target, &t, 0) != 0) {
+        pthread_mutex_unlock(&node->lock);
+        return 0; /* no record of its node, so no link to it (a link holds the record) */
+    }
     size_t i;
     for (i = 0; i < proc->nlinks; i++)
         if (cnode__xpid_eq(&proc->links[i].pid, &t) && !proc->links[i].unlink_id)
@@ -1068,6 +1134,7 @@ cnode_unlink(cnode_proc *proc, const erlang_pid *target)
         return 0; /* unlink/1 of a non-linked pid is fine */
     }
     if (local) {
+        link_put(&proc->links[i]);
         proc->links[i] = proc->links[--proc->nlinks];
         cnode_proc *tp = cnode__proc_by_pid(node, target);
         cnode__xpid self = {NULL, proc->num, proc->serial, node->creation};
@@ -1081,6 +1148,7 @@ cnode_unlink(cnode_proc *proc, const erlang_pid *target)
         if (getrandom(&id, sizeof id, 0) != sizeof id)
             id = (uint64_t)cnode__now_ms() | 1;
     proc->links[i].unlink_id = id; /* exits from it are ignored until the ack */
+    cnode__peer_hold(t.peer);         /* the link may go (nodedown) before the send below */
     pthread_mutex_unlock(&node->lock);
     char idb[16];
     int idx = 0;
@@ -1090,7 +1158,9 @@ cnode_unlink(cnode_proc *proc, const erlang_pid *target)
     c.id.len = (size_t)idx;
     c.from.pid = proc->pid;
     c.to.pid = *target;
-    return cnode__send_ctl(node, t.peer, &c, NULL, 0);
+    int rc = cnode__send_ctl(node, t.peer, &c, NULL, 0);
+    cnode__peer_release(t.peer);
+    return rc;
 }
 
 int
@@ -1122,6 +1192,7 @@ cnode_exit_signal(cnode_proc *proc, const erlang_pid *target, const ei_x_buff *r
         return 0;
     }
     cnode__peer *peer = cnode__peer_get(node, target->node, 1);
+    cnode__peer_hold(peer);
     pthread_mutex_unlock(&node->lock);
     if (!peer)
         return CNODE_EINVAL;
@@ -1129,12 +1200,15 @@ cnode_exit_signal(cnode_proc *proc, const erlang_pid *target, const ei_x_buff *r
     c.from.pid = proc->pid;
     c.to.pid = *target;
     ei_x_buff x;
-    if (ei_x_new(&x) != 0)
+    if (ei_x_new(&x) != 0) {
+        cnode__peer_release(peer);
         return CNODE_ENOMEM;
+    }
     int rc = CNODE_EINVAL;
     if (cnode__ctl_encode(&x, &c, rl + 1) == 0 && ei_x_append_buf(&x, "\x83", 1) == 0)
         rc = cnode__send_frame(node, peer, x.buff, (size_t)x.index, r, rl);
     ei_x_free(&x);
+    cnode__peer_release(peer);
     return rc;
 }
 
@@ -1149,6 +1223,7 @@ cnode__monitor_fired(cnode_proc *p, const erlang_ref *ref, const char *reason, s
             cnode__mon m = p->mons[i];
             p->mons[i] = p->mons[--p->nmons];
             deliver_down(p, &m, reason, rlen);
+            mon_put(&m);
             free(m.name);
             return 1;
         }
@@ -1168,6 +1243,7 @@ cnode__peer_unlinked(cnode_proc *p, const cnode__xpid *who)
 {
     for (size_t i = 0; i < p->nlinks; i++)
         if (cnode__xpid_eq(&p->links[i].pid, who) && !p->links[i].unlink_id) {
+            link_put(&p->links[i]);
             p->links[i] = p->links[--p->nlinks];
             return;
         }
@@ -1179,6 +1255,7 @@ cnode__unlink_acked(cnode_proc *p, const cnode__xpid *who, uint64_t id)
 {
     for (size_t i = 0; i < p->nlinks; i++)
         if (cnode__xpid_eq(&p->links[i].pid, who) && p->links[i].unlink_id == id) {
+            link_put(&p->links[i]);
             p->links[i] = p->links[--p->nlinks];
             return;
         }

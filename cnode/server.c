@@ -227,6 +227,8 @@ job_free(job *j)
 {
     if (!j)
         return;
+    cnode__peer_release(j->caller_peer);
+    cnode__peer_release(j->reply_to.peer);
     free(j->args);
     free(j->idx);
     free(j->tag);
@@ -446,8 +448,8 @@ complete(cnode_node *node, job *j)
         }
     }
     pthread_mutex_unlock(&node->lock);
-    if (peer) /* like cnode_send (waits for room in the peer's output queue): peers live as long
-               * as the node, writes need only their wlock */
+    if (peer) /* like cnode_send (waits for room in the peer's output queue); j holds the
+               * record, writes need only its wlock */
         cnode__send_ctl_wait(node, peer, &c, x.buff, (size_t)x.index);
     if (x.buff)
         ei_x_free(&x);
@@ -515,6 +517,7 @@ submit(cnode_node *node, job *j, cnode__peer *from)
     server *s = srv(node);
     j->node = node;
     j->caller_peer = from;
+    cnode__peer_hold(from);
     activate(node, s, j);
     pthread_mutex_lock(&s->qlock);
     j->next = NULL;
@@ -546,7 +549,8 @@ reply_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, cnode_proc
     r.from.pid = p->pid;
     cnode__send_ctl(node, peer, &r, NULL, 0);
     cnode__xpid from;
-    cnode__xpid_of(node, &c->from.pid, &from, 1);
+    if (cnode__xpid_of(node, &c->from.pid, &from, 1) != 0)
+        return; /* no record of its node (limits.peers): no link or monitor can be kept */
     if (flags & 1)
         cnode__add_link(p, &from);
     if (flags & 2)
@@ -733,8 +737,8 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
         why = "undef";
     } else if (!refused) {
         if ((j = job_new(mod, fun)) != NULL && split_args(j, b + as, alen) == 0) {
-            if (to)
-                cnode__xpid_of(node, to, &j->reply_to, 1);
+            if (to && cnode__xpid_of(node, to, &j->reply_to, 1) == 0)
+                cnode__peer_hold(j->reply_to.peer);
             if (to && !j->reply_to.peer && !cnode__is_local(node, to->node)) {
                 job_free(j); /* no record for the caller's node: no way to answer */
                 return 0;
@@ -853,6 +857,8 @@ bad_data(cnode_node *node, server *s, cnode__peer *peer, const char *what)
 {
     if (s->bad_peer == peer)
         return 1;
+    cnode__peer_hold(peer);
+    cnode__peer_release(s->bad_peer);
     s->bad_peer = peer;
     CNODE__STAT_ADD(node, bad_data_disconnects, 1);
     cnode__log(node, CNODE_LOG_ERROR, "dropping connection to %s: undecodable %s", peer->name, what);
@@ -908,8 +914,10 @@ server_peer(cnode_node *node, cnode__peer *peer, int up, void *ud)
     (void)node;
     if (up == 1)
         return;
-    if (s->bad_peer == peer)
+    if (s->bad_peer == peer) {
+        cnode__peer_release(peer);
         s->bad_peer = NULL;
+    }
     for (job *j = s->active; j; j = j->anext)
         if (j->caller_peer == peer)
             atomic_store(&j->cancelled, 1);

@@ -128,7 +128,9 @@ typedef struct cnode_limits {
     unsigned handshake_ms;     /* time to finish a handshake (default 7000, net_setuptime) */
     /* Other nodes known at once, connected or named in a pid (default 65536).
      * Past it a connection from a new node is refused and a term naming one is
-     * undecodable for us: the link that carried it goes down. */
+     * undecodable for us: the link that carried it goes down. A node's record
+     * is freed (within about a second) once it is down and nothing refers to
+     * it any more: no link, monitor, queued message, call or pending send. */
     unsigned peers;
     /* Bytes read from one connection in one loop turn before the others are
      * served (default 256 KiB): one fast peer cannot starve the rest. */

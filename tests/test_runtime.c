@@ -274,32 +274,142 @@ test_out_queue_overflow_takes_link_down(void)
     cnode_node_close(b);
 }
 
-/* limits.peers: a node past it is not recorded, and a ping says why. */
+/* limits.peers counts the records held: while b is up, a node past the limit
+ * is not recorded and a ping says why; once b is gone and nothing refers to
+ * it, its record is reclaimed and the name can be had again. */
 static void
 test_peers_limit(void)
 {
-    cnode_limits la = {.peers = 2};
-    cnode_node *a = mknode("rta", 1, &la);
-    CU_ASSERT_FATAL(a != NULL);
+    cnode_limits la = {.peers = 1};
+    cnode_node *a = mknode("rta", 1, &la), *b = mknode("rtb", 1, NULL);
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    CU_ASSERT_EQUAL_FATAL(cnode_ping(a, cnode_node_name(b), 5000, NULL), 0);
     cnode_error err = {0};
-    /* nobody by these names: pang, but each is now known */
-    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
-    CU_ASSERT_EQUAL(cnode_ping(a, "nobody2@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
-    CU_ASSERT_EQUAL(cnode_ping(a, "nobody3@127.0.0.1", 3000, &err), CNODE_ENOCONNECTION);
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, &err), CNODE_ENOCONNECTION);
     CU_ASSERT(strstr(err.message, "limits.peers") != NULL);
     cnode_error_clear(&err);
     cnode_stats st;
     cnode_node_stats(a, &st);
-    CU_ASSERT_EQUAL(st.peers_now, 2);
+    CU_ASSERT_EQUAL(st.peers_now, 1);
     CU_ASSERT_EQUAL(st.peers_refused, 1);
-    /* a known one is still reachable by name */
-    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, NULL), CNODE_ENOCONNECTION);
+    cnode_node_close(b);
+    long long end = tu_now_ms() + tu_ms(10000);
+    do
+        cnode_node_stats(a, &st);
+    while (st.peers_now != 0 && tu_now_ms() < end && usleep(10000) == 0);
+    CU_ASSERT_EQUAL(st.peers_now, 0);
+    /* room again: pang for the plain reason */
+    CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, &err), CNODE_ENOCONNECTION);
+    CU_ASSERT(strstr(err.message, "limits.peers") == NULL);
+    cnode_error_clear(&err);
     cnode_node_stats(a, &st);
     CU_ASSERT_EQUAL(st.peers_refused, 1);
     cnode_node_close(a);
 }
 
-/* Every thread the library starts has the application's signals blocked. */
+/* Waits (up to ms, scaled) until a's peers_now is want; returns it. */
+static unsigned long long
+peers_settle(cnode_node *a, unsigned long long want, long ms)
+{
+    cnode_stats st;
+    long long end = tu_now_ms() + tu_ms(ms);
+    for (;;) {
+        cnode_node_stats(a, &st);
+        if (st.peers_now == want || tu_now_ms() >= end)
+            return st.peers_now;
+        usleep(10000);
+    }
+}
+
+/* Records of nodes that were only named (pings that failed, sends to nobody)
+ * are reclaimed; a record still referred to (a queued message from that
+ * node, a link) stays until the reference goes, then is reclaimed too. */
+static void
+test_peer_records_reclaimed(void)
+{
+    cnode_node *a = mknode("rta", 1, NULL), *b = mknode("rtb", 1, NULL);
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    cnode_proc *pa = NULL, *pb = NULL;
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(a, "keeper", &pa), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(b, NULL, &pb), 0);
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ei_x_encode_atom(&x, "hello");
+    for (int i = 0; i < 40; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "nobody%d@127.0.0.1", i);
+        if (i % 2) {
+            CU_ASSERT_EQUAL(cnode_ping(a, name, 3000, NULL), CNODE_ENOCONNECTION);
+        } else {
+            CU_ASSERT_EQUAL(cnode_reg_send(pa, "x", name, &x), 0); /* queued, then dropped: nobody there */
+        }
+    }
+    CU_ASSERT_EQUAL(peers_settle(a, 0, 10000), 0);
+
+    /* b's message waits in keeper's mailbox; keeper traps exits and is linked to pb */
+    CU_ASSERT_EQUAL(cnode_proc_trap_exit(pa, 1), 0);
+    CU_ASSERT_EQUAL(cnode_reg_send(pb, "keeper", cnode_node_name(a), &x), 0);
+    ei_x_free(&x);
+    CU_ASSERT_EQUAL(cnode_link(pa, cnode_proc_pid(pb)), 0);
+    long long end;
+    char bname[256];
+    snprintf(bname, sizeof bname, "%s", cnode_node_name(b));
+    cnode_proc_close(pb);
+    cnode_node_close(b);
+    /* down, but the queued message (and then the EXIT) keep b's record */
+    end = tu_now_ms() + tu_ms(10000);
+    while (connected(a, bname) && tu_now_ms() < end)
+        usleep(10000);
+    CU_ASSERT(!connected(a, bname));
+    CU_ASSERT_EQUAL(peers_settle(a, 0, 2500), 1); /* over two sweeps */
+    int got = 0, from_b = 0;
+    cnode_msg m = {0};
+    while (cnode_receive(pa, (int)tu_ms(2000), &m) == 0) {
+        got++;
+        from_b += m.has_from && strcmp(m.from.node, bname) == 0; /* the name, read after nodedown */
+        cnode_msg_free(&m);
+    }
+    CU_ASSERT(got >= 1);
+    CU_ASSERT(from_b >= 1);
+    CU_ASSERT_EQUAL(peers_settle(a, 0, 10000), 0);
+    cnode_proc_close(pa);
+    cnode_node_close(a);
+}
+
+/* A monitor of a process on a node that cannot be reached fires with
+ * noconnection, as in BEAM, and leaves no record behind. */
+static void
+test_monitor_unreachable_node(void)
+{
+    cnode_node *a = mknode("rta", 1, NULL);
+    CU_ASSERT_FATAL(a != NULL);
+    cnode_proc *pa = NULL;
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(a, NULL, &pa), 0);
+    erlang_pid far;
+    memset(&far, 0, sizeof far);
+    snprintf(far.node, sizeof far.node, "nobody@127.0.0.1");
+    far.num = 42;
+    far.creation = 1;
+    erlang_ref ref;
+    CU_ASSERT_EQUAL_FATAL(cnode_monitor(pa, &far, &ref), 0);
+    cnode_msg m = {0};
+    CU_ASSERT_EQUAL_FATAL(cnode_receive_ref(pa, &ref, (int)tu_ms(10000), &m), 0);
+    int idx = 0, ver, ar;
+    char atom[MAXATOMLEN], reason[MAXATOMLEN];
+    ei_decode_version(m.data.buff, &idx, &ver);
+    ei_decode_tuple_header(m.data.buff, &idx, &ar);
+    ei_decode_atom(m.data.buff, &idx, atom);
+    CU_ASSERT_STRING_EQUAL(atom, "DOWN");
+    for (int k = 0; k < 3; k++)
+        ei_skip_term(m.data.buff, &idx);
+    CU_ASSERT_EQUAL(ei_decode_atom(m.data.buff, &idx, reason), 0);
+    CU_ASSERT_STRING_EQUAL(reason, "noconnection");
+    cnode_msg_free(&m);
+    CU_ASSERT_EQUAL(peers_settle(a, 0, 10000), 0);
+    cnode_proc_close(pa);
+    cnode_node_close(a);
+}
+
 static void
 test_library_threads_block_signals(void)
 {
@@ -403,6 +513,8 @@ cnode_test_register(void)
     ADD_TEST(s, test_out_queue_poll_mode_sender_drives_loop);
     ADD_TEST(s, test_out_queue_overflow_takes_link_down);
     ADD_TEST(s, test_peers_limit);
+    ADD_TEST(s, test_peer_records_reclaimed);
+    ADD_TEST(s, test_monitor_unreachable_node);
     ADD_TEST(s, test_library_threads_block_signals);
     ADD_TEST(s, test_slow_resolution_blocks_nothing);
 }

@@ -27,7 +27,7 @@
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
 -export([pre_auth_names/1, held_handshakes/1, takeover/1, bad_input/1, long_names_after_auth/1, bad_float/1,
-         deep_term_and_undef_spawn/1, emfile/1, flood_fairness/1, lifetimes/1]).
+         deep_term_and_undef_spawn/1, emfile/1, flood_fairness/1, lifetimes/1, reclaimed_peers/1]).
 
 -define(H, cnode_harness).
 -define(P, hostile_peer).
@@ -37,7 +37,7 @@ suite() ->
 
 all() ->
     [pre_auth_names, held_handshakes, takeover, bad_input, long_names_after_auth, bad_float,
-     deep_term_and_undef_spawn, emfile, flood_fairness, lifetimes].
+     deep_term_and_undef_spawn, emfile, flood_fairness, lifetimes, reclaimed_peers].
 
 init_per_suite(Config) -> ?H:init_per_suite(?MODULE, Config).
 end_per_suite(Config) -> ?H:end_per_suite(Config).
@@ -312,7 +312,6 @@ flood_fairness(Config) ->
         io:format("first call after the flood: ~p after ~b ms~n", [Served, ?P:now_ms() - T0]),
         ?assertEqual([], [X || {_, R, L} = X <- Pings, R =/= pong orelse L >= ?P:ms(1000)]),
         ?assertEqual([], [X || {_, R, L} = X <- Calls, R =/= 3 orelse L >= ?P:ms(3000)]),
-        ?assert(length(Pings) >= 5),
         ?assertEqual(true, Served),
         T1 = ?P:now_ms(),
         ?H:kill_os(H, "TERM"),
@@ -358,6 +357,48 @@ rss_bound(Grown, MaxKb) ->
         _ -> ?assert(Grown < MaxKb)
     end.
 
+%% Records of nodes that are only named come and go. An authenticated peer
+%% sends three rounds of messages whose senders are pids on 1,500 distinct
+%% nodes that never connect (to a name nobody has), to a node started with
+%% --limit peers=2000. After each round (a rex call over the same connection
+%% says the node has read it) the records are reclaimed: cnode_demo:stats()
+%% shows peers_now back to the two real peers. Without reclamation the second
+%% round would pass the limit and the link would be taken down.
+reclaimed_peers(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S} = Srv = serve(#{args => ["--limit", "peers=2000"]}),
+        Port = maps:get(dist_port, Srv),
+        C = client(S),
+        {ok, P} = ?P:handshake(Port, ?H:unique("namer"), ?H:cookie()),
+        Seen = [begin
+                    Frames = [?P:frame({6, ?P:fake_pid(?P:node_bin("gone" ++ integer_to_list(R) ++ "_" ++
+                                                                        integer_to_list(I))), '', nobody_here},
+                                       hi)
+                              || I <- lists:seq(1, 1500)],
+                    ok = ?P:send(P, Frames),
+                    {ok, #{peers_now := Max}} = ?P:rex_call(P, cnode_demo, stats, [], ?P:ms(10000)),
+                    ok = wait_peers_now(C, S, 2, ?P:deadline(10000)),
+                    Max
+                end || R <- [1, 2, 3]],
+        io:format("peers_now right after each round: ~w; back to 2 after each~n", [Seen]),
+        ?assert(?P:is_up(P, ?P:ms(5000))),
+        #{peers_refused := 0, bad_data_disconnects := 0} = stats(C, S),
+        serving(C, S, after_rounds),
+        ?P:close(P)
+    end).
+
+stats(C, S) -> erpc:call(C, erpc, call, [S, cnode_demo, stats, [], ?P:ms(5000)], ?P:ms(7000)).
+
+wait_peers_now(C, S, Want, Deadline) ->
+    case stats(C, S) of
+        #{peers_now := Want} -> ok;
+        #{peers_now := N} ->
+            case ?P:left(Deadline) of
+                0 -> {peers_now, N};
+                _ -> receive after 50 -> wait_peers_now(C, S, Want, Deadline) end
+            end
+    end.
+
 %%% ===================================================================
 %%% The node and the BEAM client
 %%% ===================================================================
@@ -377,7 +418,7 @@ serve(Opts) ->
             end,
     H = ?H:start_os(serve, Name, "/bin/sh",
                     ["-c", Env ++ Limit ++ "exec \"$0\" \"$@\"", ?H:cnode_bin(),
-                     "serve", "--sname", Name, "--cookie", ?H:cookie()]),
+                     "serve", "--sname", Name, "--cookie", ?H:cookie() | maps:get(args, Opts, [])]),
     {match, [NodeStr]} = ?H:wait_line(H, "^serving cnode_demo on (\\S+)", 60000),
     Node = list_to_atom(NodeStr),
     H#{node => Node, dist_port => ?H:dist_port(Node)}.
@@ -721,10 +762,12 @@ flood(F, Batch, Max, Until, Sent) ->
     end.
 
 %% From C, a ping and then a call of add(1, 2) (each given 5 s), every 50 ms
-%% until the flooder reports, then 1 s more: [{ping | call, Result, Ms}] and
-%% the flooder's report.
+%% until the flooder reports, then 1 s more, and at least 5 rounds (the node
+%% may read the whole flood in less time than a few rounds take; it then still
+%% works through the casts it queued): [{ping | call, Result, Ms}] and the
+%% flooder's report.
 probe(C, S, Acc, Stop) ->
-    case Stop =/= undefined andalso ?P:now_ms() >= element(1, Stop) of
+    case Stop =/= undefined andalso ?P:now_ms() >= element(1, Stop) andalso length(Acc) >= 10 of
         true -> {lists:reverse(Acc), element(2, Stop)};
         false ->
             Ping = timed(ping, fun() -> ping(C, S, 5000) end),
