@@ -13,6 +13,12 @@ CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS    := -L$(EI_DIR)/lib -lei -lssl -lcrypto -lpcre2-8 -lbsd -lpthread -lm
 
+# For `cnode --version`: the OTP release and erl_interface this copy is built and tested with.
+OTP_RELEASE := $(shell cat $(EI_DIR)/../../releases/*/OTP_VERSION 2>/dev/null | head -n 1)
+EI_VERSION  := $(patsubst erl_interface-%,%,$(notdir $(EI_DIR)))
+build/obj/cli/main.o build/asan/obj/cli/main.o build/tsan/obj/cli/main.o: \
+  CPPFLAGS += -DCNODE_OTP_RELEASE='"$(OTP_RELEASE)"' -DCNODE_EI_VERSION='"$(EI_VERSION)"'
+
 LIB_SRC   := $(sort $(wildcard ei_glue/*.c cnode/*.c pg/*.c balancer/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
