@@ -38,7 +38,7 @@ PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
-.PHONY: all deps test test-build test-repeat unit ct demo bench install clean format format-check tsan tsan-build
+.PHONY: all deps test test-build test-repeat unit ct demo bench bench-plot install clean format format-check tsan tsan-build
 all: build/libcnode.a build/libcnode.so build/cnode $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -139,6 +139,10 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCHES)
 	@sh bench/run.sh
+
+# bench/report.png and the README's table from the bench/results.json in the tree (no run)
+bench-plot:
+	@sh bench/plot.sh
 
 # cnode.pc is written here, so that its prefix is the PREFIX of this install (DESTDIR is only
 # where the files go). Shared: `pkg-config --cflags --libs cnode`. Static: the same with --static,
