@@ -55,17 +55,20 @@ wait_for 50 epmd -port "$PORT" -names && kill -0 "$EPMD" 2>/dev/null \
     || { echo "demo: no epmd of ours on port $PORT (taken? set DEMO_EPMD_PORT)"; exit 1; }
 EX=$(elixir -e 'IO.write :code.lib_dir(:elixir)' 2>/dev/null)/ebin
 JOIN='pg:start(demo), pg:join(demo, svc, spawn(fun() -> receive stop -> ok end end))'
+# connect to A, retried (every 0.1 s, 30 s at most) while A is still starting
+CONNECT_A="(fun R(0) -> false; R(N) -> net_kernel:connect_node('$A') =:= true orelse (timer:sleep(100) =:= ok andalso R(N - 1)) end)(300)"
 erl -sname demo_a -setcookie "$COOKIE" -noshell -noinput -pa "$EX" \
     -eval "$JOIN, register(echo, spawn(fun L() -> receive {P, M} -> P ! {echoed, M}, L() end end))" >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 erl -sname demo_b -setcookie "$COOKIE" -noshell -noinput \
-    -eval "$JOIN, net_kernel:connect_node('$A')" >/dev/null 2>&1 &
+    -eval "$JOIN, $CONNECT_A" >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 wait_for 200 cn ping "$A" || { echo "demo: BEAM node $A did not start"; exit 1; }
 wait_for 200 cn ping "$B" || { echo "demo: BEAM node $B did not start"; exit 1; }
 echo_up() { ecall demo_a "is_pid(whereis(echo))." | grep -q true; }
 svc_up() { test "$(cn members --scope demo --group svc "$A" | wc -l)" = 2; }
-wait_for 100 echo_up && wait_for 100 svc_up || { echo "demo: the BEAM nodes did not finish starting"; exit 1; }
+wait_for 100 echo_up || { echo "demo: the echo process did not start on $A"; exit 1; }
+wait_for 100 svc_up || { echo "demo: demo/svc does not show both BEAM members: $(cn members --scope demo --group svc "$A" 2>&1 | tr '\n' ' ')"; exit 1; }
 
 step "cnode ping $A"
 cn ping "$A" >"$TMP/out"; expect "$TMP/out" '^pong$' "ping did not answer pong"
@@ -114,7 +117,7 @@ if wait_for 100 gone; then ecall demo_a "pg:get_members(demo, csvc)."; echo; els
 step "three more BEAM members of demo/fo; the C node calls erlang:node() on them through a round-robin balancer (4 threads, a call per ms each)"
 for i in 1 2 3; do
     erl -sname "demo_m$i" -setcookie "$COOKIE" -noshell -noinput \
-        -eval "pg:start(demo), pg:join(demo, fo, spawn(fun() -> receive stop -> ok end end)), net_kernel:connect_node('$A')" \
+        -eval "pg:start(demo), pg:join(demo, fo, spawn(fun() -> receive stop -> ok end end)), $CONNECT_A" \
         >/dev/null 2>&1 &
     eval "M$i=\$!"
     PIDS="$PIDS $!"
