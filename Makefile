@@ -13,6 +13,12 @@ CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS    := -L$(EI_DIR)/lib -lei -lssl -lcrypto -lpcre2-8 -lbsd -lpthread -lm
 
+# For `cnode --version`: the OTP release and erl_interface this copy is built and tested with.
+OTP_RELEASE := $(shell cat $(EI_DIR)/../../releases/*/OTP_VERSION 2>/dev/null | head -n 1)
+EI_VERSION  := $(patsubst erl_interface-%,%,$(notdir $(EI_DIR)))
+build/obj/cli/main.o build/asan/obj/cli/main.o build/tsan/obj/cli/main.o: \
+  CPPFLAGS += -DCNODE_OTP_RELEASE='"$(OTP_RELEASE)"' -DCNODE_EI_VERSION='"$(EI_VERSION)"'
+
 LIB_SRC   := $(sort $(wildcard ei_glue/*.c cnode/*.c pg/*.c balancer/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
@@ -32,8 +38,8 @@ PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
-.PHONY: all deps test test-build test-repeat unit ct demo bench install clean format format-check tsan tsan-build
-all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
+.PHONY: all deps test test-build test-repeat unit ct demo bench bench-plot install clean format format-check tsan tsan-build
+all: build/libcnode.a build/libcnode.so build/cnode $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -46,14 +52,23 @@ build/asan/obj/%.o: %.c $(HDRS)
 
 build/libcnode.a: $(LIB_OBJ)
 	@mkdir -p build; rm -f $@; ar rcs $@ $^
-build/libcnode.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libcnode.so.0 -pthread -o $@ $^ $(LDLIBS)
+# The shared library carries the whole of ei (ei ships only as a static library and users build
+# terms with ei_x_*), and exports only the public API: libcnode.map keeps cnode_<letter>* (never
+# cnode__*) and the ei_*/erl_* functions that ei.h declares; everything else is local.
+SOVERSION := 0
+EI_LIB    := $(EI_DIR)/lib/libei.a
+build/libcnode.map: libcnode.map.in $(EI_DIR)/include/ei.h
+	@mkdir -p build
+	@{ sed '/@EI_API@/,$$d' libcnode.map.in; \
+	   grep -ohE '\b(ei_[A-Za-z0-9_]+|erl_[A-Za-z0-9_]+|__erl_errno_place)\b' $(EI_DIR)/include/ei.h | sort -u \
+	     | grep -Fxf - $$(nm -g --defined-only $(EI_LIB) | awk 'NF == 3 { print $$3 }' | sort -u >$@.ei; echo $@.ei) \
+	     | sed 's/.*/    &;/'; \
+	   sed '1,/@EI_API@/d' libcnode.map.in; } >$@.tmp && rm -f $@.ei && mv $@.tmp $@
+build/libcnode.so: $(LIB_OBJ) build/libcnode.map
+	$(CC) -shared -Wl,-soname,libcnode.so.$(SOVERSION) -Wl,--version-script=build/libcnode.map -pthread -o $@ \
+	  $(LIB_OBJ) -Wl,--whole-archive $(EI_LIB) -Wl,--no-whole-archive $(filter-out -lei,$(LDLIBS))
 build/cnode: $(CLI_SRC:%.c=build/obj/%.o) build/libcnode.a
 	$(CC) -pthread -o $@ $(filter %.o,$^) build/libcnode.a $(LDLIBS)
-build/cnode.pc: Makefile
-	@mkdir -p build
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: libcnode\nDescription: a C node for Erlang/Elixir clusters\nVersion: %s\nCflags: -I$${includedir} -I%s/include -D_REENTRANT\nLibs: -L$${libdir} -lcnode\nLibs.private: %s\n' \
-	  '$(PREFIX)' '$(VERSION)' '$(EI_DIR)' '$(LDLIBS)' > $@
 build/examples/%: examples/%.c build/libcnode.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libcnode.a $(LDLIBS)
@@ -125,14 +140,27 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCHES)
 	@sh bench/run.sh
 
+# bench/report.png and the README's table from the bench/results.json in the tree (no run)
+bench-plot:
+	@sh bench/plot.sh
+
+# cnode.pc is written here, so that its prefix is the PREFIX of this install (DESTDIR is only
+# where the files go). Shared: `pkg-config --cflags --libs cnode`. Static: the same with --static,
+# with the archive named (-l:libcnode.a), since -lcnode picks the shared library when both are there.
+PC_LIBS_PRIVATE := $(filter-out -lei,$(LDLIBS)) -L$(EI_DIR)/lib -lei
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
 	install -m 644 build/libcnode.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 build/libcnode.so $(DESTDIR)$(PREFIX)/lib/libcnode.so.0
-	ln -sf libcnode.so.0 $(DESTDIR)$(PREFIX)/lib/libcnode.so
-	cp -r include/cnode.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 build/libcnode.so $(DESTDIR)$(PREFIX)/lib/libcnode.so.$(VERSION)
+	ln -sf libcnode.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcnode.so.$(SOVERSION)
+	ln -sf libcnode.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libcnode.so
+	install -m 644 include/*.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 build/cnode $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 build/cnode.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: libcnode' 'Description: a C node for Erlang/Elixir clusters' 'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir} -I$(EI_DIR)/include -D_REENTRANT' 'Libs: -L$${libdir} -lcnode -pthread' \
+	  'Libs.private: $(PC_LIBS_PRIVATE)' >$(DESTDIR)$(PREFIX)/lib/pkgconfig/cnode.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnode.pc
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(filter-out $(wildcard tests/*.h),$(HDRS))

@@ -1,4 +1,4 @@
-/* The libring 1.7 hash ring (shared/vectors/README.md, "The ring, exactly").
+/* The libring 1.7 hash ring (tests/data/vectors/README.md, "The ring, exactly").
  * Points live in one array sorted by point; each names its node by index
  * into the insertion-ordered node list. */
 #include <stdlib.h>

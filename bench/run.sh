@@ -283,3 +283,5 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - STARTED))
 cp "$RAW" "$ROOT/bench/raw.txt" 2>/dev/null
 escript bench/report.escript "$RAW" "$ROOT/bench/results.json" "$COMMIT" "$MACHINE" "$LOAD" "$ELAPSED" "$REPS"
+# the picture and the README's table of the figures just written
+sh bench/plot.sh bench/results.json bench/report.png

@@ -9,6 +9,14 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ei_glue/glue.h" /* the distribution flags the handshake advertises, for --version */
+
+#ifndef CNODE_OTP_RELEASE
+#define CNODE_OTP_RELEASE "unknown"
+#endif
+#ifndef CNODE_EI_VERSION
+#define CNODE_EI_VERSION "unknown"
+#endif
 
 static void
 usage(FILE *f)
@@ -40,7 +48,8 @@ usage(FILE *f)
                "  --limit NAME=VALUE             a field of cnode_limits (repeatable), e.g.\n"
                "                                 served_in_flight=64, mailbox_len=1000\n"
                "  -v                             log to stderr (repeat for more)\n"
-               "  -h, --help                     this text\n"
+               "  -h, --help                     this text; COMMAND --help: that command's\n"
+               "  --version                      library version, OTP release, distribution flags\n"
                "\n"
                "exit codes: 0 ok, 1 pang or remote exception, 2 usage or bad input, 3 noconnection,\n"
                "            4 timeout, 5 service_unavailable\n");
@@ -141,19 +150,99 @@ set_limit(cnode_limits *l, const char *arg)
     return -1;
 }
 
+/* cnode --version: what a bug report needs. The flags are the ones every handshake offers. */
+static void
+version(void)
+{
+    static const struct {
+        uint64_t bit;
+        const char *name;
+    } names[] = {
+        {CNODE__DFLAG_EXTENDED_REFERENCES, "EXTENDED_REFERENCES"},
+        {CNODE__DFLAG_DIST_MONITOR, "DIST_MONITOR"},
+        {CNODE__DFLAG_FUN_TAGS, "FUN_TAGS"},
+        {CNODE__DFLAG_DIST_MONITOR_NAME, "DIST_MONITOR_NAME"},
+        {CNODE__DFLAG_NEW_FUN_TAGS, "NEW_FUN_TAGS"},
+        {CNODE__DFLAG_EXTENDED_PIDS_PORTS, "EXTENDED_PIDS_PORTS"},
+        {CNODE__DFLAG_EXPORT_PTR_TAG, "EXPORT_PTR_TAG"},
+        {CNODE__DFLAG_BIT_BINARIES, "BIT_BINARIES"},
+        {CNODE__DFLAG_NEW_FLOATS, "NEW_FLOATS"},
+        {CNODE__DFLAG_SMALL_ATOM_TAGS, "SMALL_ATOM_TAGS"},
+        {CNODE__DFLAG_UTF8_ATOMS, "UTF8_ATOMS"},
+        {CNODE__DFLAG_MAP_TAG, "MAP_TAG"},
+        {CNODE__DFLAG_BIG_CREATION, "BIG_CREATION"},
+        {CNODE__DFLAG_SEND_SENDER, "SEND_SENDER"},
+        {CNODE__DFLAG_BIG_SEQTRACE_LABELS, "BIG_SEQTRACE_LABELS"},
+        {CNODE__DFLAG_EXIT_PAYLOAD, "EXIT_PAYLOAD"},
+        {CNODE__DFLAG_FRAGMENTS, "FRAGMENTS"},
+        {CNODE__DFLAG_HANDSHAKE_23, "HANDSHAKE_23"},
+        {CNODE__DFLAG_UNLINK_ID, "UNLINK_ID"},
+        {CNODE__DFLAG_MANDATORY_25_DIGEST, "MANDATORY_25_DIGEST"},
+        {CNODE__DFLAG_SPAWN, "SPAWN"},
+        {CNODE__DFLAG_NAME_ME, "NAME_ME"},
+        {CNODE__DFLAG_V4_NC, "V4_NC"},
+        {CNODE__DFLAG_ALIAS, "ALIAS"},
+    };
+    uint64_t flags = CNODE__DFLAGS_OURS, named = 0;
+    printf("cnode %s (libcnode %s)\n", CNODE_VERSION, CNODE_VERSION);
+    printf("OTP: built against erl_interface %s and tested with OTP %s; peers must be OTP 25 or later\n",
+           CNODE_EI_VERSION, CNODE_OTP_RELEASE);
+    printf("distribution flags advertised: 0x%llx (hidden node)\n ", (unsigned long long)flags);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (flags & names[i].bit) {
+            printf(" %s", names[i].name);
+            named |= names[i].bit;
+        }
+    if (flags & ~named)
+        printf(" 0x%llx", (unsigned long long)(flags & ~named));
+    printf("\n");
+}
+
 typedef struct {
     const char *name;
     int (*run)(cli_opts *o);
     int min_args, max_args;
+    const char *help; /* cnode COMMAND --help */
 } command;
 
+#define GLOBAL_HINT "\nglobal options (--sname, --cookie, --connect, --timeout, --limit, -v): see cnode --help\n"
 static const command commands[] = {
-    {"ping", cmd_ping, 1, 1},
-    {"serve", cmd_serve, 0, 0},
-    {"call", cmd_call, 4, 4},
-    {"cast", cmd_cast, 4, 4},
-    {"members", cmd_members, 0, 1000},
-    {"balance", cmd_balance, 3, 3},
+    {"ping", cmd_ping, 1, 1,
+     "usage: cnode ping NODE\n"
+     "  Connects to NODE as net_adm:ping/1 does and prints pong (exit 0) or pang (exit 1).\n"
+     "  --timeout MS bounds the attempt (default 5000); -v says why on pang.\n" GLOBAL_HINT},
+    {"serve", cmd_serve, 0, 0,
+     "usage: cnode serve [--workers N] [--scope S [--group G]] [--connect NODE]...\n"
+     "  Serves cnode_demo (echo/1, add/2, sleep/1, fail/1, info/0) to erpc, rpc and erl_call\n"
+     "  callers until SIGTERM or SIGINT; running handlers then finish within a grace period.\n"
+     "  --workers N   handler threads (default: the library's)\n"
+     "  --scope S     run pg scope S; with --group G, join group G as a member (left first when\n"
+     "                stopping); --connect NODE joins the cluster through NODE\n" GLOBAL_HINT},
+    {"call", cmd_call, 4, 4,
+     "usage: cnode call [--timeout MS] NODE MOD FUN ARGS\n"
+     "  erpc:call(NODE, MOD, FUN, ARGS): ARGS is Erlang term text of a list, e.g. '[1, <<\"x\">>]';\n"
+     "  MOD may be an Elixir module (String). Prints the result as io_lib:format(\"~0p\") does.\n"
+     "  Exit 0 ok, 1 remote exception (printed), 3 noconnection, 4 timeout.\n" GLOBAL_HINT},
+    {"cast", cmd_cast, 4, 4,
+     "usage: cnode cast NODE MOD FUN ARGS\n"
+     "  erpc:cast(NODE, MOD, FUN, ARGS): sends the call and returns without waiting for it.\n"
+     "  ARGS is Erlang term text of a list.\n" GLOBAL_HINT},
+    {"members", cmd_members, 0, 1000,
+     "usage: cnode members --scope S [--group G] [--watch] [--connect NODE]... [NODE...]\n"
+     "  Joins the cluster through the NODEs and prints the pg mirror after discovery, one member\n"
+     "  per line: SCOPE GROUP NODE PID. --group G: only that group. --watch: then one timestamped\n"
+     "  line per change (join, leave, nodedown, suspect, clear) until SIGTERM or SIGINT.\n" GLOBAL_HINT},
+    {"balance", cmd_balance, 3, 3,
+     "usage: cnode balance --scope S --group G [--algorithm A] [--key K] [--filter F] [--sticky] [-n N]\n"
+     "                     [--connect NODE]... MOD FUN ARGS\n"
+     "  N calls (default 1) of MOD:FUN(ARGS) through a balancer over the live members of group G\n"
+     "  of scope S; prints NODE COUNT per node that answered, then each distinct error with its\n"
+     "  count on stderr. \"no live member\" ends the run at once (exit 5).\n"
+     "  --algorithm   random, round_robin, least_connections, power_of_two, hash_ring,\n"
+     "                weighted_round_robin, least_cpu, easy_random, easy_round_robin, easy_hash,\n"
+     "                sticky (default: the balancer's)\n"
+     "  --key K       hash_ring key (Erlang term text)   --filter F  a substring or ~r/REGEX/\n"
+     "  --sticky      EasyRpc's sticky_node: keep calling the node chosen first while it lives\n" GLOBAL_HINT},
 };
 
 int
@@ -169,6 +258,7 @@ main(int argc, char **argv)
         {"count", required_argument, NULL, 'N'},   {"watch", no_argument, NULL, 'W'},
         {"sticky", no_argument, NULL, 'Y'},
         {"limit", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -180,7 +270,7 @@ main(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0;
-    int status = -1;
+    int status = -1, help = 0;
     while ((c = getopt_long(argc, argv, "vhn:", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -260,7 +350,10 @@ main(int argc, char **argv)
             o.verbose++;
             break;
         case 'h':
-            usage(stdout);
+            help = 1; /* global, or the command's when one is named (options come in any order) */
+            break;
+        case 'V':
+            version();
             status = EXIT_OK;
             break;
         default:
@@ -270,6 +363,17 @@ main(int argc, char **argv)
         }
         if (status >= 0)
             break;
+    }
+    if (status < 0 && help) {
+        const command *found = NULL;
+        for (size_t i = 0; optind < argc && i < sizeof commands / sizeof commands[0]; i++)
+            if (strcmp(commands[i].name, argv[optind]) == 0)
+                found = &commands[i];
+        if (found)
+            fputs(found->help, stdout);
+        else
+            usage(stdout);
+        status = EXIT_OK;
     }
     if (status < 0) {
         if (optind >= argc) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cnode/builtins.h"
 #include "cnode/internal.h"
 #include "cnode/terms.h"
 
@@ -86,6 +87,21 @@ find_fn(server *s, const char *mod, const char *fun, int arity)
         if (f->arity == arity && strcmp(f->mod, mod) == 0 && strcmp(f->fun, fun) == 0)
             return f;
     return NULL;
+}
+
+static int start_workers(cnode_node *node);
+
+/* What a request names: a registered function, else one of the erlang built-ins every member
+ * answers (builtins.c: node/0, nodes/0,1, ...), put in *tmp (starting the workers if none run
+ * yet), else NULL (undef). node->lock held. */
+static fn *
+find_callable(cnode_node *node, const char *mod, const char *fun, int arity, fn *tmp)
+{
+    fn *f = find_fn(srv(node), mod, fun, arity);
+    if (f || !(tmp->h = cnode__builtin(mod, fun, arity)) || start_workers(node) != 0)
+        return f;
+    tmp->ud = NULL;
+    return tmp;
 }
 
 /* 1 if ei decodes all of t[0, len) (one term, no 131) and it ends exactly at len.
@@ -647,7 +663,8 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         return 1;
     }
     int n = list_length(a, alen);
-    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
+    fn builtin;
+    fn *f = n >= 0 ? find_callable(node, mod, fun, n, &builtin) : NULL;
     job *j = NULL;
     if (f && (!(j = job_new(mod, fun)) || split_args(j, a, alen) != 0)) {
         job_free(j);
@@ -727,7 +744,8 @@ rex_call(cnode_node *node, cnode__peer *peer, const char *b, int idx, int kind, 
             rex_badarg(node, &d, to, b + ms, (size_t)(idx - ms));
         return 0;
     }
-    fn *f = n >= 0 ? find_fn(s, mod, fun, n) : NULL;
+    fn builtin;
+    fn *f = n >= 0 && !refused ? find_callable(node, mod, fun, n, &builtin) : NULL;
     job *j = NULL;
     /* BEAM's rex spawns first (failing with system_limit, answered {badrpc,
      * {'EXIT', system_limit}}; a cast is dropped), then the process finds undef */

@@ -189,6 +189,7 @@ typedef struct cnode_stats {
 int cnode_node_stats(cnode_node *node, cnode_stats *out);
 /* "alive@host"; lives as long as the node. */
 const char *cnode_node_name(const cnode_node *node);
+/* The creation number of this incarnation of the node (in its pids and refs); 0 for NULL. */
 uint32_t cnode_node_creation(const cnode_node *node);
 /* One turn of the event loop, for nodes made with no_io_thread: waits up to
  * timeout_ms (-1 forever) for I/O and handles it. Returns the number of events
@@ -216,6 +217,7 @@ uint64_t cnode_peer_flags(cnode_node *node, const char *peer);
 int cnode_proc_new(cnode_node *node, const char *name, cnode_proc **out);
 /* The process's pid; lives as long as the handle. */
 const erlang_pid *cnode_proc_pid(const cnode_proc *proc);
+/* The node the process belongs to. */
 cnode_node *cnode_proc_node(const cnode_proc *proc);
 /* Exit the process with reason (an encoded term, with or without its 131;
  * NULL means `normal`): linked processes get an exit signal and monitors a
@@ -225,6 +227,7 @@ void cnode_proc_exit(cnode_proc *proc, const ei_x_buff *reason);
 void cnode_proc_close(cnode_proc *proc);
 /* Register / unregister a local name. CNODE_EEXIST, CNODE_ENOTFOUND. */
 int cnode_register(cnode_proc *proc, const char *name);
+/* Frees a registered name of this node (any process's). CNODE_ENOTFOUND if not registered. */
 int cnode_unregister(cnode_node *node, const char *name);
 /* process_flag(trap_exit, on): with it, exit signals arrive as
  * {'EXIT', From, Reason} messages; without it a non-normal exit signal (or
@@ -278,6 +281,7 @@ int cnode_demonitor(cnode_proc *proc, const erlang_ref *ref);
 /* link/1 and unlink/1 (unlink-id protocol). Linking to a dead pid gives
  * {'EXIT', Pid, noproc} (when trapping exits). */
 int cnode_link(cnode_proc *proc, const erlang_pid *target);
+/* unlink/1: removes the link (unlink-id protocol); unlinking what is not linked is 0. */
 int cnode_unlink(cnode_proc *proc, const erlang_pid *target);
 /* exit(Target, Reason); reason: encoded term, NULL = normal. */
 int cnode_exit_signal(cnode_proc *proc, const erlang_pid *target, const ei_x_buff *reason);
@@ -329,6 +333,7 @@ typedef struct cnode_result {
     ei_x_buff reply; /* status 0: the value (with 131); free with cnode_result_free */
     cnode_error err;
 } cnode_result;
+/* Frees r->reply and r->err's details (NULL-safe); the struct itself stays the caller's. */
 void cnode_result_free(cnode_result *r);
 /* Like erpc:multicall/5: the call on every node at once; results[i] for
  * targets[i]. Returns 0 when every node was tried (each result has its status),
@@ -360,6 +365,8 @@ typedef void cnode_handler(cnode_call_ctx *ctx, const cnode_args *args, void *us
  * CNODE_EEXIST if already registered. user_data: kept until unregistered. */
 int cnode_register_function(cnode_node *node, const char *mod, const char *fun, int arity, cnode_handler *handler,
                             void *user_data);
+/* Removes a function registered with cnode_register_function: later calls raise undef.
+ * CNODE_ENOTFOUND if it is not registered, CNODE_EINVAL on NULL. */
 int cnode_unregister_function(cnode_node *node, const char *mod, const char *fun, int arity);
 /* The result term (with or without 131); borrowed. CNODE_EINVAL if already answered. */
 int cnode_reply(cnode_call_ctx *ctx, const ei_x_buff *term);
@@ -420,12 +427,14 @@ int cnode_pg_connect(cnode_pg_scope *scope, const char *node);
 int cnode_pg_wait_ready(cnode_pg_scope *scope, unsigned timeout_ms);
 /* pg:join/3 and pg:leave/3 for a C process of this node (join twice, member twice). */
 int cnode_pg_join(cnode_pg_scope *scope, const char *group, const cnode_proc *proc);
+/* pg:leave/3: one membership of proc less. CNODE_ENOTFOUND if proc is not a member of group. */
 int cnode_pg_leave(cnode_pg_scope *scope, const char *group, const cnode_proc *proc);
 
 /* An immutable view of every group of a scope, read without locks. */
 typedef struct cnode_pg_snapshot cnode_pg_snapshot;
 /* Any thread; wait-free apart from a few atomic operations. Release it. */
 cnode_pg_snapshot *cnode_pg_snapshot_get(cnode_pg_scope *scope);
+/* Releases a snapshot from cnode_pg_snapshot_get (NULL-safe); its pointers die with it. */
 void cnode_pg_snapshot_release(cnode_pg_snapshot *snap);
 /* A number that grows with every snapshot the scope publishes (each one
  * after any change of membership or liveness): equal numbers mean the same
@@ -437,10 +446,14 @@ uint64_t cnode_pg_generation(cnode_pg_scope *scope);
 /* Members of group (an atom's name) in pg's order (pg:get_members/2); *n set.
  * Local: only this node's (pg:get_local_members/2). Pointers live with snap. */
 const cnode_pg_member *cnode_pg_members(const cnode_pg_snapshot *snap, const char *group, size_t *n);
+/* cnode_pg_members with the group as its encoded term (group[0..glen), no 131): any term. */
 const cnode_pg_member *cnode_pg_members_term(const cnode_pg_snapshot *snap, const char *group, size_t glen, size_t *n);
+/* pg:get_local_members/2: copies up to cap of this node's members to out and returns
+ * how many there are (more than cap: out holds the first cap). */
 size_t cnode_pg_local_members(const cnode_pg_snapshot *snap, const char *group, cnode_pg_member *out, size_t cap);
 /* Group i (0 <= i < count) as an encoded term (no 131). */
 size_t cnode_pg_group_count(const cnode_pg_snapshot *snap);
+/* Group i's encoded term (no 131), its length in *len; NULL when i >= count. */
 const char *cnode_pg_group_at(const cnode_pg_snapshot *snap, size_t i, size_t *len);
 /* 1 if node is marked suspect by the liveness probe (see cnode_pg_opts). */
 int cnode_pg_node_suspect(const cnode_pg_snapshot *snap, const char *node);
@@ -448,7 +461,9 @@ int cnode_pg_node_suspect(const cnode_pg_snapshot *snap, const char *node);
 size_t cnode_pg_node_count(const cnode_pg_snapshot *snap, const char *group, const char *node);
 /* Probe round trip of a peer in microseconds, or -1 if unknown. */
 long cnode_pg_probe_rtt_us(cnode_pg_scope *scope, const char *node);
+/* The node the scope runs on (NULL for NULL). */
 cnode_node *cnode_pg_scope_node(const cnode_pg_scope *scope);
+/* The scope's name (its registered name, e.g. "pg"); "" for NULL. */
 const char *cnode_pg_scope_name(const cnode_pg_scope *scope);
 
 /* EasyRpc's text form: "[type] message" or "[type] message | details: [...]". */

@@ -59,6 +59,7 @@ int cnode_ring_add(cnode_ring *ring, const char *node, unsigned weight);
 int cnode_ring_remove(cnode_ring *ring, const char *node);
 /* Nodes on the ring, and node i in the order they were added. */
 size_t cnode_ring_node_count(const cnode_ring *ring);
+/* Node i (0 <= i < count) in the order added; NULL out of range. */
 const char *cnode_ring_node_at(const cnode_ring *ring, size_t i);
 /* libring key_to_node/2. key: an encoded term (with or without 131).
  * *node: lives until the ring changes or is freed.
@@ -97,6 +98,7 @@ int cnode_filter_new(const char *pattern, int kind, const char *const *excluded,
 /* 1 if node passes the filter, else 0 (a regex that fails to run, e.g. on
  * its match limit, counts as no match). Allocation-free after warm-up. */
 int cnode_filter_match(const cnode_filter *filter, const char *node);
+/* Frees a filter (NULL-safe). */
 void cnode_filter_free(cnode_filter *filter);
 
 /* ---- the balancer ------------------------------------------------------------ */
@@ -138,6 +140,7 @@ enum {
  * "Elixir.RpcLoadBalancer.LoadBalancer.SelectionAlgorithm.RoundRobin" are
  * accepted too). 0 or CNODE_EINVAL. */
 int cnode_balancer_algorithm_parse(const char *name, int *algorithm);
+/* The name cnode_balancer_algorithm_parse takes for an algorithm, "unknown" for any other value. */
 const char *cnode_balancer_algorithm_name(int algorithm);
 
 /* What an algorithm sees for one pick. Everything dies when select returns. */
@@ -353,6 +356,7 @@ int cnode_balancer_cast(cnode_balancer *b, const char *mod, const char *fun, con
 
 /* EasyRpc's clear_sticky_node/1 and reset_round_robin/1, for the calling thread. */
 void cnode_balancer_clear_sticky(cnode_balancer *b);
+/* reset_round_robin/1: the calling thread's round-robin position starts over. */
 void cnode_balancer_reset_round_robin(cnode_balancer *b);
 
 /* ---- LeastCpu: readings, and answering for this node ----------------------- */
@@ -519,6 +523,7 @@ int cnode_rpc_def_check(const cnode_rpc_def *def, cnode_error *err);
  * message), CNODE_EINVAL (text that is not a term: validation_error),
  * CNODE_ENOMEM. */
 typedef struct cnode_rpc_config cnode_rpc_config;
+/* WrapperConfig text to a wrapper (see above). */
 int cnode_rpc_config_parse(cnode_node *node, const char *text, cnode_rpc_config **out, cnode_error *err);
 /* WrapperConfig.load_config!(app, name) over an application environment
  * written as sys.config text: [{App, [{Name, Config}, ...]}, ...]. A missing
@@ -537,6 +542,7 @@ cnode_balancer *cnode_rpc_config_balancer(const cnode_rpc_config *cfg);
  * the wrapper's, as cnode_rpc_call. CNODE_ENOTFOUND (validation_error) if
  * the wrapper has no such function of that arity. */
 int cnode_rpc_config_call(cnode_rpc_config *cfg, const char *name, const ei_x_buff *args, ei_x_buff *reply, cnode_error *err);
+/* Frees a wrapper and its balancer (NULL-safe). */
 void cnode_rpc_config_free(cnode_rpc_config *cfg);
 
 #ifdef __cplusplus

@@ -19,7 +19,7 @@
 # Every outcome is one line in build/asan/logs/results ("pass|fail|skip NAME [why]"); each
 # failure and planned skip is printed with its reason.
 #
-# Options: --unit-only, --ct-only, --results FILE (also write the result lines to FILE).
+# Options: --unit-only (CUnit and script checks), --ct-only, --results FILE (also write the result lines to FILE).
 # CNODE_TEST_TIME_SCALE (default 1) stretches the time limits here, in the harness and in the
 # CUnit programs, for a slow machine.
 unit=1 ct=1 extra=""
@@ -104,6 +104,25 @@ if [ $unit = 1 ]; then
             echo "FAILED: $t (exit $rc, $nf failed)"
         else
             echo "ok: $t ($np tests)"
+        fi
+    done
+fi
+
+# Script checks (tests/check-*.sh): the exported symbols, the documented API, the installed copy
+# built out of tree, the demo, the Elixir and C pair. Each is one pass or one failure, named
+# after the script, with its last line as the reason; its output is in build/asan/logs/checks/.
+if [ $unit = 1 ]; then
+    mkdir -p "$logs/checks"
+    for c in tests/check-*.sh; do
+        name=$(basename "$c" .sh)
+        CNODE_TEST_TIME_SCALE="$scale" timeout -k 5 "$(scaled 240)" sh "$c" >"$logs/checks/$name.log" 2>&1; rc=$?
+        if [ $rc = 0 ]; then
+            record "pass $name:(script)"
+            echo "ok: $c ($(tail -n 1 "$logs/checks/$name.log"))"
+        else
+            record "fail $name:(script) exit $rc$( [ $rc = 124 ] && echo ' (timeout)'): $(tail -n 1 "$logs/checks/$name.log" | cut -c1-200)"
+            tail -n 30 "$logs/checks/$name.log"
+            echo "FAILED: $c (exit $rc; log $logs/checks/$name.log)"
         fi
     done
 fi

@@ -1,7 +1,7 @@
 /* The balancer's selection core over plain node lists (no network): every
  * algorithm's order and spread as seed-behaviour.md A6 and B3 describe, the
- * selector vectors (../shared/vectors/libring_key_to_node.tsv through
- * hash_ring, ../shared/vectors/easy_rpc_hash.tsv through easy_hash),
+ * selector vectors (tests/data/vectors/libring_key_to_node.tsv through
+ * hash_ring, tests/data/vectors/easy_rpc_hash.tsv through easy_hash),
  * counters released on every outcome, and a node with a pg scope of its own
  * for "no live member -> service_unavailable at once" and the wait option. */
 #include <CUnit/CUnit.h>
@@ -16,8 +16,8 @@
 #include "cnode_balancer.h"
 #include "tests/testutil.h"
 
-#define RING_TSV "../shared/vectors/libring_key_to_node.tsv"
-#define EASY_TSV "../shared/vectors/easy_rpc_hash.tsv"
+#define RING_TSV "tests/data/vectors/libring_key_to_node.tsv"
+#define EASY_TSV "tests/data/vectors/easy_rpc_hash.tsv"
 
 static const char *abc[] = {"a@h", "b@h", "c@h"};
 

@@ -1,5 +1,5 @@
 /* erlang:phash2 against the shared vectors (real OTP 25 results):
- * ../shared/vectors/phash2.tsv and ../shared/vectors/easy_rpc_hash.tsv,
+ * tests/data/vectors/phash2.tsv and tests/data/vectors/easy_rpc_hash.tsv,
  * plus pids, refs, ports and funs captured with the same OTP, odd but legal
  * encodings, and malformed input. */
 #include <CUnit/CUnit.h>
@@ -10,8 +10,8 @@
 #include "cnode_balancer.h"
 #include "tests/testutil.h"
 
-#define PHASH2_TSV "../shared/vectors/phash2.tsv"
-#define EASY_HASH_TSV "../shared/vectors/easy_rpc_hash.tsv"
+#define PHASH2_TSV "tests/data/vectors/phash2.tsv"
+#define EASY_HASH_TSV "tests/data/vectors/easy_rpc_hash.tsv"
 
 /* Split line (modified in place) at tabs; returns the field count. */
 static int

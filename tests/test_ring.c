@@ -1,6 +1,6 @@
 /* The libring hash ring against libring 1.7.0's own answers:
- * ../shared/vectors/libring_key_to_node.tsv (key_to_node on OTP <= 25 and
- * >= 26, key_to_nodes/3, removal) and ../shared/vectors/libring_vnode_points.tsv. */
+ * tests/data/vectors/libring_key_to_node.tsv (key_to_node on OTP <= 25 and
+ * >= 26, key_to_nodes/3, removal) and tests/data/vectors/libring_vnode_points.tsv. */
 #include <CUnit/CUnit.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,8 +9,8 @@
 #include "cnode_balancer.h"
 #include "tests/testutil.h"
 
-#define KEY_TSV "../shared/vectors/libring_key_to_node.tsv"
-#define POINTS_TSV "../shared/vectors/libring_vnode_points.tsv"
+#define KEY_TSV "tests/data/vectors/libring_key_to_node.tsv"
+#define POINTS_TSV "tests/data/vectors/libring_vnode_points.tsv"
 
 static int
 split_tabs(char *line, char **f, int max)
