@@ -156,8 +156,8 @@ cnode__rd_atom(cnode__rd *r, cnode__atom *a)
     return 0;
 }
 
-static void
-int_set(cnode__int *v, int neg, uint64_t m)
+void
+cnode__int_set(cnode__int *v, int neg, uint64_t m)
 {
     v->neg = neg && m != 0;
     v->n = 0;
@@ -176,13 +176,13 @@ cnode__rd_int(cnode__rd *r, cnode__int *v)
     switch (p[0]) {
     case T_SMALL_INT:
         NEED(r, 2);
-        int_set(v, 0, p[1]);
+        cnode__int_set(v, 0, p[1]);
         r->pos += 2;
         return 0;
     case T_INT: {
         NEED(r, 5);
         int64_t s = (int32_t)cnode__be32(p + 1);
-        int_set(v, s < 0, (uint64_t)(s < 0 ? -s : s));
+        cnode__int_set(v, s < 0, (uint64_t)(s < 0 ? -s : s));
         r->pos += 5;
         return 0;
     }

@@ -91,6 +91,8 @@ typedef struct {
     unsigned char tmp[8];
 } cnode__int;
 int cnode__rd_int(cnode__rd *r, cnode__int *v);
+/* v = (neg ? -m : m), its magnitude in v->tmp. */
+void cnode__int_set(cnode__int *v, int neg, uint64_t m);
 /* The value if it fits an int64_t: 1, else 0. */
 int cnode__int_small(const cnode__int *v, int64_t *out);
 

@@ -313,36 +313,9 @@ cnode__insp_float(cnode__sb *o, double v)
 void
 cnode__insp_big(cnode__sb *o, const unsigned char *le, size_t n, int neg)
 {
-    unsigned char *m = malloc(n ? n : 1);
-    char *dec = malloc(n * 3 + 4);
-    if (!m || !dec) {
-        free(m);
-        free(dec);
-        cnode__sb_str(o, "?");
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        m[i] = le[n - 1 - i]; /* big-endian */
-    size_t nd = 0, len = n;
-    for (;;) {
-        unsigned rem = 0;
-        int nonzero = 0;
-        for (size_t i = 0; i < len; i++) {
-            unsigned cur = rem << 8 | m[i];
-            m[i] = (unsigned char)(cur / 10);
-            rem = cur % 10;
-            nonzero |= m[i];
-        }
-        dec[nd++] = (char)('0' + rem);
-        if (!nonzero)
-            break;
-    }
-    if (neg)
-        cnode__sb_put(o, "-", 1);
-    for (size_t i = nd; i > 0; i--)
-        cnode__sb_put(o, &dec[i - 1], 1);
-    free(m);
-    free(dec);
+    char *d = cnode__tt_decimal(le, n, neg);
+    cnode__sb_str(o, d ? d : "?");
+    free(d);
 }
 
 /* ---- strings ---- */

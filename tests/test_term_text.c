@@ -558,7 +558,7 @@ test_print_malformed(void)
         {"\x83\x77\x02\xc3\x28", 5},                       /* atom that is not UTF-8 */
         {"\x83\x46\x7f\xf0\x00\x00\x00\x00\x00\x00", 10}, /* +infinity */
         {"\x83\x4d\x00\x00\x00\x01\x09\xff", 8},           /* 9 trailing bits */
-        {"\x83\x6e\x01\x02\x01", 5},                       /* bignum sign 2 */
+        {"\x83\x63" "nan" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 33}, /* FLOAT_EXT text BEAM refuses */
         {"\x83\x52\x00", 3},                               /* atom cache ref */
         {"\x83\x50\x00\x00\x00\x01\x78", 7},               /* compressed */
         {"\x83\x7a", 2},                                   /* unknown tag */
@@ -576,6 +576,10 @@ test_print_malformed(void)
         free(s);
         free(p);
     }
+    /* BEAM reads any bignum sign byte but 0 as negative */
+    char *s = cnode_term_print("\x83\x6e\x01\x02\x01", 5);
+    CU_ASSERT_STRING_EQUAL(s ? s : "", "-1");
+    free(s);
 }
 
 /* Encodings a C program may write that term_to_binary never does. */
