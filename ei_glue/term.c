@@ -1,10 +1,12 @@
 /* ei_glue/term.c: the whole-term walk of the bounded reader (reader.h).
  * Everything the peer sends is walked before ei or any printer, parser or
  * hash reads it, so nothing reads past a buffer, depth and size are bounded,
- * and what passes is what BEAM's binary_to_term takes, with three
- * differences: compressed terms (tag 80) are refused, a NEW_FUN whose Size
- * disagrees with its contents is refused (BEAM ignores Size; ei does not),
- * and duplicate map keys are not looked for (BEAM refuses them). */
+ * and what passes is what BEAM's binary_to_term takes, with these
+ * differences: compressed terms (tag 80) are refused; a NEW_FUN whose Size
+ * disagrees with its contents, or whose Pid is not a pid, is refused (BEAM
+ * ignores both; ei cannot read such a fun, and ei only ever sees what this
+ * walk passed); depth and element counts have limits; duplicate map keys are
+ * not looked for (BEAM refuses them). */
 #include "ei_glue/reader.h"
 
 /* The walker's own stack; max_depth above this is clamped to it. */
@@ -92,13 +94,18 @@ step(cnode__rd *r, uint64_t *children, size_t *fun_end)
     case T_NEW_FUN: { /* Size Arity Uniq Index NumFree Module OldIndex OldUniq Pid Free... */
         cnode__rd t = *r;
         if ((rc = cnode__rd_fun(&t, &fun)) != 0 || (rc = cnode__rd_atom(&t, &a)) != 0 ||
-            (rc = cnode__rd_int(&t, &iv)) != 0 || (rc = cnode__rd_int(&t, &iv)) != 0) {
+            (rc = cnode__rd_int(&t, &iv)) != 0 || (rc = cnode__rd_int(&t, &iv)) != 0 ||
+            (rc = cnode__rd_ident(&t, &id)) != 0) {
             r->why = t.why;
             return rc;
         }
+        if (id.tag != T_PID && id.tag != T_NEW_PID)
+            FAIL("term: fun whose Pid is not a pid (ei cannot read it)");
         *fun_end = r->pos + 1 + fun.size;
-        *children = 1 + (uint64_t)fun.num_free;
+        *children = fun.num_free;
         *r = t;
+        if (fun.num_free == 0 && r->pos != *fun_end)
+            FAIL("term: fun size does not match its contents");
         return 0;
     }
     case T_FUN:

@@ -86,3 +86,14 @@ hole(ps *p)
     }
 }
 
+
+int
+cnode_term_format(ei_x_buff *out, cnode_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ps p = {(const unsigned char *)fmt, fmt ? strlen(fmt) : 0, 0, out, err, 0, 0, &ap};
+    int rc = parse_all(&p);
+    va_end(ap);
+    return rc;
+}

@@ -1,24 +1,33 @@
-/* term/module.c: module names as atoms. */
+/* term/module.c: the one way a module name becomes an atom, for the client
+ * (cnode_call and friends), the CLI and the balancer. */
 #include "term/text.h"
 
-/* ---- Elixir module names --------------------------------------------------------------------------------------- */
-
-int
-cnode_term_module_name(const char *in, char *out, size_t cap)
+/* An uppercase letter an Elixir alias starts with: A-Z, or À-Þ but × (UTF-8). */
+static int
+alias_start(const char *name)
 {
-    if (!in || !out || cap == 0)
-        return -1;
-    const unsigned char *u = (const unsigned char *)in;
-    uint32_t c0 = 0;
-    int keep = u[0] == 0 || u[0] == '\'' || strncmp(in, "Elixir.", 7) == 0 || (cnode__utf8_get(u, strnlen(in, 4), &c0) && io_lower(c0));
-    const char *prefix = keep ? "" : "Elixir.";
-    size_t pl = strlen(prefix), n = strlen(in);
-    if (pl + n + 1 > cap) {
-        out[0] = 0;
-        return -1;
-    }
-    memcpy(out, prefix, pl);
-    memcpy(out + pl, in, n + 1);
-    return 0;
+    uint32_t c = 0;
+    size_t k = cnode__utf8_get((const unsigned char *)name, strnlen(name, 4), &c);
+    return k && ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7));
 }
 
+int
+cnode_module_atom(const char *name, char *out, size_t cap)
+{
+    if (!name || !out || cap == 0 || !*name) {
+        if (out && cap)
+            out[0] = 0;
+        return CNODE_EINVAL;
+    }
+    const char *prefix = alias_start(name) && strncmp(name, "Elixir.", 7) != 0 ? "Elixir." : "";
+    size_t pl = strlen(prefix), n = strlen(name), chars = 0;
+    for (size_t i = 0; i < n; i++)
+        chars += ((unsigned char)name[i] & 0xC0) != 0x80;
+    if (pl + n + 1 > cap || pl + chars > 255) { /* an atom has at most 255 characters */
+        out[0] = 0;
+        return CNODE_EINVAL;
+    }
+    memcpy(out, prefix, pl);
+    memcpy(out + pl, name, n + 1);
+    return 0;
+}

@@ -458,38 +458,23 @@ value(ps *p)
     return perr(p, p->pos, "unexpected character U+%04X", (unsigned)c);
 }
 
-static int parse_all(ps *p);
+
 
 int
-cnode_term_parse(const char *text, ei_x_buff *out, char *err, size_t errcap)
+cnode_term_parse(const char *text, ei_x_buff *out, cnode_error *err)
 {
-    if (err && errcap)
-        err[0] = 0;
-    ps p = {(const unsigned char *)text, text ? strlen(text) : 0, 0, out, err, errcap, 0, 0, NULL};
+    ps p = {(const unsigned char *)text, text ? strlen(text) : 0, 0, out, err, 0, 0, NULL};
     return parse_all(&p);
 }
 
 int
-cnode_term_format(ei_x_buff *out, char *err, size_t errcap, const char *fmt, ...)
-{
-    if (err && errcap)
-        err[0] = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    ps p = {(const unsigned char *)fmt, fmt ? strlen(fmt) : 0, 0, out, err, errcap, 0, 0, &ap};
-    int rc = parse_all(&p);
-    va_end(ap);
-    return rc;
-}
-
-static int
 parse_all(ps *p0)
 {
     ps p = *p0;
     const char *text = (const char *)p.s;
     ei_x_buff *out = p.x;
     if (!text || !out || !out->buff)
-        return perr(&p, 0, "no text or no output buffer");
+        return term_fail(p.err, CNODE_EINVAL, "no text or no output buffer");
     int start = out->index;
     skip_ws(&p);
     if (value(&p) == 0) {
@@ -503,8 +488,23 @@ parse_all(ps *p0)
     }
     if (p.failed) {
         out->index = start;
-        return -1;
+        return p.failed;
     }
     return 0;
+}
+
+int
+term_fail(cnode_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        cnode_error_clear(err);
+        err->code = code;
+        err->arity = -1;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }
 

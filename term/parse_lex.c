@@ -9,23 +9,24 @@ perr(ps *p, size_t at, const char *fmt, ...)
 {
     if (p->failed)
         return -1;
-    p->failed = 1;
-    if (p->err && p->errcap) {
-        int k = snprintf(p->err, p->errcap, "at offset %zu: ", at);
-        if (k >= 0 && (size_t)k < p->errcap) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(p->err + k, p->errcap - (size_t)k, fmt, ap);
-            va_end(ap);
-        }
-    }
+    p->failed = CNODE_EBADMSG;
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    term_fail(p->err, CNODE_EBADMSG, "at offset %zu: %s", at, msg);
     return -1;
 }
 
 int
 oom(ps *p)
 {
-    return perr(p, p->pos, "out of memory");
+    if (!p->failed) {
+        p->failed = CNODE_ENOMEM;
+        term_fail(p->err, CNODE_ENOMEM, "at offset %zu: out of memory", p->pos);
+    }
+    return -1;
 }
 
 int

@@ -334,27 +334,32 @@ pr_term(sbuf *o, rd *r, unsigned depth)
     }
 }
 
-char *
-cnode_term_print(const char *buf, size_t len)
+int
+cnode_term_print(const char *buf, size_t len, char **out, cnode_error *err)
 {
-    if (!buf)
-        return NULL;
+    if (!buf || !out)
+        return term_fail(err, CNODE_EINVAL, "no term or no output pointer");
+    *out = NULL;
     const unsigned char *b = (const unsigned char *)buf;
     if (len > 0 && b[0] == 131) {
         b++;
         len--;
     }
     rd all = cnode__rd_at(b, len);
-    if (len == 0 || cnode__rd_skip(&all, NULL) != 0 || all.pos != len)
-        return NULL;
+    int rc = len == 0 ? (int)CNODE__NEED_MORE : cnode__rd_skip(&all, NULL);
+    if (rc != 0)
+        return term_fail(err, CNODE_EBADMSG, "%s", rc == (int)CNODE__NEED_MORE ? "term: ends early" : all.why);
+    if (all.pos != len)
+        return term_fail(err, CNODE_EBADMSG, "term: %zu bytes after the term", len - all.pos);
     sbuf o = {0};
     rd r = cnode__rd_at(b, len);
     int res = pr_term(&o, &r, 0);
     sb_c(&o, 0);
     if (res || r.pos != len || o.oom) {
         free(o.p);
-        return NULL;
+        return o.oom ? term_fail(err, CNODE_ENOMEM, "out of memory printing the term")
+                     : term_fail(err, CNODE_EBADMSG, "term: a part the printer cannot write");
     }
-    return o.p;
+    *out = o.p;
+    return 0;
 }
-

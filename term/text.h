@@ -33,6 +33,7 @@
 #define MAX_SEGMENT_BITS 65536 /* Size in <<V:Size>> */
 #define FLATMAP_MAX 32         /* maps up to this size print in key order */
 
+/* Fills err (if not NULL) as the rest of the API does and returns code. */
 /* An encoded term being read: the shared reader's cursor. */
 typedef cnode__rd rd;
 
@@ -83,9 +84,8 @@ typedef struct {
     const unsigned char *s;
     size_t len, pos;
     ei_x_buff *x;
-    char *err;
-    size_t errcap;
-    int failed;
+    cnode_error *err; /* may be NULL */
+    int failed;       /* the CNODE_E... code of the first failure, 0 while none */
     unsigned depth;
     va_list *ap; /* cnode_term_format: the arguments for its holes; NULL when parsing */
 } ps;
@@ -194,5 +194,12 @@ int put_codepoints(ps *p, cpbuf *sp, int res);
 int utf8_cps(ps *p, const char *text, cpbuf *out);
 #define hole(...) cnode__tt_hole(__VA_ARGS__)
 int hole(ps *p);
+
+/* parse.c: parse p's text (cnode_term_parse and _format): 0 or a CNODE_E... code. */
+#define parse_all(...) cnode__tt_parse_all(__VA_ARGS__)
+int parse_all(ps *p);
+
+#define term_fail(...) cnode__tt_term_fail(__VA_ARGS__)
+__attribute__((format(printf, 3, 4))) int term_fail(cnode_error *err, int code, const char *fmt, ...);
 
 #endif
