@@ -8,15 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FAIL(r, msg)                                                                                                   \
-    do {                                                                                                               \
-        (r)->why = (msg);                                                                                              \
-        return (int)CNODE__MALFORMED;                                                                                  \
+#define FAIL(r, msg)                                                                                                               \
+    do {                                                                                                                           \
+        (r)->why = (msg);                                                                                                          \
+        return (int)CNODE__MALFORMED;                                                                                              \
     } while (0)
-#define NEED(r, n)                                                                                                     \
-    do {                                                                                                               \
-        if (!cnode__rd_need((r), (n)))                                                                                 \
-            return (int)CNODE__NEED_MORE;                                                                              \
+#define NEED(r, n)                                                                                                                 \
+    do {                                                                                                                           \
+        if (!cnode__rd_need((r), (n)))                                                                                             \
+            return (int)CNODE__NEED_MORE;                                                                                          \
     } while (0)
 
 int
@@ -337,8 +337,7 @@ cnode__rd_ident(cnode__rd *r, cnode__ident *id)
             return rc;
         if (n < 1 || n > 5) /* BEAM reads a first word even when the count is 0 */
             FAIL(r, "term: reference with a bad word count");
-    } else if (tag != T_PID && tag != T_NEW_PID && tag != T_PORT && tag != T_NEW_PORT && tag != T_V4_PORT &&
-               tag != T_REF) {
+    } else if (tag != T_PID && tag != T_NEW_PID && tag != T_PORT && tag != T_NEW_PORT && tag != T_V4_PORT && tag != T_REF) {
         FAIL(r, "term: expected a pid, port or reference");
     }
     if ((rc = cnode__rd_atom(&s, &id->node)) != 0) {

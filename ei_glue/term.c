@@ -19,10 +19,10 @@ typedef struct {
     size_t end;    /* for NEW_FUN_EXT: where its Size says it ends; else 0 */
 } level;
 
-#define FAIL(msg)                                                                                                      \
-    do {                                                                                                               \
-        r->why = (msg);                                                                                                \
-        return (int)CNODE__MALFORMED;                                                                                  \
+#define FAIL(msg)                                                                                                                  \
+    do {                                                                                                                           \
+        r->why = (msg);                                                                                                            \
+        return (int)CNODE__MALFORMED;                                                                                              \
     } while (0)
 
 /* One term's own bytes at r (a leaf, or a container's header): *children gets
@@ -93,9 +93,8 @@ step(cnode__rd *r, uint64_t *children, size_t *fun_end)
         return rc;
     case T_NEW_FUN: { /* Size Arity Uniq Index NumFree Module OldIndex OldUniq Pid Free... */
         cnode__rd t = *r;
-        if ((rc = cnode__rd_fun(&t, &fun)) != 0 || (rc = cnode__rd_atom(&t, &a)) != 0 ||
-            (rc = cnode__rd_int(&t, &iv)) != 0 || (rc = cnode__rd_int(&t, &iv)) != 0 ||
-            (rc = cnode__rd_ident(&t, &id)) != 0) {
+        if ((rc = cnode__rd_fun(&t, &fun)) != 0 || (rc = cnode__rd_atom(&t, &a)) != 0 || (rc = cnode__rd_int(&t, &iv)) != 0 ||
+            (rc = cnode__rd_int(&t, &iv)) != 0 || (rc = cnode__rd_ident(&t, &id)) != 0) {
             r->why = t.why;
             return rc;
         }
@@ -144,8 +143,7 @@ cnode__rd_skip(cnode__rd *r, const cnode__term_limits *lim)
                holding a whole frame, but only the count limit is MALFORMED */
             if (children > lim->max_elements || depth >= maxd) {
                 r->pos = start;
-                FAIL(depth >= maxd ? "term: nested deeper than the limit allows"
-                                   : "term: more elements than the limit allows");
+                FAIL(depth >= maxd ? "term: nested deeper than the limit allows" : "term: more elements than the limit allows");
             }
             st[depth].left = children;
             st[depth].end = fun_end;

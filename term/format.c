@@ -86,7 +86,6 @@ hole(ps *p)
     }
 }
 
-
 int
 cnode_term_format(ei_x_buff *out, cnode_error *err, const char *fmt, ...)
 {

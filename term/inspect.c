@@ -70,8 +70,7 @@ keyword_list(rd r, uint32_t n)
     char name[1024];
     for (uint32_t i = 0; i < n; i++) {
         uint32_t arity;
-        if (cnode__rd_tag(&r) != T_SMALL_TUPLE || cnode__rd_tuple(&r, &arity) != 0 || arity != 2 ||
-            !is_atom_tag(cnode__rd_tag(&r)))
+        if (cnode__rd_tag(&r) != T_SMALL_TUPLE || cnode__rd_tuple(&r, &arity) != 0 || arity != 2 || !is_atom_tag(cnode__rd_tag(&r)))
             return 0;
         long len = rd_atom(&r, name);
         if (len < 0 || (len >= 7 && memcmp(name, "Elixir.", 7) == 0))

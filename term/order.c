@@ -184,7 +184,6 @@ cmp_bits(rd *a, rd *b)
     return ba == bb ? 0 : ba < bb ? -1 : 1;
 }
 
-
 /* The pairs of the MAP_EXT at r->pos, r past it; *out malloc'd (NULL if n is 0). */
 int
 map_pairs(rd *r, pair **out, size_t *n)
@@ -414,4 +413,3 @@ sort_pairs(const unsigned char *b, size_t len, pair *p, size_t n, unsigned depth
     free(tmp);
     return 0;
 }
-

@@ -359,7 +359,6 @@ binary(ps *p)
     return res;
 }
 
-
 static int
 string_term(ps *p)
 {
@@ -458,8 +457,6 @@ value(ps *p)
     return perr(p, p->pos, "unexpected character U+%04X", (unsigned)c);
 }
 
-
-
 int
 cnode_term_parse(const char *text, ei_x_buff *out, cnode_error *err)
 {
@@ -507,4 +504,3 @@ term_fail(cnode_error *err, int code, const char *fmt, ...)
     }
     return code;
 }
-

@@ -480,4 +480,3 @@ numeric(ps *p, int int_only, int64_t *ival)
     free(b.l);
     return res;
 }
-

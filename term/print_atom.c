@@ -234,4 +234,3 @@ put_bigint(sbuf *o, const cnode__int *v)
     free(d);
     return 0;
 }
-

@@ -111,7 +111,7 @@ typedef struct {
     size_t bits, cap;
 } bitbuf;
 
-
+/* text_out.c: the output string, floats, strtod whatever the locale */
 #define sb_put(...) cnode__tt_sb_put(__VA_ARGS__)
 void sb_put(sbuf *s, const void *d, size_t n);
 #define sb_c(...) cnode__tt_sb_c(__VA_ARGS__)
@@ -128,6 +128,7 @@ void sb_i64(sbuf *s, int64_t v);
 double tt_strtod(const char *s);
 #define put_float(...) cnode__tt_put_float(__VA_ARGS__)
 void put_float(sbuf *o, double v);
+/* order.c: reading over the shared reader; term order */
 #define skip_term(...) cnode__tt_skip_term(__VA_ARGS__)
 int skip_term(rd *r);
 #define skip_empty_list_headers(...) cnode__tt_skip_empty_list_headers(__VA_ARGS__)
@@ -142,6 +143,7 @@ int map_pairs(rd *r, pair **out, size_t *n);
 int cmp_at(const unsigned char *b, size_t len, size_t pa, size_t pb, unsigned depth);
 #define sort_pairs(...) cnode__tt_sort_pairs(__VA_ARGS__)
 int sort_pairs(const unsigned char *b, size_t len, pair *p, size_t n, unsigned depth);
+/* print_atom.c: atoms and integers as io_lib and erts print them */
 #define is_reserved(...) cnode__tt_is_reserved(__VA_ARGS__)
 int is_reserved(const atomtxt *a);
 #define io_lower(...) cnode__tt_io_lower(__VA_ARGS__)
@@ -156,6 +158,7 @@ void put_atom(sbuf *o, const atomtxt *a);
 void put_erts_atom(sbuf *o, const atomtxt *a);
 #define put_bigint(...) cnode__tt_put_bigint(__VA_ARGS__)
 int put_bigint(sbuf *o, const cnode__int *v);
+/* parse_lex.c: errors (perr: EBADMSG "at offset N: ..."), characters, strings, atoms, numbers */
 #define perr(...) cnode__tt_perr(__VA_ARGS__)
 __attribute__((format(printf, 3, 4))) int perr(ps *p, size_t at, const char *fmt, ...);
 #define oom(...) cnode__tt_oom(__VA_ARGS__)
@@ -188,10 +191,12 @@ int digits(ps *p, unsigned base, big *b);
 int big_small(const big *b, int neg, int64_t *v);
 #define numeric(...) cnode__tt_numeric(__VA_ARGS__)
 int numeric(ps *p, int int_only, int64_t *ival);
+/* parse.c: strings as terms */
 #define put_codepoints(...) cnode__tt_put_codepoints(__VA_ARGS__)
 int put_codepoints(ps *p, cpbuf *sp, int res);
 #define utf8_cps(...) cnode__tt_utf8_cps(__VA_ARGS__)
 int utf8_cps(ps *p, const char *text, cpbuf *out);
+/* format.c: one ~x hole of cnode_term_format */
 #define hole(...) cnode__tt_hole(__VA_ARGS__)
 int hole(ps *p);
 

@@ -182,4 +182,3 @@ put_float(sbuf *o, double v)
     sb_c(o, 'e');
     sb_i64(o, se);
 }
-
