@@ -34,8 +34,8 @@ int cnode__insp_escape_char(uint32_t c);
 int cnode__insp_printable(const unsigned char *s, size_t n);
 void cnode__insp_string(cnode__sb *o, const unsigned char *s, size_t n, char quote);
 
-/* print_atom.c: a magnitude's decimal text for both printers ("-" first if
- * neg); malloc'd, NULL when out of memory. */
+/* decimal.c: a magnitude's decimal text for both printers ("-" first if
+ * neg), in less than quadratic time; malloc'd, NULL when out of memory. */
 char *cnode__tt_decimal(const unsigned char *le, size_t n, int neg);
 
 #endif

@@ -180,45 +180,6 @@ put_erts_atom(sbuf *o, const atomtxt *a)
         sb_c(o, '\'');
 }
 
-/* The decimal text of a magnitude (little-endian bytes): "-" if neg, then the
- * digits, NUL-terminated; malloc'd (NULL when out of memory). Division by 10^9
- * over 32-bit limbs: quadratic in the size, with 1/36 of the steps of a
- * byte-by-byte division by 10. Shared by the ~0p and inspect printers. */
-char *
-cnode__tt_decimal(const unsigned char *le, size_t n, int neg)
-{
-    size_t nl = (n + 3) / 4, nc = 0;
-    uint32_t *l = calloc(nl ? nl : 1, sizeof *l), *ch = malloc((nl * 32 / 29 + 2) * sizeof *ch);
-    char *out = malloc(nl * 10 + 4);
-    if (!l || !ch || !out) {
-        free(l);
-        free(ch);
-        free(out);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        l[i / 4] |= (uint32_t)le[i] << (8 * (i % 4));
-    while (nl > 0 && l[nl - 1] == 0)
-        nl--;
-    do {
-        uint64_t rem = 0;
-        for (size_t i = nl; i-- > 0;) {
-            uint64_t cur = rem << 32 | l[i];
-            l[i] = (uint32_t)(cur / 1000000000u);
-            rem = cur % 1000000000u;
-        }
-        ch[nc++] = (uint32_t)rem;
-        while (nl > 0 && l[nl - 1] == 0)
-            nl--;
-    } while (nl > 0);
-    int k = sprintf(out, "%s%u", neg ? "-" : "", (unsigned)ch[nc - 1]);
-    for (size_t i = nc - 1; i-- > 0;)
-        k += sprintf(out + k, "%09u", (unsigned)ch[i]);
-    free(l);
-    free(ch);
-    return out;
-}
-
 int
 put_bigint(sbuf *o, const cnode__int *v)
 {

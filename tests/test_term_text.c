@@ -710,6 +710,45 @@ test_module_name(void)
     CU_ASSERT_EQUAL(cnode_module_atom(big, atom, sizeof atom), 0);
 }
 
+/* Bignums print by splitting and joining halves (term/decimal.c): integer
+ * literals of every size up to the parser's 65536 digits read back the same,
+ * signs and digit patterns that stress carries (all 9s, 1 and zeros) too. */
+static void
+test_bignum_decimal(void)
+{
+    static const size_t sizes[] = {1, 9, 10, 18, 19, 20, 100, 433, 434, 435, 1000, 4097, 9999, 20000, 65536};
+    unsigned seed = 12345;
+    char *text = malloc(65536 + 2);
+    CU_ASSERT_FATAL(text != NULL);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        for (int pattern = 0; pattern < 4; pattern++) {
+            size_t n = sizes[si], k = 0;
+            if (pattern == 3)
+                text[k++] = '-';
+            for (size_t i = 0; i < n; i++) {
+                seed = seed * 1103515245u + 12345u;
+                char c = pattern == 0 ? '9' : pattern == 1 ? (i == 0 ? '1' : '0') : (char)('0' + (seed >> 16) % 10);
+                if (i == 0 && c == '0')
+                    c = '7';
+                text[k++] = c;
+            }
+            text[k] = 0;
+            ei_x_buff x;
+            ei_x_new(&x);
+            char err[128];
+            CU_ASSERT_EQUAL_FATAL(parse_m(text, &x, err, sizeof err), 0);
+            char *s = print_s(x.buff, (size_t)x.index);
+            CU_ASSERT_PTR_NOT_NULL(s);
+            if (s && strcmp(s, text) != 0)
+                fprintf(stderr, "\nbignum of %zu digits (pattern %d) printed differently\n", n, pattern);
+            CU_ASSERT(s && strcmp(s, text) == 0);
+            free(s);
+            ei_x_free(&x);
+        }
+    }
+    free(text);
+}
+
 /* cnode_term_format: holes filled from arguments give the same bytes as the
  * text with the values written out; bad holes are errors naming the offset. */
 static int
@@ -802,6 +841,7 @@ cnode_test_register(void)
 {
     CU_pSuite s = CU_add_suite("term_text", golden_load, golden_free);
     ADD_TEST(s, test_print_golden);
+    ADD_TEST(s, test_bignum_decimal);
     ADD_TEST(s, test_print_guard_page);
     ADD_TEST(s, test_round_trip);
     ADD_TEST(s, test_parse_appends);
