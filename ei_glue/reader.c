@@ -226,6 +226,19 @@ cnode__int_small(const cnode__int *v, int64_t *out)
 
 #define DIGIT(c) ((c) >= '0' && (c) <= '9')
 
+/* An optional sign (if sign) and one digit or more at t[*i], *i past them; 0, or -1. */
+static int
+digits_at(const char *t, size_t *i, int sign)
+{
+    if (sign && (t[*i] == '+' || t[*i] == '-'))
+        (*i)++;
+    if (!DIGIT(t[*i]))
+        return -1;
+    while (DIGIT(t[*i]))
+        (*i)++;
+    return 0;
+}
+
 /* FLOAT_EXT's text as BEAM's sys_chars_to_double takes it: [+-]D+[.,]D+([eE][+-]?D+)?,
  * ending at a NUL within the 31 bytes, finite (an underflow to zero is taken).
  * strtod reads the radix of the locale: like BEAM, try the other radix
@@ -240,29 +253,10 @@ float_text(const unsigned char *p, double *d)
     if (n == 31)
         return -1; /* no NUL: BEAM would read on into the next term */
     size_t i = 0;
-    if (t[i] == '+' || t[i] == '-')
-        i++;
-    if (!DIGIT(t[i]))
-        return -1;
-    while (DIGIT(t[i]))
-        i++;
-    if (t[i] != '.' && t[i] != ',')
+    if (digits_at(t, &i, 1) || (t[i] != '.' && t[i] != ','))
         return -1;
     size_t dp = i++;
-    if (!DIGIT(t[i]))
-        return -1;
-    while (DIGIT(t[i]))
-        i++;
-    if (t[i] == 'e' || t[i] == 'E') {
-        i++;
-        if (t[i] == '+' || t[i] == '-')
-            i++;
-        if (!DIGIT(t[i]))
-            return -1;
-        while (DIGIT(t[i]))
-            i++;
-    }
-    if (i != n)
+    if (digits_at(t, &i, 0) || ((t[i] == 'e' || t[i] == 'E') && (i++, digits_at(t, &i, 1))) || i != n)
         return -1;
     char *end;
     *d = strtod(t, &end);
