@@ -19,13 +19,13 @@ EI_VERSION  := $(patsubst erl_interface-%,%,$(notdir $(EI_DIR)))
 build/obj/cli/main.o build/asan/obj/cli/main.o build/tsan/obj/cli/main.o: \
   CPPFLAGS += -DCNODE_OTP_RELEASE='"$(OTP_RELEASE)"' -DCNODE_EI_VERSION='"$(EI_VERSION)"'
 
-LIB_SRC   := $(sort $(wildcard ei_glue/*.c cnode/*.c pg/*.c balancer/*.c))
+LIB_SRC   := $(sort $(wildcard ei_glue/*.c term/*.c cnode/*.c pg/*.c balancer/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 PROG_SRC  := $(sort $(wildcard erlang_test_harness/c_src/*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 EX_SRC    := $(sort $(wildcard examples/*.c))
-HDRS      := $(wildcard include/*.h include/cnode/*.h ei_glue/*.h cnode/*.h pg/*.h balancer/*.h cli/*.h tests/*.h)
+HDRS      := $(wildcard include/*.h include/cnode/*.h ei_glue/*.h term/*.h cnode/*.h pg/*.h balancer/*.h cli/*.h tests/*.h)
 
 TSANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LIB_OBJ   := $(LIB_SRC:%.c=build/obj/%.o)

@@ -84,19 +84,18 @@ cnode__lb_classify(cnode_error *err)
     cnode__error_classify(err);
 }
 
+/* The runtime's cnode__seterr (no node named), with a printf-style message. */
 int
 cnode__lb_fail(cnode_error *err, int code, const char *fmt, ...)
 {
     if (!err)
         return code;
-    cnode_error_clear(err);
-    err->code = code;
-    err->arity = -1;
+    char msg[sizeof err->message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cnode__lb_classify(err);
+    cnode__seterr(err, code, NULL, "%s", msg);
     return code;
 }
 

@@ -5,8 +5,6 @@
  *   view.c       per-thread prepared candidate sets (views) and merged hash rings
  *   route.c      node sources (pg, static list, provider), picks, calls, retries
  *   least_cpu.c  /proc/stat readings, the cpu handler, LeastCpu's poller and pick
- *   inspect.c    Elixir's inspect/1 for EasyRpc's messages and log lines: terms
- *   inspect_text.c  ... its text: string builder, atoms, numbers, strings
  *   rpc.c        DefRpc: per-function options, EasyRpc's error text and log lines
  *   rpc_config.c EasyRpc's configuration: WrapperConfig and NodeSelector checks
  */
@@ -18,6 +16,7 @@
 #include <stdint.h>
 
 #include "cnode_balancer.h"
+#include "term/inspect.h"
 
 #define CNODE__LB_NBUCKETS 256
 #define CNODE__LB_LINE 64 /* cache line */
@@ -176,33 +175,6 @@ void cnode__lb_default_params(const cnode_balancer *b, cnode__lb_params *p);
 /* The distinct candidate nodes the source gives now (no filter for lists),
  * for LeastCpu's poller: *names yours (cnode_strv_free), may be 0. */
 int cnode__lb_source_nodes(cnode_balancer *b, char ***names, size_t *n, cnode_error *err);
-
-/* inspect.c: a bounded string builder and Elixir's inspect/1. */
-typedef struct {
-    char *p;
-    size_t cap, len;
-    int cut; /* something did not fit */
-} cnode__sb;
-void cnode__sb_init(cnode__sb *s, char *buf, size_t cap);
-void cnode__sb_put(cnode__sb *s, const char *d, size_t n);
-void cnode__sb_str(cnode__sb *s, const char *z);
-void cnode__sb_fmt(cnode__sb *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Ends the text; a cut text ends in "...". */
-void cnode__sb_finish(cnode__sb *s);
-/* Appends inspect/1 of one term (no 131; bounds checked). 0 or -1 (malformed). */
-int cnode__inspect_term(cnode__sb *s, const char *term, size_t len);
-/* Appends inspect/1 of the atom name (UTF-8). */
-void cnode__inspect_atom(cnode__sb *s, const char *name, size_t n);
-/* Appends a keyword key: "name: " or "\"b-c\": ". */
-void cnode__inspect_key(cnode__sb *s, const char *name);
-/* inspect_text.c, for the term walker */
-void cnode__insp_escaped(cnode__sb *o, const char *s, size_t n, char quote);
-int cnode__insp_alias(const char *s, size_t n);
-void cnode__insp_float(cnode__sb *o, double v);
-void cnode__insp_big(cnode__sb *o, const unsigned char *le, size_t n, int neg);
-int cnode__insp_escape_char(uint32_t c);
-int cnode__insp_printable(const unsigned char *s, size_t n);
-void cnode__insp_string(cnode__sb *o, const unsigned char *s, size_t n, char quote);
 
 /* rpc.c: EasyRpc's log lines. */
 void cnode__rpc_log_call(cnode_balancer *b, const cnode__lb_params *p, const char *mod, const char *fun, int arity,

@@ -1,17 +1,16 @@
 /* erlang:phash2/1,2 over the external term format, bit-exact with OTP 25's
- * make_hash2 (protocol.md §9). The term is walked straight from its encoding
- * with every read bounded by len, so no ei decoder ever sees unchecked bytes.
+ * make_hash2 (protocol.md §9). The term is first walked by the shared reader
+ * (ei_glue/reader.h), which refuses what binary_to_term refuses; then hashed
+ * straight from its encoding through the same reader's functions.
  *
  * Shape of the walk (what BEAM does on its heap, replayed on the encoding):
  * h starts at 0 and every term mixes into it depth-first, left to right.
  * Lists are one stream of cons cells whatever their encoding (LIST_EXT,
  * STRING_EXT, a list tail that is itself a LIST_EXT/STRING_EXT): runs of
  * integers 0..255 are packed four to a word across those boundaries. */
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "ei_glue/tags.h"
+#include "ei_glue/reader.h"
 #include "cnode_balancer.h"
 
 #define HC 0x9e3779b9u
@@ -49,9 +48,9 @@
         c ^= (b >> 15);                                                                                                            \
     } while (0)
 
+/* The shared reader's cursor and this hash's recursion depth. */
 typedef struct {
-    const unsigned char *p;
-    size_t len, pos;
+    cnode__rd r;
     unsigned depth;
 } rd;
 
@@ -213,16 +212,6 @@ mix_integer(uint32_t *h, const unsigned char *mag, size_t n, int neg)
 }
 
 static void
-mix_int64(uint32_t *h, int64_t v)
-{
-    unsigned char mag[8];
-    uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    for (int j = 0; j < 8; j++)
-        mag[j] = (unsigned char)(m >> (8 * j));
-    mix_integer(h, mag, 8, v < 0);
-}
-
-static void
 mix_float(uint32_t *h, double d)
 {
     if (d == 0.0)
@@ -232,105 +221,15 @@ mix_float(uint32_t *h, double d)
     h2(h, (uint32_t)(bits >> 32), (uint32_t)bits, HCN(12));
 }
 
-/* ---- bounded reads ---- */
+/* ---- reads: the whole term was walked (cnode__rd_skip) before any of these ---- */
 
-static int
-need(const rd *r, size_t n)
-{
-    return r->len - r->pos >= n;
-}
-
-static int
-get8(rd *r, unsigned *v)
-{
-    if (!need(r, 1))
-        return -1;
-    *v = r->p[r->pos++];
-    return 0;
-}
-
-static int
-get16(rd *r, uint32_t *v)
-{
-    if (!need(r, 2))
-        return -1;
-    *v = (uint32_t)r->p[r->pos] << 8 | r->p[r->pos + 1];
-    r->pos += 2;
-    return 0;
-}
-
-static int
-get32(rd *r, uint32_t *v)
-{
-    if (!need(r, 4))
-        return -1;
-    const unsigned char *s = r->p + r->pos;
-    *v = (uint32_t)s[0] << 24 | (uint32_t)s[1] << 16 | (uint32_t)s[2] << 8 | s[3];
-    r->pos += 4;
-    return 0;
-}
-
-static int
-getn(rd *r, size_t n, const unsigned char **s)
-{
-    if (!need(r, n))
-        return -1;
-    *s = r->p + r->pos;
-    r->pos += n;
-    return 0;
-}
-
-/* An atom of any encoding; its hash in *ah (NULL: just skip it). */
 static int
 read_atom(rd *r, uint32_t *ah)
 {
-    unsigned tag;
-    uint32_t n;
-    const unsigned char *s;
-    if (get8(r, &tag))
+    cnode__atom a;
+    if (cnode__rd_atom(&r->r, &a))
         return CNODE_EINVAL;
-    switch (tag) {
-    case T_ATOM:
-    case T_ATOM_UTF8:
-        if (get16(r, &n))
-            return CNODE_EINVAL;
-        break;
-    case T_SMALL_ATOM:
-    case T_SMALL_ATOM_UTF8: {
-        unsigned b;
-        if (get8(r, &b))
-            return CNODE_EINVAL;
-        n = b;
-        break;
-    }
-    default:
-        return CNODE_EINVAL;
-    }
-    if (getn(r, n, &s))
-        return CNODE_EINVAL;
-    if (ah)
-        *ah = atom_hash(s, n, tag == T_ATOM || tag == T_SMALL_ATOM);
-    return 0;
-}
-
-/* A bignum body after its tag: sign and magnitude. */
-static int
-read_big(rd *r, unsigned tag, const unsigned char **mag, size_t *n, int *neg)
-{
-    uint32_t len;
-    unsigned sign;
-    if (tag == T_SMALL_BIG) {
-        unsigned b;
-        if (get8(r, &b))
-            return -1;
-        len = b;
-    } else if (get32(r, &len)) {
-        return -1;
-    }
-    if (get8(r, &sign) || sign > 1 || getn(r, len, mag))
-        return -1;
-    *n = len;
-    *neg = (int)sign;
+    *ah = atom_hash(a.s, a.n, a.latin1);
     return 0;
 }
 
@@ -338,43 +237,16 @@ read_big(rd *r, unsigned tag, const unsigned char **mag, size_t *n, int *neg)
 static int
 take_byte(rd *r, unsigned *v)
 {
-    if (!need(r, 1))
+    int tag = cnode__rd_tag(&r->r);
+    if (tag != T_SMALL_INT && tag != T_INT && tag != T_SMALL_BIG && tag != T_LARGE_BIG)
         return 0;
-    unsigned tag = r->p[r->pos];
-    if (tag == T_SMALL_INT) {
-        if (!need(r, 2))
-            return 0;
-        *v = r->p[r->pos + 1];
-        r->pos += 2;
+    rd save = *r;
+    cnode__int x;
+    if (cnode__rd_int(&r->r, &x) == 0 && !x.neg && x.n <= 1) {
+        *v = x.n ? x.mag[0] : 0;
         return 1;
     }
-    if (tag == T_INT) {
-        if (!need(r, 5))
-            return 0;
-        const unsigned char *s = r->p + r->pos + 1;
-        uint32_t x = (uint32_t)s[0] << 24 | (uint32_t)s[1] << 16 | (uint32_t)s[2] << 8 | s[3];
-        if (x > 255)
-            return 0;
-        *v = x;
-        r->pos += 5;
-        return 1;
-    }
-    if (tag == T_SMALL_BIG || tag == T_LARGE_BIG) {
-        rd save = *r;
-        const unsigned char *mag;
-        size_t n;
-        int neg;
-        r->pos++;
-        if (read_big(r, tag, &mag, &n, &neg) == 0) {
-            while (n > 0 && mag[n - 1] == 0)
-                n--;
-            if (n == 0 || (n == 1 && !neg)) {
-                *v = n ? mag[0] : 0;
-                return 1;
-            }
-        }
-        *r = save;
-    }
+    *r = save;
     return 0;
 }
 
@@ -408,25 +280,25 @@ run_flush(uint32_t *h, run *s)
     s->sh = 0;
 }
 
-/* A list whose tag (STRING_EXT or LIST_EXT) was just read. */
+/* A list at r: LIST_EXT or STRING_EXT, and tails that continue it. */
 static int
-hash_list(rd *r, uint32_t *h, unsigned tag)
+hash_list(rd *r, uint32_t *h)
 {
     run s = {0, 0};
     for (;;) {
-        if (tag == T_STRING) {
-            uint32_t n;
+        if (cnode__rd_tag(&r->r) == T_STRING) {
             const unsigned char *b;
-            if (get16(r, &n) || getn(r, n, &b))
+            size_t n;
+            if (cnode__rd_string(&r->r, &b, &n))
                 return CNODE_EINVAL;
-            for (uint32_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++)
                 run_add(h, &s, b[i]);
             run_flush(h, &s);
             mix_nil(h);
             return 0;
         }
         uint32_t n;
-        if (get32(r, &n))
+        if (cnode__rd_list(&r->r, &n))
             return CNODE_EINVAL;
         for (uint32_t i = 0; i < n; i++) {
             unsigned v;
@@ -440,13 +312,9 @@ hash_list(rd *r, uint32_t *h, unsigned tag)
             }
         }
         /* the tail: a list continues the same stream */
-        if (!need(r, 1))
-            return CNODE_EINVAL;
-        tag = r->p[r->pos];
-        if (tag == T_LIST || tag == T_STRING) {
-            r->pos++;
+        int tag = cnode__rd_tag(&r->r);
+        if (tag == T_LIST || tag == T_STRING)
             continue;
-        }
         run_flush(h, &s);
         return hash_term(r, h);
     }
@@ -456,7 +324,7 @@ static int
 hash_map(rd *r, uint32_t *h)
 {
     uint32_t n;
-    if (get32(r, &n))
+    if (cnode__rd_map(&r->r, &n))
         return CNODE_EINVAL;
     h1(h, n, HCN(16));
     if (n == 0)
@@ -477,16 +345,14 @@ hash_map(rd *r, uint32_t *h)
 }
 
 static int
-hash_binary(rd *r, uint32_t *h, unsigned tag)
+hash_binary(rd *r, uint32_t *h)
 {
-    uint32_t len;
-    unsigned bits = 8;
     const unsigned char *b;
-    if (get32(r, &len) || (tag == T_BIT_BINARY && get8(r, &bits)) || getn(r, len, &b))
+    size_t len;
+    unsigned bits;
+    if (cnode__rd_bits(&r->r, &b, &len, &bits))
         return CNODE_EINVAL;
-    if (bits > 8 || (bits == 0 && len > 0) || (bits < 8 && len == 0))
-        return CNODE_EINVAL;
-    size_t whole = bits == 8 || len == 0 ? len : len - 1;
+    size_t whole = bits == 8 ? len : len - 1;
     unsigned tail = bits == 8 ? 0 : bits;
     uint32_t con = HCN(13) + *h;
     if (whole == 0 && tail == 0) {
@@ -501,135 +367,73 @@ hash_binary(rd *r, uint32_t *h, unsigned tag)
 
 /* Pids, ports and references: only their ID words count, not the node. */
 static int
-hash_ident(rd *r, uint32_t *h, unsigned tag)
+hash_ident(rd *r, uint32_t *h)
 {
-    uint32_t w0, w1 = 0, n = 1, cr;
-    unsigned c8;
-    if (tag == T_NEW_REF || tag == T_NEWER_REF) {
-        if (get16(r, &n) || n == 0 || n > 5)
-            return CNODE_EINVAL;
-    }
-    if (read_atom(r, NULL))
+    cnode__ident id;
+    if (cnode__rd_ident(&r->r, &id))
         return CNODE_EINVAL;
-    switch (tag) {
+    switch (id.tag) {
     case T_PID:
     case T_NEW_PID:
-        if (get32(r, &w0) || get32(r, &w1) || (tag == T_PID ? get8(r, &c8) : get32(r, &cr)))
-            return CNODE_EINVAL;
-        h1(h, w0, HCN(5));
+        h1(h, id.words[0], HCN(5));
         return 0;
     case T_PORT:
     case T_NEW_PORT:
-        if (get32(r, &w0) || (tag == T_PORT ? get8(r, &c8) : get32(r, &cr)))
-            return CNODE_EINVAL;
-        h2(h, w0, 0, HCN(6));
+        h2(h, id.words[0], 0, HCN(6));
         return 0;
     case T_V4_PORT:
-        if (get32(r, &w1) || get32(r, &w0) || get32(r, &cr))
-            return CNODE_EINVAL;
-        h2(h, w0, w1, HCN(6));
+        h2(h, id.words[0], id.words[1], HCN(6));
         return 0;
-    case T_REF:
-        if (get32(r, &w0) || get8(r, &c8))
-            return CNODE_EINVAL;
-        h1(h, w0, HCN(7));
+    default: /* references: the first ID word */
+        h1(h, id.words[0], HCN(7));
         return 0;
-    default: { /* NEW_REF, NEWER_REF: creation, then n ID words */
-        const unsigned char *ids;
-        if ((tag == T_NEW_REF ? get8(r, &c8) : get32(r, &cr)) || getn(r, (size_t)n * 4, &ids))
-            return CNODE_EINVAL;
-        w0 = (uint32_t)ids[0] << 24 | (uint32_t)ids[1] << 16 | (uint32_t)ids[2] << 8 | ids[3];
-        h1(h, w0, HCN(7));
-        return 0;
-    }
     }
 }
 
 static int
 hash_export(rd *r, uint32_t *h)
 {
-    uint32_t mh, fh;
-    unsigned tag, arity;
-    if (read_atom(r, &mh) || read_atom(r, &fh) || get8(r, &tag) || tag != T_SMALL_INT || get8(r, &arity))
+    cnode__atom m, f;
+    uint32_t arity;
+    if (cnode__rd_export(&r->r, &m, &f, &arity))
         return CNODE_EINVAL;
-    h2(h, arity, mh, HC);
-    h1(h, fh, HCN(14));
+    h2(h, arity, atom_hash(m.s, m.n, m.latin1), HC);
+    h1(h, atom_hash(f.s, f.n, f.latin1), HCN(14));
     return 0;
 }
 
 static int
-hash_number(rd *r, uint32_t *h, unsigned tag)
+hash_number(rd *r, uint32_t *h, int tag)
 {
-    switch (tag) {
-    case T_SMALL_INT: {
-        unsigned v;
-        if (get8(r, &v))
-            return CNODE_EINVAL;
-        mix_small(h, (int32_t)v);
-        return 0;
-    }
-    case T_INT: {
-        uint32_t v;
-        if (get32(r, &v))
-            return CNODE_EINVAL;
-        mix_int64(h, (int32_t)v);
-        return 0;
-    }
-    case T_SMALL_BIG:
-    case T_LARGE_BIG: {
-        const unsigned char *mag;
-        size_t n;
-        int neg;
-        if (read_big(r, tag, &mag, &n, &neg))
-            return CNODE_EINVAL;
-        mix_integer(h, mag, n, neg);
-        return 0;
-    }
-    case T_NEW_FLOAT: {
-        const unsigned char *s;
-        if (getn(r, 8, &s))
-            return CNODE_EINVAL;
-        uint64_t bits = 0;
-        for (int j = 0; j < 8; j++)
-            bits = bits << 8 | s[j];
+    if (tag == T_NEW_FLOAT || tag == T_FLOAT) {
         double d;
-        memcpy(&d, &bits, sizeof d);
-        mix_float(h, d);
-        return 0;
-    }
-    default: { /* FLOAT_EXT: 31 bytes of "%.20e" text */
-        const unsigned char *s;
-        char txt[32];
-        if (getn(r, 31, &s))
-            return CNODE_EINVAL;
-        memcpy(txt, s, 31);
-        txt[31] = 0;
-        char *end;
-        double d = strtod(txt, &end);
-        if (end == txt || !isfinite(d))
+        if (cnode__rd_float(&r->r, &d))
             return CNODE_EINVAL;
         mix_float(h, d);
         return 0;
     }
-    }
+    cnode__int v;
+    if (cnode__rd_int(&r->r, &v))
+        return CNODE_EINVAL;
+    mix_integer(h, v.mag, v.n, v.neg);
+    return 0;
 }
 
 static int
 hash_term(rd *r, uint32_t *h)
 {
-    unsigned tag;
-    if (!need(r, 1))
-        return CNODE_EINVAL;
-    tag = r->p[r->pos];
-    if (tag == T_ATOM || tag == T_SMALL_ATOM || tag == T_ATOM_UTF8 || tag == T_SMALL_ATOM_UTF8) {
+    int tag = cnode__rd_tag(&r->r);
+    switch (tag) {
+    case T_ATOM:
+    case T_SMALL_ATOM:
+    case T_ATOM_UTF8:
+    case T_SMALL_ATOM_UTF8: {
         uint32_t ah;
         if (read_atom(r, &ah))
             return CNODE_EINVAL;
         mix_atom(h, ah);
         return 0;
     }
-    r->pos++;
-    switch (tag) {
     case T_SMALL_INT:
     case T_INT:
     case T_SMALL_BIG:
@@ -638,11 +442,12 @@ hash_term(rd *r, uint32_t *h)
     case T_FLOAT:
         return hash_number(r, h, tag);
     case T_NIL:
+        r->r.pos++;
         mix_nil(h);
         return 0;
     case T_BINARY:
     case T_BIT_BINARY:
-        return hash_binary(r, h, tag);
+        return hash_binary(r, h);
     case T_PID:
     case T_NEW_PID:
     case T_PORT:
@@ -651,34 +456,27 @@ hash_term(rd *r, uint32_t *h)
     case T_REF:
     case T_NEW_REF:
     case T_NEWER_REF:
-        return hash_ident(r, h, tag);
+        return hash_ident(r, h);
     case T_EXPORT:
         return hash_export(r, h);
     case T_NEW_FUN:
-    case T_FUN:
         return CNODE_ENOTSUP;
     default:
         break;
     }
-    /* containers */
+    /* containers; the walk has bounded their depth, this bounds the recursion on its own */
     if (++r->depth > MAX_DEPTH)
         return CNODE_EINVAL;
     int rc;
     switch (tag) {
     case T_STRING:
     case T_LIST:
-        rc = hash_list(r, h, tag);
+        rc = hash_list(r, h);
         break;
     case T_SMALL_TUPLE:
     case T_LARGE_TUPLE: {
         uint32_t n;
-        if (tag == T_SMALL_TUPLE) {
-            unsigned b;
-            rc = get8(r, &b) ? CNODE_EINVAL : 0;
-            n = b;
-        } else {
-            rc = get32(r, &n) ? CNODE_EINVAL : 0;
-        }
+        rc = cnode__rd_tuple(&r->r, &n) ? CNODE_EINVAL : 0;
         if (rc)
             break;
         h1(h, n, HCN(9));
@@ -702,15 +500,16 @@ cnode_phash2_full(const char *buf, size_t len, uint32_t *out)
 {
     if (!buf || !out)
         return CNODE_EINVAL;
-    rd r = {(const unsigned char *)buf, len, 0, 0};
-    if (len > 0 && r.p[0] == 131)
-        r.pos = 1;
+    rd r = {cnode__rd_at(buf, len), 0};
+    if (len > 0 && r.r.b[0] == 131)
+        r.r.pos = 1;
+    rd all = r;
+    if (cnode__rd_skip(&all.r, NULL) != 0 || all.r.pos != len)
+        return CNODE_EINVAL; /* malformed, truncated, or bytes after the term */
     uint32_t h = 0;
     int rc = hash_term(&r, &h);
     if (rc)
         return rc;
-    if (r.pos != len)
-        return CNODE_EINVAL;
     *out = h;
     return 0;
 }

@@ -3,12 +3,14 @@
  * calls and casts: retries by policy, avoiding a node that could not take
  * the call, counters released on every outcome, the observer, and EasyRpc's
  * log lines for DefRpc calls (seed-behaviour.md A7-A9, B3-B4, B6). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "balancer/internal.h"
+#include "ei_glue/reader.h"
 
 #define STACK_CANDS 64
 #define WAIT_POLL_MS 5
@@ -478,18 +480,18 @@ args_arity(const ei_x_buff *args)
 {
     if (!args || !args->buff || args->index <= 0)
         return -1;
-    const unsigned char *p = (const unsigned char *)args->buff;
-    size_t len = (size_t)args->index, at = p[0] == 131;
-    if (at >= len)
-        return -1;
-    switch (p[at]) {
-    case 106:
+    cnode__rd r = cnode__rd_at(args->buff, (size_t)args->index);
+    r.pos = r.b[0] == 131;
+    uint32_t n;
+    const unsigned char *s;
+    size_t len;
+    switch (cnode__rd_tag(&r)) {
+    case T_NIL:
         return 0;
-    case 107:
-        return at + 3 <= len ? (int)((unsigned)p[at + 1] << 8 | p[at + 2]) : -1;
-    case 108:
-        return at + 5 <= len ? (int)((uint32_t)p[at + 1] << 24 | (uint32_t)p[at + 2] << 16 | (uint32_t)p[at + 3] << 8 | p[at + 4])
-                             : -1;
+    case T_STRING:
+        return cnode__rd_string(&r, &s, &len) == 0 ? (int)len : -1;
+    case T_LIST:
+        return cnode__rd_list(&r, &n) == 0 && n <= INT_MAX ? (int)n : -1;
     default:
         return -1;
     }

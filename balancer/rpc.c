@@ -503,13 +503,13 @@ check_def(const cnode_rpc_def *def, char *mod, size_t mcap, cnode__rpc_fopts *o,
     if (!def->options || !*def->options)
         return 0;
     ei_x_buff x;
-    char perr[200];
+    cnode_error perr = {0};
     if (ei_x_new(&x) != 0)
         return cnode__lb_fail(err, CNODE_ENOMEM, "out of memory");
     int rc;
-    if (cnode_term_parse(def->options, &x, perr, sizeof perr) != 0)
+    if (cnode_term_parse(def->options, &x, &perr) != 0)
         rc = cnode__lb_fail(err, CNODE_ECONFIG, "Invalid options for :%s/%d \xE2\x80\x94 expected keyword list, got: %s (%s)",
-                            def->function, def->arity, def->options, perr);
+                            def->function, def->arity, def->options, perr.message);
     else
         rc = parse_fun_opts(x.buff, 0, def->function, def->arity, N_FUN_KEYS, o, err);
     ei_x_free(&x);

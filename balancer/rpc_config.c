@@ -335,12 +335,12 @@ make_balancer(cnode_node *node, const char *buf, int cfg, const selector *s, con
 static int
 parse_text(const char *text, ei_x_buff *x, cnode_error *err)
 {
-    char perr[200];
+    cnode_error perr = {0};
     if (!text || ei_x_new(x) != 0)
         return cnode__lb_fail(err, text ? CNODE_ENOMEM : CNODE_EINVAL, text ? "out of memory" : "config text required");
-    if (cnode_term_parse(text, x, perr, sizeof perr) != 0) {
+    if (cnode_term_parse(text, x, &perr) != 0) {
         ei_x_free(x);
-        return cnode__lb_fail(err, CNODE_EINVAL, "config is not Erlang term text: %s", perr);
+        return cnode__lb_fail(err, CNODE_EINVAL, "config is not Erlang term text: %s", perr.message);
     }
     return 0;
 }

@@ -32,6 +32,11 @@ typedef struct {
 
 /* Starts the node for a command (a unique hidden name unless --sname/--name). */
 int cli_node_start(const cli_opts *o, cnode_node **node);
+/* demo.c: the demo service `cnode_demo` that `cnode serve` registers: echo/1,
+ * add/2, sleep/1 (ms, stops early when the caller gives up), fail/1 (raises
+ * error:Reason), info/0 (#{node, version, pid}) and cancelled/0 (how many
+ * sleeps saw their caller give up). */
+int cli_demo_register(cnode_node *node);
 /* Exit code for a library error code. */
 int cli_exit_code(int rc);
 void cli_log(int level, const char *msg, void *ud);

@@ -72,11 +72,11 @@ spread_print(spread *s)
 static int
 parse_term(const char *what, const char *text, ei_x_buff *out)
 {
-    char perr[200];
+    cnode_error perr = {0};
     if (ei_x_new_with_version(out) != 0)
         return EXIT_USAGE;
-    if (cnode_term_parse(text, out, perr, sizeof perr) != 0) {
-        fprintf(stderr, "cnode: balance: bad %s: %s\n", what, perr);
+    if (cnode_term_parse(text, out, &perr) != 0) {
+        fprintf(stderr, "cnode: balance: bad %s: %s\n", what, perr.message);
         ei_x_free(out);
         return EXIT_USAGE;
     }
@@ -270,7 +270,8 @@ run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
         char served[CNODE_BALANCER_NODE_MAX];
         rc = cnode_balancer_call(b, a->mod, a->fun, &a->args, a->has_key ? &a->key : NULL, &reply, served, sizeof served, &err);
         if (rc == 0 && o->verbose) {
-            char *t = cnode_term_print(reply.buff, (size_t)reply.index);
+            char *t = NULL;
+            cnode_term_print(reply.buff, (size_t)reply.index, &t, NULL);
             fprintf(stderr, "cnode: balance: %s -> %s\n", served, t ? t : "?");
             free(t);
         }

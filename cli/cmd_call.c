@@ -33,11 +33,11 @@ parse_call(const cli_opts *o, const char *cmd, call_args *a)
         fprintf(stderr, "cnode: %s: bad function name '%s'\n", cmd, a->fun);
         return EXIT_USAGE;
     }
-    char perr[200];
+    cnode_error perr = {0};
     if (ei_x_new_with_version(&a->args) != 0)
         return EXIT_USAGE;
-    if (cnode_term_parse(o->argv[3], &a->args, perr, sizeof perr) != 0) {
-        fprintf(stderr, "cnode: %s: bad ARGS: %s\n", cmd, perr);
+    if (cnode_term_parse(o->argv[3], &a->args, &perr) != 0) {
+        fprintf(stderr, "cnode: %s: bad ARGS: %s\n", cmd, perr.message);
         ei_x_free(&a->args);
         return EXIT_USAGE;
     }
@@ -59,7 +59,8 @@ print_error(const cnode_error *err, int rc)
         snprintf(text, sizeof text, "%s", cnode_strerror(rc));
     fprintf(stderr, "%s\n", text);
     if (err->stacktrace.buff && err->stacktrace.index > 1) {
-        char *st = cnode_term_print(err->stacktrace.buff, (size_t)err->stacktrace.index);
+        char *st = NULL;
+        cnode_term_print(err->stacktrace.buff, (size_t)err->stacktrace.index, &st, NULL);
         if (st)
             fprintf(stderr, "stacktrace: %s\n", st);
         free(st);
@@ -83,7 +84,8 @@ cmd_call(cli_opts *o)
     rc = cnode_call(node, a.target, a.mod, a.fun, &a.args, o->timeout_ms, &reply, &err);
     int status;
     if (rc == 0) {
-        char *text = cnode_term_print(reply.buff, (size_t)reply.index);
+        char *text = NULL;
+        cnode_term_print(reply.buff, (size_t)reply.index, &text, NULL);
         if (text) {
             puts(text);
             status = EXIT_OK;

@@ -28,7 +28,7 @@ pid_text(const erlang_pid *p)
         return NULL;
     char *t = NULL;
     if (ei_x_encode_pid(&x, p) == 0)
-        t = cnode_term_print(x.buff, (size_t)x.index);
+        cnode_term_print(x.buff, (size_t)x.index, &t, NULL);
     ei_x_free(&x);
     return t;
 }
@@ -62,7 +62,8 @@ on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, cons
     if (event == CNODE_PG_SUSPECT || event == CNODE_PG_CLEAR) {
         printf("%s %s %s - %s -\n", when, what, cnode_pg_scope_name(scope), node);
     } else {
-        char *g = cnode_term_print(group, glen);
+        char *g = NULL;
+        cnode_term_print(group, glen, &g, NULL);
         for (size_t i = 0; i < n; i++) {
             char *p = pid_text(&pids[i]);
             printf("%s %s %s %s %s %s\n", when, what, cnode_pg_scope_name(scope), g ? g : "?",
@@ -80,7 +81,8 @@ print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g,
 {
     size_t n = 0;
     const cnode_pg_member *m = cnode_pg_members_term(snap, g, gl, &n);
-    char *gt = cnode_term_print(g, gl);
+    char *gt = NULL;
+    cnode_term_print(g, gl, &gt, NULL);
     for (size_t i = 0; i < n; i++) {
         erlang_pid pid;
         cnode_pg_member_pid(&m[i], &pid);

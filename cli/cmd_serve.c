@@ -21,7 +21,7 @@ cmd_serve(cli_opts *o)
     int rc = cli_node_start(o, &node);
     if (rc)
         return rc;
-    rc = cnode_demo_register(node);
+    rc = cli_demo_register(node);
     if (rc) {
         fprintf(stderr, "cnode: serve: cannot register cnode_demo: %s\n", cnode_strerror(rc));
         cnode_node_close(node);

@@ -341,7 +341,9 @@ exception(cnode_req *r, const char *cls, const char *reason, size_t rlen, const 
         copy_term(&r->err.stacktrace, stack, slen);
     /* node->lock is held: print only what fits the message anyway, so a
      * huge reason (a bignum prints in quadratic time) costs nothing here */
-    char *text = rlen <= PRINT_MAX ? cnode_term_print(r->err.reason.buff, (size_t)r->err.reason.index) : NULL;
+    char *text = NULL;
+    if (rlen <= PRINT_MAX)
+        cnode_term_print(r->err.reason.buff, (size_t)r->err.reason.index, &text, NULL);
     if (text)
         snprintf(r->err.message, sizeof r->err.message, "%s.%s/%d raised %s: %s", r->mod, r->fun, r->arity, cls, text);
     else
@@ -835,14 +837,4 @@ cnode_multicall(cnode_node *node, const char *const *targets, size_t n, const ch
     }
     free(reqs);
     return 0;
-}
-
-int
-cnode_module_atom(const char *name, char *out, size_t cap)
-{
-    if (!name || !out || !*name)
-        return CNODE_EINVAL;
-    int elixir = name[0] >= 'A' && name[0] <= 'Z' && strncmp(name, "Elixir.", 7) != 0;
-    int n = snprintf(out, cap, "%s%s", elixir ? "Elixir." : "", name);
-    return n < 0 || (size_t)n >= cap || (size_t)n >= MAXATOMLEN ? CNODE_EINVAL : 0;
 }

@@ -104,54 +104,6 @@ find_callable(cnode_node *node, const char *mod, const char *fun, int arity, fn 
     return tmp;
 }
 
-/* 1 if ei decodes all of t[0, len) (one term, no 131) and it ends exactly at len.
- * The frame decoder's walker has proved the extent, but ei is stricter in
- * places (a FLOAT_EXT whose text is no number) and its own skip, inside lists
- * and tuples, ignores an element it cannot read and stops short, so a
- * request could decode to garbage or to nothing. Iterative: a count of terms
- * still to read, no recursion however deep the term. */
-static int
-ei_reads_whole(const char *t, size_t len)
-{
-    if (!t || len == 0 || len > INT_MAX)
-        return 0;
-    int idx = 0;
-    uint64_t pending = 1;
-    while (pending) {
-        if ((size_t)idx >= len || pending > len - (size_t)idx)
-            return 0; /* every term takes at least one byte */
-        pending--;
-        int type, size, n, at = idx;
-        if (ei_get_type(t, &idx, &type, &size) < 0)
-            return 0;
-        switch (type) {
-        case ERL_SMALL_TUPLE_EXT:
-        case ERL_LARGE_TUPLE_EXT:
-            if (ei_decode_tuple_header(t, &idx, &n) < 0 || n < 0)
-                return 0;
-            pending += (uint64_t)n;
-            break;
-        case ERL_LIST_EXT:
-            if (ei_decode_list_header(t, &idx, &n) < 0 || n < 0)
-                return 0;
-            pending += (uint64_t)n + 1; /* the elements and the tail */
-            break;
-        case ERL_MAP_EXT:
-            if (ei_decode_map_header(t, &idx, &n) < 0 || n < 0)
-                return 0;
-            pending += 2 * (uint64_t)n;
-            break;
-        default:
-            if ((unsigned char)t[at] == ERL_V4_PORT_EXT ? ei_decode_port(t, &idx, NULL) < 0 : ei_skip_term(t, &idx) < 0)
-                return 0;
-            break;
-        }
-        if (idx <= at || (size_t)idx > len)
-            return 0;
-    }
-    return (size_t)idx == len;
-}
-
 /* Split an encoded proper list (no 131) into argument offsets. */
 static int
 split_args(job *j, const char *list, size_t len)
@@ -884,11 +836,13 @@ bad_data(cnode_node *node, server *s, cnode__peer *peer, const char *what)
     return 1;
 }
 
-/* The payload (with its 131) is one term ei reads to its end; no payload passes. */
+/* A payload (with its 131) holds a term; no payload passes. The frame's terms
+ * were walked whole by the term reader (ei_glue/reader.h) before dispatch,
+ * and it refuses all binary_to_term refuses, so ei reads them to their end. */
 static int
 payload_ok(const cnode__ctl *c)
 {
-    return !c->msg || (c->msg_len > 1 && ei_reads_whole(c->msg + 1, c->msg_len - 1));
+    return !c->msg || c->msg_len > 1;
 }
 
 static int
@@ -900,7 +854,7 @@ server_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud)
     case CNODE__OP_SPAWN_REQUEST_TT:
         if (peer == s->bad_peer)
             return 1;
-        if (!payload_ok(c) || (c->opts.p && !ei_reads_whole(c->opts.p, c->opts.len)))
+        if (!payload_ok(c))
             return bad_data(node, s, peer, "spawn request");
         return serve_spawn(node, peer, c);
     case CNODE__OP_REG_SEND:

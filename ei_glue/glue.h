@@ -217,15 +217,16 @@ typedef struct {
  * tick (out->body NULL, returns hdr). Longer than max_len: MALFORMED. */
 ptrdiff_t cnode__frame_decode(const char *buf, size_t len, int hdr, size_t max_len, cnode__frame *out, const char **why);
 
-/* ---- bounded term walker (run before any ei_decode_* on peer bytes) ---- */
+/* ---- bounded term reader (run before any ei_decode_* on peer bytes) ---- */
 typedef struct {
     unsigned max_depth;  /* nesting of tuples/lists/maps/funs, e.g. 1024 */
     size_t max_elements; /* total elements visited, e.g. 1<<24 */
 } cnode__term_limits;
 extern const cnode__term_limits cnode__term_limits_default;
-/* Extent of one external term starting at buf[0] (a tag byte, no 131).
- * Knows every tag OTP 25 emits, incl. ATOM_CACHE_REF refused (MALFORMED),
- * NEW_FUN/EXPORT, V4_PORT, NEWER_REFERENCE, LOCAL_EXT refused. */
+/* Extent of one external term starting at buf[0] (a tag byte, no 131): the
+ * term reader's whole walk (reader.h, term.c), which takes what OTP 25's
+ * binary_to_term takes (less compressed terms and the limits) and refuses the
+ * rest as MALFORMED with *why naming the rule; NEED_MORE when it ends early. */
 ptrdiff_t cnode__term_extent(const char *buf, size_t len, const cnode__term_limits *lim, const char **why);
 
 /* ---- control messages (protocol.md §4) ----------------------------------- */

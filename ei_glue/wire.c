@@ -2,6 +2,7 @@
  * handshake messages, the MD5 challenge digest and the length-prefixed frame
  * reader. Pure: no I/O, no allocation (the digest uses OpenSSL's EVP API). */
 #include "ei_glue/glue.h"
+#include "ei_glue/reader.h"
 
 #include <string.h>
 #include <stdio.h>
@@ -27,17 +28,16 @@ put64(char *p, uint64_t v)
     put32(p, (uint32_t)(v >> 32));
     put32(p + 4, (uint32_t)v);
 }
+/* Big-endian reads of the reader's (reader.h), on char buffers. */
 static unsigned
 get16(const char *p)
 {
-    const unsigned char *u = (const unsigned char *)p;
-    return (unsigned)u[0] << 8 | u[1];
+    return cnode__be16((const unsigned char *)p);
 }
 static uint32_t
 get32(const char *p)
 {
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    return cnode__be32((const unsigned char *)p);
 }
 static uint64_t
 get64(const char *p)

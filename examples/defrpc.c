@@ -41,10 +41,10 @@ static ei_x_buff
 term(const char *text)
 {
     ei_x_buff x;
-    char perr[200];
+    cnode_error perr = {0};
     ei_x_new_with_version(&x);
-    if (cnode_term_parse(text, &x, perr, sizeof perr) != 0)
-        fprintf(stderr, "defrpc: bad term %s: %s\n", text, perr);
+    if (cnode_term_parse(text, &x, &perr) != 0)
+        fprintf(stderr, "defrpc: bad term %s: %s\n", text, perr.message);
     return x;
 }
 
@@ -52,7 +52,8 @@ static void
 show(const char *what, int rc, ei_x_buff *reply, cnode_error *err)
 {
     if (rc == 0) {
-        char *t = cnode_term_print(reply->buff, (size_t)reply->index);
+        char *t = NULL;
+        cnode_term_print(reply->buff, (size_t)reply->index, &t, NULL);
         printf("%s -> %s\n", what, t ? t : "?");
         free(t);
     } else {

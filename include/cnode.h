@@ -341,9 +341,12 @@ void cnode_result_free(cnode_result *r);
 int cnode_multicall(cnode_node *node, const char *const *targets, size_t n, const char *mod, const char *fun,
                     const ei_x_buff *args, unsigned timeout_ms, cnode_result *results);
 
-/* Module name as an atom: "MyApp.Users" -> "Elixir.MyApp.Users"; names that
- * already start with "Elixir." or with a lowercase letter are kept. Returns 0
- * or CNODE_EINVAL if it does not fit in cap. */
+/* Module name as an atom, the one rule the client, the CLI and the balancer
+ * use: an Elixir alias (a name starting with an uppercase letter, A-Z or
+ * À-Þ but ×, in UTF-8) gets "Elixir." in front ("MyApp.Users" ->
+ * "Elixir.MyApp.Users"); every other name ("lists", "Elixir.String", "_x") is
+ * kept. Returns 0, or CNODE_EINVAL for an empty name or a result that does not
+ * fit in cap or has over 255 characters (out is then "" when cap > 0). */
 int cnode_module_atom(const char *name, char *out, size_t cap);
 /* ---- serving BEAM: registered C functions ------------------------------------------------------ */
 /* A call being served. Valid only inside the handler. */
@@ -382,10 +385,6 @@ cnode_node *cnode_call_node(const cnode_call_ctx *ctx);
  * NULL for calls through rex. Valid inside the handler. */
 const erlang_pid *cnode_call_self(const cnode_call_ctx *ctx);
 
-/* The demo service `cnode_demo`: echo/1, add/2, sleep/1 (ms, stops early when
- * the caller gives up), fail/1 (raises error:Reason), info/0 (#{node, version,
- * pid}) and cancelled/0 (how many sleeps saw their caller give up). */
-int cnode_demo_register(cnode_node *node);
 /* Stop accepting calls and wait up to grace_ms for running handlers. */
 int cnode_server_drain(cnode_node *node, unsigned grace_ms);
 

@@ -1,11 +1,14 @@
 /* libcnode — Erlang term text: a parser from Erlang term syntax to ei
  * encoding, a printer from ei encoding to the text OTP 25 prints with
- * io_lib:format("~0p", [T]), and Elixir module-name spelling.
+ * io_lib:format("~0p", [T]), and a builder with holes. (Module names become
+ * atoms with cnode_module_atom, <cnode.h>.)
  *
- * No I/O; any thread may call any of them (the one global, a "C" locale so
- * that floats ignore setlocale(), is made once under pthread_once). Pointers
- * are borrowed for the call unless the comment says "free() it". None of
- * them prints, exits or aborts on bad input.
+ * No I/O, no globals; any thread may call any of them, and floats read and
+ * print the same whatever setlocale() says. Like the rest of the API they
+ * return 0 or a negative CNODE_E... code and, given a cnode_error, fill it
+ * (err->message says what and where). Pointers are borrowed for the call
+ * unless the comment says "free() it". None of them prints, exits or aborts
+ * on bad input.
  */
 #ifndef CNODE_TERM_H
 #define CNODE_TERM_H
@@ -13,19 +16,21 @@
 #include <stddef.h>
 #include <ei.h>
 
+#include "cnode.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Parse Erlang term text (one term, optional trailing '.' and whitespace) and
  * append its encoding (no 131 version byte is added; callers use
- * ei_x_new_with_version first if they want one) to out. 0 on success; on bad
- * text returns -1, leaves out->index where it was, and writes a message
- * naming the byte offset into err (e.g. "at offset 3: unterminated list").
- * Never crashes, never prints.
+ * ei_x_new_with_version first if they want one) to out. Returns 0;
+ * CNODE_EBADMSG for bad text, with err->message naming the byte offset (e.g.
+ * "at offset 3: unterminated list"); CNODE_ENOMEM; CNODE_EINVAL for a NULL
+ * text or out. On failure out->index is where it was.
  *
  * text: NUL-terminated UTF-8. out: made with ei_x_new or ei_x_new_with_version.
- * err: NULL, or errcap bytes that get a NUL-terminated (maybe cut) message.
+ * err: NULL, or a cnode_error (cnode_error_clear it after).
  * Accepted, as erl_parse:parse_term/1 reads it: bare atoms (reserved words
  * such as 'and' must be quoted) and quoted atoms with escapes; integers of any
  * size, 16#ff base notation, 1_000 digit groups, $c and $\n characters, an
@@ -38,12 +43,14 @@ extern "C" {
  * become STRING_EXT), except that atoms are UTF-8 and a map of more than 32
  * keys is written in the reverse of its text order, so that printing it gives
  * the text back (see cnode_term_print). */
-int cnode_term_parse(const char *text, ei_x_buff *out, char *err, size_t errcap);
+int cnode_term_parse(const char *text, ei_x_buff *out, cnode_error *err);
 
 /* Print an encoded term (buf[0..len), with or without the leading 131) as
- * OTP 25's io_lib:format("~0p", [T]) prints it. Returns a malloc'd
- * NUL-terminated string (free() it), or NULL for a malformed/truncated term or
- * out of memory. Reads only buf[0, len).
+ * OTP 25's io_lib:format("~0p", [T]) prints it into *out, a malloc'd
+ * NUL-terminated string (free() it). Returns 0; CNODE_EBADMSG for a term
+ * binary_to_term would refuse, a truncated one, or bytes after it (err->message
+ * names the rule); CNODE_ENOMEM; CNODE_EINVAL for a NULL buf or out. *out is
+ * NULL on failure. Reads only buf[0, len).
  *
  * io_lib's characters come out as UTF-8 (it writes only characters below
  * 256; a binary's bytes 160..255 print as those Latin-1 characters). Strings
@@ -58,19 +65,11 @@ int cnode_term_parse(const char *text, ei_x_buff *out, char *err, size_t errcap)
  *   <node@host.85.0>  #Ref<node@host.A.B.C>  #Port<node@host.5>
  * (BEAM: <0.85.0> for its own pids, <N.85.0> for others). Funs print as BEAM
  * does: #Fun<Module.OldIndex.OldUniq>, fun M:F/A.
- * NULL also for: bytes after the term, compressed terms (tag 80), atom cache
- * refs, nesting deeper than 1024 or more than 2^24 elements (the ei_glue term
- * walker's limits), NaN or infinite floats, atoms that are not valid UTF-8.
- * Bignums print in time quadratic in their size. */
-char *cnode_term_print(const char *buf, size_t len);
-
-/* Elixir module spelling: "MyApp.Users" -> "Elixir.MyApp.Users"; names
- * already starting with "Elixir." or starting with a lowercase letter or
- * quote are copied unchanged. Returns 0, or -1 if out is too small (or
- * in/out is NULL, or cap is 0; out is then "" when cap > 0).
- * A lowercase letter is one an unquoted Erlang atom may start with: a-z, or
- * ß-ÿ but ÷ (in UTF-8). The empty name is copied unchanged. */
-int cnode_term_module_name(const char *in, char *out, size_t cap);
+ * CNODE_EBADMSG also for: compressed terms (tag 80), atom cache refs, nesting
+ * deeper than 1024 or more than 2^24 elements (the term reader's limits).
+ * Bignums print in time below quadratic in their size (about n^1.6: a 100 kB
+ * bignum in under a second, a 1 MB one in tens of seconds). */
+int cnode_term_print(const char *buf, size_t len, char **out, cnode_error *err);
 
 /* Build a term from Erlang term text with holes, in the manner of ei_x_format
  * but with all of this parser's syntax (maps, binaries, bignums...), and
@@ -82,9 +81,10 @@ int cnode_term_module_name(const char *in, char *out, size_t cap);
  *   ~r const erlang_ref *                 ~t const char *, size_t (an encoded
  *   term, with or without 131, copied after a bounds check)
  * Holes may stand wherever a term may: "{~a, [~i, ~i | ~t], #{~a => ~b}}".
- * 0, or -1 with out->index unchanged and a message naming the offset in fmt
- * (or the hole) in err. Never prints; a bad hole argument is an error. */
-int cnode_term_format(ei_x_buff *out, char *err, size_t errcap, const char *fmt, ...);
+ * Returns 0, or CNODE_EBADMSG (err->message names the offset in fmt or the
+ * hole; a bad hole argument is an error), CNODE_ENOMEM, CNODE_EINVAL, with
+ * out->index unchanged. Never prints. */
+int cnode_term_format(ei_x_buff *out, cnode_error *err, const char *fmt, ...);
 
 #ifdef __cplusplus
 }

@@ -331,9 +331,9 @@ term(const char *text)
 {
     ei_x_buff x;
     ei_x_new_with_version(&x);
-    char perr[200];
-    if (cnode_term_parse(text, &x, perr, sizeof perr) != 0)
-        fprintf(stderr, "bad test term %s: %s\n", text, perr);
+    cnode_error perr = {0};
+    if (cnode_term_parse(text, &x, &perr) != 0)
+        fprintf(stderr, "bad test term %s: %s\n", text, perr.message);
     return x;
 }
 
@@ -941,14 +941,12 @@ prov_fn(const char *mod, const char *fun, const ei_x_buff *args, ei_x_buff *out,
             err->code = p->rc;
             snprintf(err->exc_class, sizeof err->exc_class, "error");
             ei_x_new_with_version(&err->reason);
-            char perr[100];
             cnode_term_parse("#{'__struct__' => 'Elixir.RuntimeError', '__exception__' => true, message => <<\"provider down\">>}",
-                             &err->reason, perr, sizeof perr);
+                             &err->reason, NULL);
         }
         return p->rc;
     }
-    char perr[100];
-    return cnode_term_parse(p->answer, out, perr, sizeof perr) == 0 ? 0 : CNODE_EINVAL;
+    return cnode_term_parse(p->answer, out, NULL) == 0 ? 0 : CNODE_EINVAL;
 }
 
 static void

@@ -248,7 +248,8 @@ undecodable_float(Config) ->
                   gen_tcp:close(Sock),
                   ?assertEqual(3, erpc:call(S, cnode_demo, add, [1, 2], ms(15000)))
           end, Requests),
-        ?H:wait_line(H, "dropping connection to fake.*undecodable", ms(15000)),
+        %% the frame's term reader refuses the float as binary_to_term does
+        ?H:wait_line(H, "dropping connection to fake.*FLOAT_EXT", ms(15000)),
         %% the term itself is never printed
         ?assertEqual(nomatch, string:find(?H:output_text(H), "ccccccccccccccccccccccccccccccc"))
     end).

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "balancer/internal.h"
+#include "cnode_balancer.h"
+#include "ei_glue/reader.h"
+#include "term/inspect.h"
 
 #define PRINTABLE_LIMIT 4096
 
@@ -311,76 +313,12 @@ cnode__insp_float(cnode__sb *o, double v)
 void
 cnode__insp_big(cnode__sb *o, const unsigned char *le, size_t n, int neg)
 {
-    unsigned char *m = malloc(n ? n : 1);
-    char *dec = malloc(n * 3 + 4);
-    if (!m || !dec) {
-        free(m);
-        free(dec);
-        cnode__sb_str(o, "?");
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        m[i] = le[n - 1 - i]; /* big-endian */
-    size_t nd = 0, len = n;
-    for (;;) {
-        unsigned rem = 0;
-        int nonzero = 0;
-        for (size_t i = 0; i < len; i++) {
-            unsigned cur = rem << 8 | m[i];
-            m[i] = (unsigned char)(cur / 10);
-            rem = cur % 10;
-            nonzero |= m[i];
-        }
-        dec[nd++] = (char)('0' + rem);
-        if (!nonzero)
-            break;
-    }
-    if (neg)
-        cnode__sb_put(o, "-", 1);
-    for (size_t i = nd; i > 0; i--)
-        cnode__sb_put(o, &dec[i - 1], 1);
-    free(m);
-    free(dec);
+    char *d = cnode__tt_decimal(le, n, neg);
+    cnode__sb_str(o, d ? d : "?");
+    free(d);
 }
 
 /* ---- strings ---- */
-
-/* Decode one UTF-8 code point; its length or 0 if invalid. */
-static size_t
-utf8_cp(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (n == 0)
-        return 0;
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xC2 && c < 0xE0) {
-        len = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c < 0xF0) {
-        len = 3;
-        v = c & 0x0F;
-    } else if (c >= 0xF0 && c < 0xF5) {
-        len = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
-        return 0;
-    *cp = v;
-    return len;
-}
 
 int
 cnode__insp_escape_char(uint32_t c)
@@ -394,7 +332,7 @@ cnode__insp_printable(const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        size_t k = utf8_cp(s + i, n - i, &c);
+        size_t k = cnode__utf8_get(s + i, n - i, &c);
         if (k == 0)
             return 0;
         if (!((c >= 0x20 && c <= 0x7E) || (c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD) ||
@@ -412,7 +350,7 @@ cnode__insp_string(cnode__sb *o, const unsigned char *s, size_t n, char quote)
     size_t at = 0, chars = 0;
     while (at < n && chars < PRINTABLE_LIMIT) {
         uint32_t c;
-        size_t k = utf8_cp(s + at, n - at, &c);
+        size_t k = cnode__utf8_get(s + at, n - at, &c);
         at += k ? k : 1;
         chars++;
     }

@@ -1,8 +1,8 @@
 /* Elixir 1.14's inspect/1 over the external term format, as EasyRpc's
  * messages and log lines print values (seed-behaviour.md B5, B6).
  *
- * A term is first bounded by the ei_glue walker (cnode__term_extent), then
- * printed by a reader that trusts the lengths the walker proved. The limits
+ * A term is first walked whole by the shared reader (ei_glue/reader.h), then
+ * printed through the same reader's functions. The limits
  * are inspect's defaults: a collection prints at most `limit` elements
  * (50 at the top; element i of a collection gets limit - i - 1, as
  * Inspect.Algebra.container_doc hands them down), a printable binary or
@@ -11,86 +11,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "balancer/internal.h"
-#include "ei_glue/glue.h"
+#include "cnode_balancer.h"
+#include "ei_glue/reader.h"
+#include "term/inspect.h"
 
 #define LIMIT 50
 
-/* ---- reader over a term the walker has bounded ---- */
+/* ---- reads: the whole term was walked (cnode__rd_skip) before any of these ---- */
 
-typedef struct {
-    const unsigned char *p, *end;
-} rd;
-
-static uint32_t
-be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static unsigned
-be16(const unsigned char *p)
-{
-    return (unsigned)p[0] << 8 | p[1];
-}
-
-static int
-need(const rd *r, size_t n)
-{
-    return (size_t)(r->end - r->p) >= n;
-}
+typedef cnode__rd rd;
 
 static int
 skip_term(rd *r)
 {
-    ptrdiff_t n = cnode__term_extent((const char *)r->p, (size_t)(r->end - r->p), &cnode__term_limits_default, NULL);
-    if (n <= 0)
-        return -1;
-    r->p += n;
-    return 0;
+    return cnode__rd_skip(r, NULL) == 0 ? 0 : -1;
 }
 
 /* An atom's text as UTF-8 into buf (>= 1024 bytes); its length, or -1. */
 static long
 rd_atom(rd *r, char *buf)
 {
-    if (!need(r, 2))
-        return -1;
-    unsigned tag = *r->p++, len;
-    int latin1 = tag == 100 || tag == 115;
-    if (tag == 115 || tag == 119) {
-        len = *r->p++;
-    } else if (tag == 100 || tag == 118) {
-        if (!need(r, 2))
-            return -1;
-        len = be16(r->p);
-        r->p += 2;
-    } else {
-        return -1;
-    }
-    if (!need(r, len) || len > 1020)
+    cnode__atom a;
+    if (cnode__rd_atom(r, &a) != 0)
         return -1;
     size_t o = 0;
-    for (unsigned i = 0; i < len; i++) {
-        unsigned c = r->p[i];
-        if (latin1 && c >= 0x80) {
-            buf[o++] = (char)(0xC0 | c >> 6);
-            buf[o++] = (char)(0x80 | (c & 0x3F));
-        } else {
-            buf[o++] = (char)c;
-        }
-        if (o >= 1020)
-            return -1;
+    for (size_t i = 0; i < a.n; i++) {
+        if (a.latin1)
+            o += cnode__utf8_put((unsigned char *)buf + o, a.s[i]);
+        else
+            buf[o++] = (char)a.s[i];
     }
     buf[o] = 0;
-    r->p += len;
     return (long)o;
 }
 
 static int
-is_atom_tag(unsigned tag)
+is_atom_tag(int tag)
 {
-    return tag == 100 || tag == 115 || tag == 118 || tag == 119;
+    return tag == T_ATOM || tag == T_SMALL_ATOM || tag == T_ATOM_UTF8 || tag == T_SMALL_ATOM_UTF8;
 }
 
 /* ---- terms ---- */
@@ -111,10 +69,8 @@ keyword_list(rd r, uint32_t n)
 {
     char name[1024];
     for (uint32_t i = 0; i < n; i++) {
-        if (!need(&r, 2) || r.p[0] != 104 || r.p[1] != 2)
-            return 0;
-        r.p += 2;
-        if (!need(&r, 1) || !is_atom_tag(*r.p))
+        uint32_t arity;
+        if (cnode__rd_tag(&r) != T_SMALL_TUPLE || cnode__rd_tuple(&r, &arity) != 0 || arity != 2 || !is_atom_tag(cnode__rd_tag(&r)))
             return 0;
         long len = rd_atom(&r, name);
         if (len < 0 || (len >= 7 && memcmp(name, "Elixir.", 7) == 0))
@@ -122,7 +78,7 @@ keyword_list(rd r, uint32_t n)
         if (skip_term(&r) != 0)
             return 0;
     }
-    return need(&r, 1) && *r.p == 106;
+    return cnode__rd_tag(&r) == T_NIL;
 }
 
 /* List elements as a charlist, if they all are ASCII printable (List.ascii_printable?). */
@@ -130,24 +86,17 @@ static int
 ascii_printable_list(rd r, uint32_t n, unsigned char *out)
 {
     for (uint32_t i = 0; i < n; i++) {
-        long v;
-        if (!need(&r, 2))
+        int64_t v;
+        cnode__int x;
+        int tag = cnode__rd_tag(&r);
+        if ((tag != T_SMALL_INT && tag != T_INT) || cnode__rd_int(&r, &x) != 0 || !cnode__int_small(&x, &v))
             return 0;
-        if (r.p[0] == 97) {
-            v = r.p[1];
-            r.p += 2;
-        } else if (r.p[0] == 98 && need(&r, 5)) {
-            v = (int32_t)be32(r.p + 1);
-            r.p += 5;
-        } else {
-            return 0;
-        }
-        if (!((v >= 32 && v <= 126) || cnode__insp_escape_char((uint32_t)v)))
+        if (!((v >= 32 && v <= 126) || (v >= 0 && cnode__insp_escape_char((uint32_t)v))))
             return 0;
         if (out)
             out[i] = (unsigned char)v;
     }
-    return need(&r, 1) && *r.p == 106;
+    return cnode__rd_tag(&r) == T_NIL;
 }
 
 static int
@@ -165,7 +114,7 @@ keyword_items(rd *r, cnode__sb *o, uint32_t n, long limit)
         }
         if (i)
             cnode__sb_put(o, ", ", 2);
-        r->p += 2; /* {_, _} header, checked by keyword_list */
+        r->pos += 2; /* {_, _} header, checked by keyword_list */
         if (rd_atom(r, name) < 0)
             return -1;
         cnode__inspect_key(o, name);
@@ -212,8 +161,8 @@ list(rd *r, cnode__sb *o, uint32_t n, long limit)
         if (term(r, o, limit - (long)i - 1) != 0)
             return -1;
     }
-    if (need(r, 1) && *r->p == 106) {
-        r->p++;
+    if (cnode__rd_tag(r) == T_NIL) {
+        r->pos++;
     } else {
         cnode__sb_put(o, " | ", 3);
         if (term(r, o, limit - (long)i - 1) != 0)
@@ -251,12 +200,12 @@ struct_name(rd r, uint32_t n, char *mod)
     char k[1024];
     mod[0] = 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (need(&r, 1) && is_atom_tag(*r.p)) {
+        if (is_atom_tag(cnode__rd_tag(&r))) {
             long len = rd_atom(&r, k);
             if (len < 0)
                 return;
             if (strcmp(k, "__struct__") == 0) {
-                if (need(&r, 1) && is_atom_tag(*r.p) && rd_atom(&r, mod) < 0)
+                if (is_atom_tag(cnode__rd_tag(&r)) && rd_atom(&r, mod) < 0)
                     mod[0] = 0;
                 return;
             }
@@ -274,7 +223,7 @@ atom_keys(rd r, uint32_t n)
 {
     char k[1024];
     for (uint32_t i = 0; i < n; i++) {
-        if (!need(&r, 1) || !is_atom_tag(*r.p))
+        if (!is_atom_tag(cnode__rd_tag(&r)))
             return 0;
         long len = rd_atom(&r, k);
         if (len < 0 || (len >= 7 && memcmp(k, "Elixir.", 7) == 0))
@@ -306,7 +255,7 @@ map(rd *r, cnode__sb *o, uint32_t n, long limit)
     uint32_t shown = 0;
     for (uint32_t i = 0; i < n; i++) {
         rd at = *r;
-        if (is_struct && need(r, 1) && is_atom_tag(*r->p)) {
+        if (is_struct && is_atom_tag(cnode__rd_tag(r))) {
             if (rd_atom(&at, k) >= 0 && (strcmp(k, "__struct__") == 0 || strcmp(k, "__exception__") == 0)) {
                 if (skip_term(r) != 0 || skip_term(r) != 0)
                     return -1;
@@ -322,7 +271,7 @@ map(rd *r, cnode__sb *o, uint32_t n, long limit)
         }
         if (shown)
             cnode__sb_put(o, ", ", 2);
-        if (kw && need(r, 1) && is_atom_tag(*r->p)) {
+        if (kw && is_atom_tag(cnode__rd_tag(r))) {
             if (rd_atom(r, k) < 0)
                 return -1;
             cnode__inspect_key(o, k);
@@ -367,251 +316,165 @@ binary(cnode__sb *o, const unsigned char *d, size_t n, unsigned lastbits, long l
 
 /* Pid, port and reference: the node atom, then numbers. */
 static int
-ident(rd *r, cnode__sb *o, unsigned tag)
+ident(rd *r, cnode__sb *o)
 {
     char node[1024];
-    if (tag == 90 || tag == 114 || tag == 101) {
-        unsigned nid = 1;
-        if (tag != 101) {
-            if (!need(r, 2))
-                return -1;
-            nid = be16(r->p);
-            r->p += 2;
-        }
-        if (rd_atom(r, node) < 0)
-            return -1;
-        size_t cr = tag == 90 ? 4 : 1;
-        if (!need(r, cr + (size_t)nid * 4))
-            return -1;
-        r->p += cr;
+    cnode__ident id;
+    rd at = *r;
+    at.pos += cnode__rd_tag(r) == T_NEW_REF || cnode__rd_tag(r) == T_NEWER_REF ? 3 : 1;
+    if (cnode__rd_ident(r, &id) != 0 || rd_atom(&at, node) < 0)
+        return -1;
+    switch (id.tag) {
+    case T_NEW_PID:
+    case T_PID:
+        cnode__sb_fmt(o, "#PID<%s.%u.%u>", node, id.words[0], id.words[1]);
+        return 0;
+    case T_V4_PORT:
+        cnode__sb_fmt(o, "#Port<%s.%llu>", node, (unsigned long long)id.words[1] << 32 | id.words[0]);
+        return 0;
+    case T_NEW_PORT:
+    case T_PORT:
+        cnode__sb_fmt(o, "#Port<%s.%u>", node, id.words[0]);
+        return 0;
+    default:
         cnode__sb_fmt(o, "#Reference<%s", node);
-        for (unsigned i = nid; i > 0; i--)
-            cnode__sb_fmt(o, ".%u", be32(r->p + (i - 1) * 4));
-        r->p += (size_t)nid * 4;
+        for (unsigned i = id.nwords; i > 0; i--)
+            cnode__sb_fmt(o, ".%u", id.words[i - 1]);
         cnode__sb_put(o, ">", 1);
         return 0;
     }
-    if (rd_atom(r, node) < 0)
-        return -1;
-    if (tag == 88 || tag == 103) {
-        size_t cr = tag == 88 ? 4 : 1;
-        if (!need(r, 8 + cr))
-            return -1;
-        cnode__sb_fmt(o, "#PID<%s.%u.%u>", node, be32(r->p), be32(r->p + 4));
-        r->p += 8 + cr;
-        return 0;
-    }
-    if (tag == 120) {
-        if (!need(r, 12))
-            return -1;
-        cnode__sb_fmt(o, "#Port<%s.%llu>", node, (unsigned long long)be32(r->p) << 32 | be32(r->p + 4));
-        r->p += 12;
-        return 0;
-    }
-    size_t cr = tag == 89 ? 4 : 1;
-    if (!need(r, 4 + cr))
-        return -1;
-    cnode__sb_fmt(o, "#Port<%s.%u>", node, be32(r->p));
-    r->p += 4 + cr;
-    return 0;
 }
 
 static int
-fun(rd *r, cnode__sb *o, unsigned tag)
+fun(rd *r, cnode__sb *o)
 {
     char mod[1024], name[1024];
-    if (tag == 113) { /* EXPORT_EXT: &Mod.fun/arity */
-        if (rd_atom(r, mod) < 0 || rd_atom(r, name) < 0 || !need(r, 2) || r->p[0] != 97)
+    if (cnode__rd_tag(r) == T_EXPORT) { /* &Mod.fun/arity */
+        cnode__atom m, f;
+        uint32_t arity;
+        rd at = *r;
+        at.pos++;
+        if (cnode__rd_export(r, &m, &f, &arity) != 0 || rd_atom(&at, mod) < 0 || rd_atom(&at, name) < 0)
             return -1;
         cnode__sb_put(o, "&", 1);
         cnode__inspect_atom(o, mod, strlen(mod));
         cnode__sb_put(o, ".", 1);
         cnode__sb_str(o, name);
-        cnode__sb_fmt(o, "/%u", r->p[1]);
-        r->p += 2;
+        cnode__sb_fmt(o, "/%u", arity);
         return 0;
     }
     /* NEW_FUN_EXT: Size, Arity, Uniq[16], Index, NumFree, Module, OldIndex, OldUniq, Pid, Free... */
-    const unsigned char *start = r->p - 1;
-    if (!need(r, 4 + 1 + 16 + 4 + 4))
+    rd whole = *r;
+    cnode__fun f;
+    cnode__int old[2];
+    int64_t olduniq;
+    if (skip_term(&whole) != 0 || cnode__rd_fun(r, &f) != 0 || rd_atom(r, mod) < 0 || cnode__rd_int(r, &old[0]) != 0 ||
+        cnode__rd_int(r, &old[1]) != 0 || !cnode__int_small(&old[1], &olduniq))
         return -1;
-    uint32_t size = be32(r->p);
-    unsigned arity = r->p[4];
-    uint32_t index = be32(r->p + 21);
-    r->p += 29;
-    if (rd_atom(r, mod) < 0)
-        return -1;
-    long olduniq = 0;
-    for (int k = 0; k < 2; k++) { /* OldIndex, OldUniq: small or 32-bit integers */
-        if (need(r, 2) && r->p[0] == 97) {
-            olduniq = r->p[1];
-            r->p += 2;
-        } else if (need(r, 5) && r->p[0] == 98) {
-            olduniq = (int32_t)be32(r->p + 1);
-            r->p += 5;
-        } else {
-            return -1;
-        }
-    }
-    cnode__sb_fmt(o, "#Function<%u.%ld/%u in ", index, olduniq, arity);
+    cnode__sb_fmt(o, "#Function<%u.%lld/%u in ", f.index, (long long)olduniq, f.arity);
     cnode__inspect_atom(o, mod, strlen(mod));
     cnode__sb_put(o, ">", 1);
-    if (size < 1 || start + 1 + size > r->end)
+    *r = whole;
+    return 0;
+}
+
+/* A list of bytes (STRING_EXT). */
+static int
+string(rd *r, cnode__sb *o, long limit)
+{
+    const unsigned char *s;
+    size_t n;
+    if (cnode__rd_string(r, &s, &n) != 0)
         return -1;
-    r->p = start + 1 + size; /* Size counts itself and everything after the tag */
+    int printable = 1;
+    for (size_t i = 0; i < n && printable; i++)
+        printable = (s[i] >= 32 && s[i] <= 126) || cnode__insp_escape_char(s[i]);
+    if (printable) {
+        cnode__insp_string(o, s, n, '\'');
+        return 0;
+    }
+    cnode__sb_put(o, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i >= (size_t)limit) {
+            ellipsis(o, i);
+            break;
+        }
+        cnode__sb_fmt(o, "%s%u", i ? ", " : "", s[i]);
+    }
+    cnode__sb_put(o, "]", 1);
     return 0;
 }
 
 static int
 term(rd *r, cnode__sb *o, long limit)
 {
-    if (!need(r, 1))
-        return -1;
-    unsigned tag = *r->p;
+    int tag = cnode__rd_tag(r);
+    uint32_t n;
     if (is_atom_tag(tag)) {
         char name[1024];
-        long n = rd_atom(r, name);
-        if (n < 0)
+        long len = rd_atom(r, name);
+        if (len < 0)
             return -1;
-        cnode__inspect_atom(o, name, (size_t)n);
+        cnode__inspect_atom(o, name, (size_t)len);
         return 0;
     }
-    r->p++;
     switch (tag) {
-    case 97:
-        if (!need(r, 1))
+    case T_SMALL_INT:
+    case T_INT:
+    case T_SMALL_BIG:
+    case T_LARGE_BIG: {
+        cnode__int v;
+        int64_t x;
+        if (cnode__rd_int(r, &v) != 0)
             return -1;
-        cnode__sb_fmt(o, "%u", *r->p++);
-        return 0;
-    case 98:
-        if (!need(r, 4))
-            return -1;
-        cnode__sb_fmt(o, "%d", (int32_t)be32(r->p));
-        r->p += 4;
-        return 0;
-    case 110:
-    case 111: {
-        size_t n;
-        if (tag == 110) {
-            if (!need(r, 2))
-                return -1;
-            n = r->p[0];
-            r->p++;
-        } else {
-            if (!need(r, 5))
-                return -1;
-            n = be32(r->p);
-            r->p += 4;
-        }
-        int neg = *r->p++;
-        if (!need(r, n))
-            return -1;
-        cnode__insp_big(o, r->p, n, neg);
-        r->p += n;
+        if (cnode__int_small(&v, &x))
+            cnode__sb_fmt(o, "%lld", (long long)x);
+        else
+            cnode__insp_big(o, v.mag, v.n, v.neg);
         return 0;
     }
-    case 70: {
-        if (!need(r, 8))
-            return -1;
-        uint64_t bits = (uint64_t)be32(r->p) << 32 | be32(r->p + 4);
+    case T_NEW_FLOAT:
+    case T_FLOAT: {
         double d;
-        memcpy(&d, &bits, sizeof d);
-        r->p += 8;
+        if (cnode__rd_float(r, &d) != 0)
+            return -1;
         cnode__insp_float(o, d);
         return 0;
     }
-    case 99: {
-        if (!need(r, 31))
-            return -1;
-        char txt[32];
-        memcpy(txt, r->p, 31);
-        txt[31] = 0;
-        r->p += 31;
-        cnode__insp_float(o, strtod(txt, NULL));
-        return 0;
-    }
-    case 104:
-        if (!need(r, 1))
-            return -1;
-        return tuple(r, o, *r->p++, limit);
-    case 105: {
-        if (!need(r, 4))
-            return -1;
-        uint32_t n = be32(r->p);
-        r->p += 4;
-        return tuple(r, o, n, limit);
-    }
-    case 106:
+    case T_SMALL_TUPLE:
+    case T_LARGE_TUPLE:
+        return cnode__rd_tuple(r, &n) != 0 ? -1 : tuple(r, o, n, limit);
+    case T_NIL:
+        r->pos++;
         cnode__sb_put(o, "[]", 2);
         return 0;
-    case 107: { /* a list of bytes */
-        if (!need(r, 2))
+    case T_STRING:
+        return string(r, o, limit);
+    case T_LIST:
+        return cnode__rd_list(r, &n) != 0 ? -1 : list(r, o, n, limit);
+    case T_BINARY:
+    case T_BIT_BINARY: {
+        const unsigned char *d;
+        size_t len;
+        unsigned bits;
+        if (cnode__rd_bits(r, &d, &len, &bits) != 0)
             return -1;
-        unsigned n = be16(r->p);
-        r->p += 2;
-        if (!need(r, n))
-            return -1;
-        const unsigned char *s = r->p;
-        r->p += n;
-        int printable = 1;
-        for (unsigned i = 0; i < n && printable; i++)
-            printable = (s[i] >= 32 && s[i] <= 126) || cnode__insp_escape_char(s[i]);
-        if (printable) {
-            cnode__insp_string(o, s, n, '\'');
-            return 0;
-        }
-        cnode__sb_put(o, "[", 1);
-        for (unsigned i = 0; i < n; i++) {
-            if (i >= (unsigned)limit) {
-                ellipsis(o, i);
-                break;
-            }
-            cnode__sb_fmt(o, "%s%u", i ? ", " : "", s[i]);
-        }
-        cnode__sb_put(o, "]", 1);
-        return 0;
+        return binary(o, d, len, bits, limit);
     }
-    case 108: {
-        if (!need(r, 4))
-            return -1;
-        uint32_t n = be32(r->p);
-        r->p += 4;
-        return list(r, o, n, limit);
-    }
-    case 109:
-    case 77: {
-        if (!need(r, tag == 77 ? 5 : 4))
-            return -1;
-        uint32_t n = be32(r->p);
-        unsigned bits = 8;
-        r->p += 4;
-        if (tag == 77)
-            bits = *r->p++;
-        if (!need(r, n) || bits < 1 || bits > 8)
-            return -1;
-        const unsigned char *d = r->p;
-        r->p += n;
-        return binary(o, d, n, bits, limit);
-    }
-    case 116: {
-        if (!need(r, 4))
-            return -1;
-        uint32_t n = be32(r->p);
-        r->p += 4;
-        return map(r, o, n, limit);
-    }
-    case 88:
-    case 103:
-    case 89:
-    case 102:
-    case 120:
-    case 90:
-    case 114:
-    case 101:
-        return ident(r, o, tag);
-    case 112:
-    case 113:
-        return fun(r, o, tag);
+    case T_MAP:
+        return cnode__rd_map(r, &n) != 0 ? -1 : map(r, o, n, limit);
+    case T_NEW_PID:
+    case T_PID:
+    case T_NEW_PORT:
+    case T_PORT:
+    case T_V4_PORT:
+    case T_NEWER_REF:
+    case T_NEW_REF:
+    case T_REF:
+        return ident(r, o);
+    case T_NEW_FUN:
+    case T_EXPORT:
+        return fun(r, o);
     default:
         return -1;
     }
@@ -620,10 +483,10 @@ term(rd *r, cnode__sb *o, long limit)
 int
 cnode__inspect_term(cnode__sb *s, const char *t, size_t len)
 {
-    ptrdiff_t ext = cnode__term_extent(t, len, &cnode__term_limits_default, NULL);
-    if (ext <= 0 || (size_t)ext != len)
+    rd r = cnode__rd_at(t, len);
+    if (cnode__rd_skip(&r, NULL) != 0 || r.pos != len)
         return -1;
-    rd r = {(const unsigned char *)t, (const unsigned char *)t + len};
+    r.pos = 0;
     return term(&r, s, LIMIT);
 }
 

@@ -1,8 +1,10 @@
-/* The built-in demo service `cnode_demo`, registered by `cnode serve`. */
+/* cli/demo.c: the demo service `cnode_demo`, registered by `cnode serve` (part of
+ * the CLI, not of the library). */
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli/cli.h"
 #include "cnode.h"
 
 static atomic_long cancelled_sleeps;
@@ -174,7 +176,7 @@ demo_stats(cnode_call_ctx *ctx, const cnode_args *a, void *ud)
 }
 
 int
-cnode_demo_register(cnode_node *node)
+cli_demo_register(cnode_node *node)
 {
     static const struct {
         const char *fun;
