@@ -32,7 +32,7 @@ PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
-.PHONY: all deps test test-build test-repeat unit ct demo bench install clean format format-check tsan tsan-build
+.PHONY: all deps pg-scale test test-build test-repeat unit ct demo bench install clean format format-check tsan tsan-build
 all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -89,6 +89,10 @@ build/bench/%: bench/%.c build/libcnode.a
 
 deps:
 	@sh tests/deps.sh
+
+# pgscale_SUITE at full scale (20 BEAM nodes, 100,000 members, 1,000 groups); make test runs it reduced.
+pg-scale: test-build
+	CNODE_ROOT=$(CURDIR) CNODE_PG_SCALE=full rebar3 ct --dir erlang_test_harness/test --suite pgscale_SUITE
 
 test-build: build/asan/cnode $(TESTS) $(PROGS) all
 

@@ -150,6 +150,7 @@ pg_tick(cnode_node *node, void *ud)
             cnode__pg_publish(s);
         else
             cnode__pg_reclaim(s); /* snapshots readers have let go of since */
+        cnode__pg_trim(s);
     }
 }
 

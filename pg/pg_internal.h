@@ -140,6 +140,7 @@ struct cnode_pg_scope {
     atomic_long readers[2]; /* readers between loading cur and taking their reference, by epoch parity */
     cnode_pg_snapshot *snaps, *snaps_tail;
     pg_block *retired, *retired_tail;
+    size_t freed_bytes; /* since the last malloc_trim */
     int dirty;
     pg_event *ev_head, *ev_tail;
     pthread_cond_t cond; /* discovery progress, with node->lock */
@@ -166,6 +167,7 @@ void cnode__pg_event(cnode_pg_scope *s, int kind, const char *key, size_t kl, co
 /* snapshot.c */
 void cnode__pg_publish(cnode_pg_scope *s);
 void cnode__pg_reclaim(cnode_pg_scope *s);
+void cnode__pg_trim(cnode_pg_scope *s);
 void cnode__pg_mirror_free(cnode_pg_scope *s);
 #define PG_FOREACH_GROUP(s, g)                                                                                         \
     for (size_t pg_b_ = 0; pg_b_ < (s)->ghcap; pg_b_++)                                                                \

@@ -10,6 +10,7 @@
  * snapshots and blocks are swept on the next publication or housekeeping
  * turn (node->lock held, no waiting): a snapshot once its references are
  * gone, a block once no unfreed snapshot older than its replacement is left. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include "cnode/internal.h"
 #include "cnode/terms.h"
 #include "pg/pg_internal.h"
+
+#define TRIM_BYTES (256 * 1024)
 
 /* ---- publication and reclamation ------------------------------------------------------------------------------- */
 
@@ -97,7 +100,7 @@ cnode__pg_publish(cnode_pg_scope *s)
         if (!g->draft)
             continue;
         pg_block *d = g->draft;
-        if (d->cap > d->n + d->n / 8 + 4) {
+        if (d->cap > d->n) { /* published blocks never grow: no slack (shrinking in place is cheap) */
             pg_block *t = cnode__pg_block_resize(d, d->n);
             if (t)
                 d = t;
@@ -181,8 +184,22 @@ cnode__pg_reclaim(cnode_pg_scope *s)
         s->retired = b->rnext;
         if (!s->retired)
             s->retired_tail = NULL;
+        s->freed_bytes += sizeof *b + b->klen + (size_t)b->cap * sizeof(cnode_pg_member);
         free(b);
     }
+}
+
+/* Copy-on-write leaves freed blocks all over the heap: once enough has been freed, give the whole free pages back
+ * (at most once a housekeeping turn, node->lock held). */
+void
+cnode__pg_trim(cnode_pg_scope *s)
+{
+    if (s->freed_bytes < TRIM_BYTES)
+        return;
+    s->freed_bytes = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 /* Scope freed (the loop has stopped): blocks, groups, snapshots, nodes. */
