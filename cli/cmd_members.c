@@ -12,6 +12,7 @@
  *   2026-12-01T10:00:00.123Z join|leave|nodedown SCOPE GROUP NODE PID
  *   2026-12-01T10:00:00.123Z suspect|clear SCOPE - NODE -
  * Groups and pids are printed as Erlang term text (~0p). */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,10 @@ cmd_members(cli_opts *o)
             return EXIT_USAGE;
         }
     }
+#ifdef __GLIBC__
+    /* an observer: one malloc arena is enough (each thread's own arena would keep pages of its own) */
+    mallopt(M_ARENA_MAX, 1);
+#endif
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
