@@ -11,7 +11,7 @@ CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS    := -L$(EI_DIR)/lib -lei -lmd -lpcre2-8 -lbsd -lpthread -lm
+LDLIBS    := -L$(EI_DIR)/lib -lei -lmd -lbsd -ldl -lpthread -lm
 
 LIB_SRC   := $(sort $(wildcard ei_glue/*.c cnode/*.c pg/*.c balancer/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
