@@ -22,8 +22,7 @@ static struct {
     int (*get_error_message)(int, PCRE2_UCHAR *, PCRE2_SIZE);
     pcre2_match_data *(*match_data_create)(uint32_t, pcre2_general_context *);
     void (*match_data_free)(pcre2_match_data *);
-    int (*match)(const pcre2_code *, PCRE2_SPTR, PCRE2_SIZE, PCRE2_SIZE, uint32_t, pcre2_match_data *,
-                 pcre2_match_context *);
+    int (*match)(const pcre2_code *, PCRE2_SPTR, PCRE2_SIZE, PCRE2_SIZE, uint32_t, pcre2_match_data *, pcre2_match_context *);
 } px;
 static int px_ok;
 static pthread_once_t px_once = PTHREAD_ONCE_INIT;
@@ -41,8 +40,7 @@ px_load(void)
     *(void **)&px.match_data_create = dlsym(h, "pcre2_match_data_create_8");
     *(void **)&px.match_data_free = dlsym(h, "pcre2_match_data_free_8");
     *(void **)&px.match = dlsym(h, "pcre2_match_8");
-    px_ok = px.compile && px.code_free && px.get_error_message && px.match_data_create && px.match_data_free &&
-            px.match;
+    px_ok = px.compile && px.code_free && px.get_error_message && px.match_data_create && px.match_data_free && px.match;
 }
 
 struct cnode_filter {

@@ -23,8 +23,8 @@
 #include "cnode_term.h"
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
-static int live;         /* under out_lock: the listing is out, print changes */
-static uint64_t listed;  /* under out_lock: the listing's snapshot generation */
+static int live;        /* under out_lock: the listing is out, print changes */
+static uint64_t listed; /* under out_lock: the listing's snapshot generation */
 
 static char *
 pid_text(const erlang_pid *p)
@@ -101,8 +101,7 @@ print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g,
         char *line = NULL;
         if (!out) {
             printf("%s %s %s %s\n", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?");
-        } else if (asprintf(&line, "%s %s %s %s", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node,
-                            pt ? pt : "?") >= 0) {
+        } else if (asprintf(&line, "%s %s %s %s", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?") >= 0) {
             if (out->n == out->cap) {
                 size_t nc = out->cap ? out->cap * 2 : 1024;
                 char **nv = realloc(out->v, nc * sizeof *nv);

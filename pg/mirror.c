@@ -265,8 +265,7 @@ oom(cnode_pg_scope *s)
 /* ---- events ------------------------------------------------------------------------------------------------------- */
 
 void
-cnode__pg_event(cnode_pg_scope *s, int kind, const char *key, size_t kl, const char *node, const cnode_pg_member *p,
-                size_t n)
+cnode__pg_event(cnode_pg_scope *s, int kind, const char *key, size_t kl, const char *node, const cnode_pg_member *p, size_t n)
 {
     s->dirty = 1;
     if (!s->opts.on_change || (kind != CNODE_PG_SUSPECT && kind != CNODE_PG_CLEAR && n == 0))

@@ -98,14 +98,14 @@ typedef struct pg_event {
 } pg_event;
 
 struct cnode_pg_snapshot {
-    _Atomic int refs;   /* readers, plus one for the scope until its grace period has passed */
+    _Atomic int refs; /* readers, plus one for the scope until its grace period has passed */
     int retired, dropped;
-    uint64_t epoch;     /* reclamation epoch when it stopped being current */
-    uint64_t gen;       /* 1, 2, ... per scope, in publishing order */
+    uint64_t epoch;                 /* reclamation epoch when it stopped being current */
+    uint64_t gen;                   /* 1, 2, ... per scope, in publishing order */
     struct cnode_pg_snapshot *next; /* the scope's unfreed snapshots, oldest first */
     size_t ngroups;
-    pg_block **groups;  /* sorted by (klen, bytes) */
-    const char *self;   /* members of this node point here */
+    pg_block **groups; /* sorted by (klen, bytes) */
+    const char *self;  /* members of this node point here */
     size_t nnodes;
     const char **names; /* names[0] is this node */
     unsigned char *suspect;
@@ -162,23 +162,22 @@ void cnode__pg_join(cnode_pg_scope *s, const char *k, size_t kl, const cnode_pg_
 void cnode__pg_leave(cnode_pg_scope *s, const char *k, size_t kl, const cnode_pg_member *p, size_t n);
 void cnode__pg_drop_node(cnode_pg_scope *s, pg_group *g, uint32_t node, int kind);
 void cnode__pg_drop_node_all(cnode_pg_scope *s, uint32_t node, uint64_t keep_mark, int kind);
-void cnode__pg_event(cnode_pg_scope *s, int kind, const char *key, size_t kl, const char *node,
-                     const cnode_pg_member *p, size_t n);
+void cnode__pg_event(cnode_pg_scope *s, int kind, const char *key, size_t kl, const char *node, const cnode_pg_member *p, size_t n);
 /* snapshot.c */
 void cnode__pg_publish(cnode_pg_scope *s);
 void cnode__pg_reclaim(cnode_pg_scope *s);
 void cnode__pg_trim(cnode_pg_scope *s);
 void cnode__pg_mirror_free(cnode_pg_scope *s);
-#define PG_FOREACH_GROUP(s, g)                                                                                         \
-    for (size_t pg_b_ = 0; pg_b_ < (s)->ghcap; pg_b_++)                                                                \
+#define PG_FOREACH_GROUP(s, g)                                                                                                     \
+    for (size_t pg_b_ = 0; pg_b_ < (s)->ghcap; pg_b_++)                                                                            \
         for (pg_group *g = (s)->ghash[pg_b_]; g; g = g->hnext)
 
 /* proto.c */
 void cnode__pg_scope_msg(cnode_proc *p, const cnode__xpid *from, const char *b, size_t len);
 void cnode__pg_send_discover_pid(cnode_pg_scope *s, const erlang_pid *to);
 void cnode__pg_discover_node(cnode_pg_scope *s, cnode__peer *peer);
-void cnode__pg_broadcast_local(cnode_pg_scope *s, int join, const cnode_pg_member *p, const char *k, size_t kl,
-                               int nkeys, const char *const *keys, const size_t *lens);
+void cnode__pg_broadcast_local(cnode_pg_scope *s, int join, const cnode_pg_member *p, const char *k, size_t kl, int nkeys,
+                               const char *const *keys, const size_t *lens);
 
 /* local.c */
 pg_local *cnode__pg_local_find(cnode_pg_scope *s, const cnode_pg_member *m);

@@ -129,8 +129,8 @@ own_pids(cnode_pg_scope *s, const pg_remote *r, cnode_pg_member *p, size_t n)
         if (cnode__pg_member_node(&p[i]) == r->node)
             p[w++] = p[i];
     if (w != n)
-        cnode__log(s->node, CNODE_LOG_WARNING, "pg %s: %zu pid(s) of other nodes from %s's scope ignored", s->name,
-                   n - w, s->nodes[r->node]->name);
+        cnode__log(s->node, CNODE_LOG_WARNING, "pg %s: %zu pid(s) of other nodes from %s's scope ignored", s->name, n - w,
+                   s->nodes[r->node]->name);
     return w;
 }
 
@@ -196,8 +196,8 @@ on_sync(cnode_pg_scope *s, const char *b, int idx)
     int arity, n;
     char a[MAXATOMLEN_UTF8];
     erlang_pid peer;
-    if (ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 3 || ei_decode_atom(b, &idx, a) < 0 ||
-        strcmp(a, "sync") != 0 || ei_decode_pid(b, &idx, &peer) < 0 || ei_decode_list_header(b, &idx, &n) < 0 || n < 0) {
+    if (ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 3 || ei_decode_atom(b, &idx, a) < 0 || strcmp(a, "sync") != 0 ||
+        ei_decode_pid(b, &idx, &peer) < 0 || ei_decode_list_header(b, &idx, &n) < 0 || n < 0) {
         cnode__pg_bad(s, "sync");
         return;
     }
@@ -453,8 +453,7 @@ cnode__pg_discover_node(cnode_pg_scope *s, cnode__peer *peer)
     pg_node *ni = cnode__pg_node(s, peer->name, 1);
     if (!ni)
         return;
-    if (!ni->has_name_mon && !ni->synced &&
-        cnode__monitor_locked(s->proc, NULL, s->name, peer->name, &ni->name_mon) == 0)
+    if (!ni->has_name_mon && !ni->synced && cnode__monitor_locked(s->proc, NULL, s->name, peer->name, &ni->name_mon) == 0)
         ni->has_name_mon = 1;
     ni->no_scope = 0;
     ei_x_buff x;
@@ -509,7 +508,7 @@ send_sync(cnode_pg_scope *s, const erlang_pid *to)
 /* join or leave of one local pid, to every known peer scope */
 void
 cnode__pg_broadcast_local(cnode_pg_scope *s, int join, const cnode_pg_member *p, const char *k, size_t kl, int nkeys,
-                const char *const *keys, const size_t *lens)
+                          const char *const *keys, const size_t *lens)
 {
     erlang_pid pid;
     cnode__pg_to_pid(p, &pid);

@@ -77,8 +77,7 @@ cnode__pg_publish(cnode_pg_scope *s)
         pp = &g->dnext;
     }
     size_t ng = s->ngroups, nn = s->nnodes;
-    cnode_pg_snapshot *snap =
-        calloc(1, sizeof *snap + ng * sizeof(pg_block *) + nn * sizeof(const char *) + nn);
+    cnode_pg_snapshot *snap = calloc(1, sizeof *snap + ng * sizeof(pg_block *) + nn * sizeof(const char *) + nn);
     if (!snap) {
         cnode__log(s->node, CNODE_LOG_ERROR, "pg %s: out of memory; snapshot not updated", s->name);
         return;

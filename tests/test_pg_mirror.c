@@ -253,7 +253,6 @@ test_order_and_duplicates(void)
     check_counts();
 }
 
-
 void
 cnode_test_register(void)
 {
