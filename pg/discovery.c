@@ -23,9 +23,11 @@ node_info(cnode_pg_scope *s, const char *name)
 }
 
 static void
-rex_ask(cnode_pg_scope *s, cnode__peer *peer, const char *mod, const char *fun, int nodes_arg, erlang_ref *tag)
+rex_ask(cnode_pg_scope *s, cnode__peer *peer, const char *mod, const char *fun, int nodes_arg, pg_ref *ptag)
 {
+    erlang_ref tagr, *tag = &tagr;
     cnode_make_ref(s->node, tag);
+    cnode__pg_ref_pack(tag, ptag);
     ei_x_buff x;
     ei_x_new_with_version(&x);
     ei_x_encode_tuple_header(&x, 3);
@@ -75,7 +77,7 @@ cnode__pg_reply(cnode_pg_scope *s, const char *b, int idx, int arity)
     }
     for (size_t i = 0; i < s->nnodes; i++) {
         pg_node *ni = s->nodes[i];
-        if (ni->probe_out && cnode__ref_eq(&ni->probe_tag, &tag)) {
+        if (ni->probe_out && cnode__pg_ref_eq(s, &ni->probe_tag, &tag)) {
             ni->probe_out = 0;
             ni->rtt_us = (long)((cnode__now_ms() - ni->probe_sent_ms) * 1000);
             ni->last_answer_ms = cnode__now_ms();
@@ -85,7 +87,7 @@ cnode__pg_reply(cnode_pg_scope *s, const char *b, int idx, int arity)
             }
             return;
         }
-        if (ni->nodes_out && cnode__ref_eq(&ni->nodes_tag, &tag)) {
+        if (ni->nodes_out && cnode__pg_ref_eq(s, &ni->nodes_tag, &tag)) {
             ni->nodes_out = 0;
             ni->nodes_answered = 1;
             int n, type, size;
@@ -248,9 +250,11 @@ pg_leave_all(cnode_node *node)
             cnode__pg_publish(s);
         for (pg_remote *r = s->remotes; r; r = r->next) {
             cnode__peer *peer = cnode__peer_get(node, r->spid.node, 0);
+            erlang_pid spid;
+            cnode__pg_to_pid(&r->spid, &spid);
             if (!peer || !peer->up || r->closing_wait)
                 continue;
-            cnode__pg_send_discover_pid(s, &r->spid);
+            cnode__pg_send_discover_pid(s, &spid);
             r->closing_wait = 1;
             s->closing_waits++;
             waits++;

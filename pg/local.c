@@ -85,10 +85,12 @@ cnode__pg_local_join(cnode_pg_scope *s, const char *k, size_t kl, const erlang_p
         if (!(l = calloc(1, sizeof *l)))
             return CNODE_ENOMEM;
         l->pid = mp;
-        if (cnode__monitor_locked(s->proc, pid, NULL, NULL, &l->mref) != 0) {
+        erlang_ref mref;
+        if (cnode__monitor_locked(s->proc, pid, NULL, NULL, &mref) != 0) {
             free(l);
             return CNODE_ENOPROC;
         }
+        cnode__pg_ref_pack(&mref, &l->mref);
         size_t bkt = local_hash(&mp) & (s->lhcap - 1);
         l->hnext = s->lhash[bkt];
         s->lhash[bkt] = l;
@@ -137,7 +139,9 @@ cnode__pg_local_leave(cnode_pg_scope *s, const char *k, size_t kl, const erlang_
             const char *keys[1] = {k};
             cnode__pg_broadcast_local(s, 0, &mp, NULL, 0, 1, keys, &kl);
             if (l->ngroups == 0) {
-                cnode__demonitor_locked(s->proc, &l->mref);
+                erlang_ref mref;
+                cnode__pg_ref_unpack(s, &l->mref, &mref);
+                cnode__demonitor_locked(s->proc, &mref);
                 local_free(s, l);
             }
             return 0;

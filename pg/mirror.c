@@ -142,6 +142,38 @@ cnode__pg_to_pid(const cnode_pg_member *m, erlang_pid *out)
 }
 
 void
+cnode__pg_ref_pack(const erlang_ref *r, pg_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    out->len = r->len < 0 ? 0 : r->len > 5 ? 5 : r->len;
+    for (int i = 0; i < out->len; i++)
+        out->n[i] = r->n[i];
+    out->creation = r->creation;
+}
+
+void
+cnode__pg_ref_unpack(const cnode_pg_scope *s, const pg_ref *r, erlang_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->node, sizeof out->node, "%s", s->self->name);
+    out->len = r->len;
+    for (int i = 0; i < r->len; i++)
+        out->n[i] = r->n[i];
+    out->creation = r->creation;
+}
+
+int
+cnode__pg_ref_eq(const cnode_pg_scope *s, const pg_ref *a, const erlang_ref *b)
+{
+    if (a->len != b->len || a->creation != b->creation || strcmp(b->node, s->self->name) != 0)
+        return 0;
+    for (int i = 0; i < a->len; i++)
+        if (a->n[i] != b->n[i])
+            return 0;
+    return 1;
+}
+
+void
 cnode_pg_member_pid(const cnode_pg_member *m, erlang_pid *out)
 {
     cnode__pg_to_pid(m, out);

@@ -22,12 +22,19 @@ typedef struct pg_pnode {
     char name[];
 } pg_pnode;
 
+/* A reference this node made (monitors, call tags), without ei's 1 KB node name: the node is always this one. */
+typedef struct {
+    uint32_t n[5];
+    uint32_t creation;
+    int len;
+} pg_ref;
+
 /* A peer scope process (pg's RemoteMap entry): one per node at a time. Its members are the mirror's members of
  * that node (pg scopes announce local pids only), so they are not stored a second time. */
 typedef struct pg_remote {
     struct pg_remote *next;
-    erlang_pid spid;
-    erlang_ref mref;
+    cnode_pg_member spid; /* interned */
+    pg_ref mref;
     uint32_t node;
     int synced;
     int closing_wait; /* closing: a discover went out after our leaves; its sync is awaited */
@@ -41,13 +48,13 @@ typedef struct pg_node {
     pg_remote *remote;
     int synced, no_scope, scope_seen;
     int has_name_mon;
-    erlang_ref name_mon;
+    pg_ref name_mon;
     int nodes_out, nodes_answered;
     int connecting; /* we asked for a connection; until the peer hooks say how it went */
     int seed;       /* given to cnode_pg_connect: redialled while down, every watch interval */
-    erlang_ref nodes_tag;
+    pg_ref nodes_tag;
     int probe_out, suspect;
-    erlang_ref probe_tag;
+    pg_ref probe_tag;
     int64_t probe_sent_ms, last_answer_ms;
     long rtt_us;
     char name[CNODE__NAME_MAX];
@@ -79,7 +86,7 @@ typedef struct pg_group {
 typedef struct pg_local {
     struct pg_local *hnext;
     cnode_pg_member pid;
-    erlang_ref mref;
+    pg_ref mref;
     char **gkeys;
     size_t *glens;
     size_t ngroups, capgroups;
@@ -155,6 +162,9 @@ pg_node *cnode__pg_node(cnode_pg_scope *s, const char *name, int create);
 const char *cnode__pg_intern_pid(cnode_pg_scope *s, const erlang_pid *p, cnode_pg_member *out);
 uint32_t cnode__pg_member_node(const cnode_pg_member *m);
 void cnode__pg_to_pid(const cnode_pg_member *m, erlang_pid *out);
+void cnode__pg_ref_pack(const erlang_ref *r, pg_ref *out);
+void cnode__pg_ref_unpack(const cnode_pg_scope *s, const pg_ref *r, erlang_ref *out);
+int cnode__pg_ref_eq(const cnode_pg_scope *s, const pg_ref *a, const erlang_ref *b);
 pg_group *cnode__pg_group(cnode_pg_scope *s, const char *k, size_t kl, int create);
 const pg_block *cnode__pg_group_block(const pg_group *g);
 pg_block *cnode__pg_block_resize(pg_block *b, size_t cap);

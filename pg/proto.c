@@ -33,7 +33,11 @@ static pg_remote *
 remote_find(cnode_pg_scope *s, const erlang_pid *spid)
 {
     pg_node *n = cnode__pg_node(s, spid->node, 0);
-    return n && n->remote && cnode__pid_eq(&n->remote->spid, spid) ? n->remote : NULL;
+    cnode_pg_member m;
+    if (!n || !n->remote || !cnode__pg_intern_pid(s, spid, &m))
+        return NULL;
+    const cnode_pg_member *r = &n->remote->spid;
+    return r->node == m.node && r->num == m.num && r->serial == m.serial ? n->remote : NULL; /* node: name and creation */
 }
 
 static void remote_remove(cnode_pg_scope *s, pg_remote *r, int kind);
@@ -49,12 +53,13 @@ remote_add(cnode_pg_scope *s, const erlang_pid *spid)
     pg_remote *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->spid = *spid;
     r->node = n->ix;
-    if (cnode__monitor_locked(s->proc, spid, NULL, NULL, &r->mref) != 0) {
+    erlang_ref mref;
+    if (!cnode__pg_intern_pid(s, spid, &r->spid) || cnode__monitor_locked(s->proc, spid, NULL, NULL, &mref) != 0) {
         free(r);
         return NULL;
     }
+    cnode__pg_ref_pack(&mref, &r->mref);
     r->next = s->remotes;
     s->remotes = r;
     n->remote = r;
@@ -232,7 +237,9 @@ on_sync(cnode_pg_scope *s, const char *b, int idx)
     pg_node *ni = s->nodes[r->node];
     ni->synced = 1;
     if (ni->has_name_mon) {
-        cnode__demonitor_locked(s->proc, &ni->name_mon);
+        erlang_ref mref;
+        cnode__pg_ref_unpack(s, &ni->name_mon, &mref);
+        cnode__demonitor_locked(s->proc, &mref);
         ni->has_name_mon = 0;
     }
     uint64_t mark = ++s->sync_seq;
@@ -348,7 +355,7 @@ on_down(cnode_pg_scope *s, const char *b, int idx)
         if (ei_decode_pid(b, &ri, &who) < 0)
             return;
         pg_remote *r = remote_find(s, &who);
-        if (r && cnode__ref_eq(&r->mref, &ref)) {
+        if (r && cnode__pg_ref_eq(s, &r->mref, &ref)) {
             int nodedown = ei_decode_atom(b, &ri, a) == 0 && strcmp(a, "noconnection") == 0;
             remote_remove(s, r, nodedown ? CNODE_PG_NODEDOWN : CNODE_PG_LEAVE);
             return;
@@ -356,7 +363,7 @@ on_down(cnode_pg_scope *s, const char *b, int idx)
         if (cnode__is_local(s->node, who.node)) {
             cnode_pg_member m;
             pg_local *l = cnode__pg_intern_pid(s, &who, &m) ? cnode__pg_local_find(s, &m) : NULL;
-            if (l && cnode__ref_eq(&l->mref, &ref)) {
+            if (l && cnode__pg_ref_eq(s, &l->mref, &ref)) {
                 cnode__pg_local_exit(s, l);
                 return;
             }
@@ -368,25 +375,25 @@ on_down(cnode_pg_scope *s, const char *b, int idx)
         if (ei_decode_tuple_header(b, &wi, &arity) == 0 && arity == 2 && ei_decode_atom(b, &wi, a) == 0 &&
             ei_decode_atom(b, &wi, node) == 0)
             n = cnode__pg_node(s, node, 0);
-        if (n && n->has_name_mon && cnode__ref_eq(&n->name_mon, &ref)) {
+        if (n && n->has_name_mon && cnode__pg_ref_eq(s, &n->name_mon, &ref)) {
             name_mon_down(s, n);
             return;
         }
     }
     /* not where its Who says: look for the reference everywhere (DOWNs are rare) */
     for (pg_remote *r = s->remotes; r; r = r->next)
-        if (cnode__ref_eq(&r->mref, &ref)) {
+        if (cnode__pg_ref_eq(s, &r->mref, &ref)) {
             remote_remove(s, r, CNODE_PG_LEAVE);
             return;
         }
     for (size_t i = 0; i < s->lhcap; i++)
         for (pg_local *l = s->lhash[i]; l; l = l->hnext)
-            if (cnode__ref_eq(&l->mref, &ref)) {
+            if (cnode__pg_ref_eq(s, &l->mref, &ref)) {
                 cnode__pg_local_exit(s, l);
                 return;
             }
     for (size_t i = 0; i < s->nnodes; i++)
-        if (s->nodes[i]->has_name_mon && cnode__ref_eq(&s->nodes[i]->name_mon, &ref)) {
+        if (s->nodes[i]->has_name_mon && cnode__pg_ref_eq(s, &s->nodes[i]->name_mon, &ref)) {
             name_mon_down(s, s->nodes[i]);
             return;
         }
@@ -453,8 +460,11 @@ cnode__pg_discover_node(cnode_pg_scope *s, cnode__peer *peer)
     pg_node *ni = cnode__pg_node(s, peer->name, 1);
     if (!ni)
         return;
-    if (!ni->has_name_mon && !ni->synced && cnode__monitor_locked(s->proc, NULL, s->name, peer->name, &ni->name_mon) == 0)
+    erlang_ref mref;
+    if (!ni->has_name_mon && !ni->synced && cnode__monitor_locked(s->proc, NULL, s->name, peer->name, &mref) == 0) {
+        cnode__pg_ref_pack(&mref, &ni->name_mon);
         ni->has_name_mon = 1;
+    }
     ni->no_scope = 0;
     ei_x_buff x;
     ei_x_new_with_version(&x);
@@ -528,6 +538,8 @@ cnode__pg_broadcast_local(cnode_pg_scope *s, int join, const cnode_pg_member *p,
                 ei_x_append_buf(&x, keys[i], (int)lens[i]);
             ei_x_encode_empty_list(&x);
         }
-        send_to_pid(s, &r->spid, &x);
+        erlang_pid spid;
+        cnode__pg_to_pid(&r->spid, &spid);
+        send_to_pid(s, &spid, &x);
     }
 }
