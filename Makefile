@@ -11,7 +11,7 @@ CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS    := -L$(EI_DIR)/lib -lei -lssl -lcrypto -lpcre2-8 -lbsd -lpthread -lm
+LDLIBS    := -L$(EI_DIR)/lib -lei -lmd -lbsd -ldl -lpthread -lm
 
 # For `cnode --version`: the OTP release and erl_interface this copy is built and tested with.
 OTP_RELEASE := $(shell cat $(EI_DIR)/../../releases/*/OTP_VERSION 2>/dev/null | head -n 1)
@@ -38,7 +38,7 @@ PROGS     := $(PROG_SRC:erlang_test_harness/c_src/%.c=build/asan/progs/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
-.PHONY: all deps test test-build test-repeat unit ct demo bench bench-plot install clean format format-check tsan tsan-build
+.PHONY: all deps pg-scale test test-build test-repeat unit ct demo bench bench-plot install clean format format-check tsan tsan-build
 all: build/libcnode.a build/libcnode.so build/cnode $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -104,6 +104,10 @@ build/bench/%: bench/%.c build/libcnode.a
 
 deps:
 	@sh tests/deps.sh
+
+# pgscale_SUITE at full scale (20 BEAM nodes, 100,000 members, 1,000 groups); make test runs it reduced.
+pg-scale: test-build
+	CNODE_ROOT=$(CURDIR) CNODE_PG_SCALE=full rebar3 ct --dir erlang_test_harness/test --suite pgscale_SUITE
 
 test-build: build/asan/cnode $(TESTS) $(PROGS) all
 

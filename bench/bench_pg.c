@@ -90,10 +90,11 @@ stamps_fn(cnode_call_ctx *ctx, const cnode_args *args, void *user_data)
 }
 
 static void
-on_change(cnode_pg_scope *scope, int event, const char *group, size_t group_len, const char *node,
+on_change(cnode_pg_scope *scope, int event, uint64_t gen, const char *group, size_t group_len, const char *node,
           const erlang_pid *pids, size_t n, void *user_data)
 {
     (void)scope;
+    (void)gen;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long long us = (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;

@@ -77,8 +77,8 @@ wait_up() { # NODE
     done
 }
 
-# only PART: BENCH_ONLY (a comma list of calls, pg, pick; all by default) names PART
-only() { case ",${BENCH_ONLY:-calls,pg,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
+# only PART: BENCH_ONLY (a comma list of calls, pg, pgscale, pick; all by default) names PART
+only() { case ",${BENCH_ONLY:-calls,pg,pgscale,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
 # get KEY < output: the value on the line "KEY value"
 get() { awk -v k="$1" '$1 == k {print $2; exit}'; }
 # emit FIGURE PLACEMENT REP C ANCHOR UNIT GOAL ANCHOR_NAME
@@ -226,6 +226,14 @@ for placement in 1cpu 2cpu; do
         done
     fi
 done
+
+# issue 16: pg at cluster scale (RSS against a BEAM observer, join burst, join p99 under churn)
+if only pgscale; then
+    bash bench/pg_scale.sh "$RAW" "$COOKIE" "$TMP" "$PIDFILE" "${BENCH_PGS_REPS:-1}"
+    # shellcheck disable=SC2046
+    stop_pids $(cat "$PIDFILE")
+    : >"$PIDFILE"
+fi
 
 # issue 7: nanoseconds per balancer pick (no network). 1cpu: one thread on A;
 # 2cpu: two threads sharing one balancer on A and B (a BEAM node with two

@@ -24,6 +24,7 @@ typedef struct {
     const char *filter;   /* balance --filter SUBSTRING */
     long count;           /* balance -n N (default 1) */
     int watch;            /* members --watch */
+    int dump;             /* members --dump */
     int sticky;           /* balance --sticky */
     cnode_limits limits;  /* --limit NAME=VALUE, repeatable; 0: the library's default */
     int argc;             /* the command's positional arguments */

@@ -1,13 +1,18 @@
-/* cnode members --scope S [--group G] [--watch] [--connect NODE]... [NODE...]
+/* cnode members --scope S [--group G] [--watch | --dump] [--connect NODE]... [NODE...]
  *
  * Joins the cluster through the given nodes and, after the discovery round,
  * prints the pg mirror, one member per line: `SCOPE GROUP NODE PID`, in pg's
- * member order (groups sorted). With --watch it then prints one line per
- * member per change as it happens, flushing after every line, until
- * SIGTERM/SIGINT:
+ * member order (groups sorted). With --dump the lines of every group are
+ * sorted bytewise instead (LC_ALL=C sort), to compare with another view.
+ * With --watch it then prints a line that says the listing is complete and
+ * one line per member per change as it happens (none that the listing
+ * already showed: a change carries the generation of the first snapshot
+ * that holds it), flushing after every line, until SIGTERM/SIGINT:
+ *   2026-12-01T10:00:00.123Z listed SCOPE N members
  *   2026-12-01T10:00:00.123Z join|leave|nodedown SCOPE GROUP NODE PID
  *   2026-12-01T10:00:00.123Z suspect|clear SCOPE - NODE -
- * Groups and pids are printed as Erlang term text. */
+ * Groups and pids are printed as Erlang term text (~0p). */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +23,8 @@
 #include "cnode_term.h"
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
-static int live; /* under out_lock: the listing is out, print changes */
+static int live;        /* under out_lock: the listing is out, print changes */
+static uint64_t listed; /* under out_lock: the listing's snapshot generation */
 
 static char *
 pid_text(const erlang_pid *p)
@@ -46,7 +52,7 @@ iso_now(char *buf, size_t cap)
 }
 
 static void
-on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, const char *node, const erlang_pid *pids,
+on_change(cnode_pg_scope *scope, int event, uint64_t gen, const char *group, size_t glen, const char *node, const erlang_pid *pids,
           size_t n, void *ud)
 {
     (void)ud;
@@ -55,7 +61,7 @@ on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, cons
     char when[40];
     iso_now(when, sizeof when);
     pthread_mutex_lock(&out_lock);
-    if (!live) { /* already in the listing that is being printed */
+    if (!live || gen <= listed) { /* already in the listing */
         pthread_mutex_unlock(&out_lock);
         return;
     }
@@ -76,8 +82,15 @@ on_change(cnode_pg_scope *scope, int event, const char *group, size_t glen, cons
     pthread_mutex_unlock(&out_lock);
 }
 
-static void
-print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g, size_t gl)
+/* Lines kept for --dump, sorted before printing. */
+typedef struct {
+    char **v;
+    size_t n, cap;
+} lines;
+
+/* Prints (or, with out, keeps) the group's lines; returns how many members. */
+static size_t
+print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g, size_t gl, lines *out)
 {
     size_t n = 0;
     const cnode_pg_member *m = cnode_pg_members_term(snap, g, gl, &n);
@@ -87,10 +100,33 @@ print_group(cnode_pg_scope *scope, const cnode_pg_snapshot *snap, const char *g,
         erlang_pid pid;
         cnode_pg_member_pid(&m[i], &pid);
         char *pt = pid_text(&pid);
-        printf("%s %s %s %s\n", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?");
+        char *line = NULL;
+        if (!out) {
+            printf("%s %s %s %s\n", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?");
+        } else if (asprintf(&line, "%s %s %s %s", cnode_pg_scope_name(scope), gt ? gt : "?", m[i].node, pt ? pt : "?") >= 0) {
+            if (out->n == out->cap) {
+                size_t nc = out->cap ? out->cap * 2 : 1024;
+                char **nv = realloc(out->v, nc * sizeof *nv);
+                if (nv) {
+                    out->v = nv;
+                    out->cap = nc;
+                }
+            }
+            if (out->n < out->cap)
+                out->v[out->n++] = line;
+            else
+                free(line);
+        }
         free(pt);
     }
     free(gt);
+    return n;
+}
+
+static int
+line_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b); /* bytewise: strcmp compares as unsigned char */
 }
 
 int
@@ -110,6 +146,10 @@ cmd_members(cli_opts *o)
             return EXIT_USAGE;
         }
     }
+#ifdef __GLIBC__
+    /* an observer: one malloc arena is enough (each thread's own arena would keep pages of its own) */
+    mallopt(M_ARENA_MAX, 1);
+#endif
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -157,19 +197,35 @@ cmd_members(cli_opts *o)
     cnode_pg_wait_ready(scope, 0);
     pthread_mutex_lock(&out_lock);
     cnode_pg_snapshot *snap = cnode_pg_snapshot_get(scope);
+    lines dump = {0};
+    size_t total = 0;
     if (o->group) {
-        print_group(scope, snap, gkey.buff, (size_t)gkey.index);
+        total = print_group(scope, snap, gkey.buff, (size_t)gkey.index, o->dump ? &dump : NULL);
     } else {
         size_t ng = cnode_pg_group_count(snap);
         for (size_t i = 0; i < ng; i++) {
             size_t gl;
             const char *g = cnode_pg_group_at(snap, i, &gl);
-            print_group(scope, snap, g, gl);
+            total += print_group(scope, snap, g, gl, o->dump ? &dump : NULL);
         }
     }
+    if (o->dump) {
+        qsort(dump.v, dump.n, sizeof *dump.v, line_cmp);
+        for (size_t i = 0; i < dump.n; i++) {
+            puts(dump.v[i]);
+            free(dump.v[i]);
+        }
+        free(dump.v);
+    }
+    listed = cnode_pg_snapshot_generation(snap);
     cnode_pg_snapshot_release(snap);
+    if (o->watch) {
+        char when[40];
+        iso_now(when, sizeof when);
+        printf("%s listed %s %zu members\n", when, o->scope, total);
+    }
     fflush(stdout);
-    live = 1; /* a change published before the snapshot may still be printed once more: harmless */
+    live = 1; /* changes with a generation above the listing's are printed from now on */
     pthread_mutex_unlock(&out_lock);
     if (o->watch) {
         int sig = 0;

@@ -32,9 +32,11 @@ usage(FILE *f)
                "                                 serve cnode_demo (echo/1 add/2 sleep/1 fail/1 info/0 stats/0)\n"
                "                                 until SIGTERM or SIGINT; with --scope/--group a member of\n"
                "                                 that pg group (leaves it first when stopping)\n"
-               "  members --scope S [--group G] [--watch] [NODE...]\n"
+               "  members --scope S [--group G] [--watch | --dump] [NODE...]\n"
                "                                 the pg mirror: SCOPE GROUP NODE PID per member;\n"
                "                                 --watch then prints one timestamped line per change\n"
+               "                                 (after a line `TIME listed SCOPE N members`); --dump:\n"
+               "                                 every member of the scope, lines sorted bytewise\n"
                "  balance --scope S --group G [--algorithm A] [--key K] [--filter F] [--sticky] [-n N] MOD FUN ARGS\n"
                "                                 N calls through a balancer: NODE COUNT per node, then each\n"
                "                                 distinct error with its count; no live member stops at once\n"
@@ -256,7 +258,7 @@ main(int argc, char **argv)
         {"group", required_argument, NULL, 'G'},   {"algorithm", required_argument, NULL, 'A'},
         {"key", required_argument, NULL, 'K'},     {"filter", required_argument, NULL, 'F'},
         {"count", required_argument, NULL, 'N'},   {"watch", no_argument, NULL, 'W'},
-        {"sticky", no_argument, NULL, 'Y'},
+        {"sticky", no_argument, NULL, 'Y'},        {"dump", no_argument, NULL, 'D'},
         {"limit", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -325,6 +327,9 @@ main(int argc, char **argv)
             break;
         case 'W':
             o.watch = 1;
+            break;
+        case 'D':
+            o.dump = 1;
             break;
         case 'L':
             if (set_limit(&o.limits, optarg) != 0) {

@@ -479,14 +479,17 @@ hs_flush(cnode_node *node, cnode__conn *c)
     return 0;
 }
 
+#define IBUF_ROOM 16384
+
 /* Read what the socket has, at most max bytes: the count (> 0), 0 EOF, -1
  * error, -2 nothing now. */
 static ssize_t
 read_max(cnode__conn *c, size_t max)
 {
-    /* frames over max_frame are refused from their header, which bounds ilen */
-    if (c->icap - c->ilen < 65536) {
-        size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
+    /* frames over max_frame are refused from their header, which bounds ilen. The buffer starts small (an idle
+     * link should not hold 64 KB: a pg observer keeps one to every node of the cluster) and doubles under load. */
+    if (c->icap - c->ilen < IBUF_ROOM) {
+        size_t ncap = c->icap * 2 > c->ilen + IBUF_ROOM ? c->icap * 2 : c->ilen + IBUF_ROOM;
         char *nb = realloc(c->ibuf, ncap);
         if (!nb)
             return -1;

@@ -1,12 +1,12 @@
 /* ei_glue/wire.c: distribution flags, epmd requests and replies, the v6
  * handshake messages, the MD5 challenge digest and the length-prefixed frame
- * reader. Pure: no I/O, no allocation (the digest uses OpenSSL's EVP API). */
+ * reader. Pure: no I/O, no allocation (the digest is libmd's MD5: a plain node never loads OpenSSL). */
 #include "ei_glue/glue.h"
 #include "ei_glue/reader.h"
 
 #include <string.h>
 #include <stdio.h>
-#include <openssl/evp.h>
+#include <md5.h>
 
 static void
 put16(char *p, unsigned v)
@@ -368,14 +368,12 @@ cnode__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge, unsi
 {
     char dec[16];
     int dl = snprintf(dec, sizeof dec, "%u", (unsigned)challenge);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        return -1;
-    unsigned olen = 0;
-    int ok = EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(ctx, cookie, cookie_len) == 1 &&
-             EVP_DigestUpdate(ctx, dec, (size_t)dl) == 1 && EVP_DigestFinal_ex(ctx, out, &olen) == 1 && olen == 16;
-    EVP_MD_CTX_free(ctx);
-    return ok ? 0 : -1;
+    MD5_CTX ctx;
+    MD5Init(&ctx);
+    MD5Update(&ctx, (const uint8_t *)cookie, cookie_len);
+    MD5Update(&ctx, (const uint8_t *)dec, (size_t)dl);
+    MD5Final(out, &ctx);
+    return 0;
 }
 
 /* ---- framing ---------------------------------------------------------------------------- */

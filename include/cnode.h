@@ -391,21 +391,28 @@ int cnode_server_drain(cnode_node *node, unsigned grace_ms);
 /* ---- pg: scopes, membership mirror ------------------------------------------------------------- */
 typedef struct cnode_pg_scope cnode_pg_scope; /* until the node closes */
 
-/* A member in a snapshot, kept compact (a pid without its node string).
- * node: the member's node name (lives with the snapshot). */
+/* A member in a snapshot, kept compact: 16 bytes. node: the member's node
+ * name, interned once per scope with the node's creation (it lives until the
+ * node closes); the creation is not stored per member: cnode_pg_member_pid
+ * finds it from the node pointer, so it only works on members read from a
+ * snapshot. */
 typedef struct cnode_pg_member {
     const char *node;
-    uint32_t num, serial, creation;
+    uint32_t num, serial;
 } cnode_pg_member;
-/* The member's pid as ei's struct. */
+/* The member's pid as ei's struct (with its creation). */
 void cnode_pg_member_pid(const cnode_pg_member *m, erlang_pid *out);
 
 enum { CNODE_PG_JOIN = 1, CNODE_PG_LEAVE = 2, CNODE_PG_NODEDOWN = 3, CNODE_PG_SUSPECT = 4, CNODE_PG_CLEAR = 5 };
 /* Membership change: runs on the I/O thread after the change is visible to
- * readers; group is the encoded group term (no 131); pids/n the members
- * concerned (node for SUSPECT/CLEAR, with n == 0). All die on return. */
-typedef void cnode_pg_cb(cnode_pg_scope *scope, int event, const char *group, size_t group_len, const char *node,
-                         const erlang_pid *pids, size_t n, void *user_data);
+ * readers; gen is the generation of the first snapshot that shows it (a
+ * listing made from a snapshot of generation G already holds every change
+ * with gen <= G); group is the encoded group term (no 131); pids/n the
+ * members concerned, at most 32 a call (one change of more members comes in
+ * several calls with the same gen); node for SUSPECT/CLEAR, with n == 0.
+ * All die on return. */
+typedef void cnode_pg_cb(cnode_pg_scope *scope, int event, uint64_t gen, const char *group, size_t group_len,
+                         const char *node, const erlang_pid *pids, size_t n, void *user_data);
 
 typedef struct cnode_pg_opts {
     unsigned discover_interval_ms; /* ask peers for nodes(connected); 0 means 1000 */
@@ -431,7 +438,8 @@ int cnode_pg_leave(cnode_pg_scope *scope, const char *group, const cnode_proc *p
 
 /* An immutable view of every group of a scope, read without locks. */
 typedef struct cnode_pg_snapshot cnode_pg_snapshot;
-/* Any thread; wait-free apart from a few atomic operations. Release it. */
+/* Any thread; lock-free (a few atomic operations). Release it, and release
+ * every snapshot before the node closes (its blocks belong to the scope). */
 cnode_pg_snapshot *cnode_pg_snapshot_get(cnode_pg_scope *scope);
 /* Releases a snapshot from cnode_pg_snapshot_get (NULL-safe); its pointers die with it. */
 void cnode_pg_snapshot_release(cnode_pg_snapshot *snap);

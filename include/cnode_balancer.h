@@ -92,7 +92,8 @@ typedef struct cnode_filter cnode_filter; /* immutable once made: any thread may
 /* pattern and excluded (nexcluded strings, may be NULL when 0) are copied.
  * *out: yours, free with cnode_filter_free(). Errors: CNODE_EINVAL,
  * CNODE_ENOMEM, CNODE_ECONFIG (the regex does not compile; err->message
- * names the offset and PCRE2's reason). */
+ * names the offset and PCRE2's reason; or libpcre2-8.so.0, loaded by the
+ * first regex filter, cannot be loaded). */
 int cnode_filter_new(const char *pattern, int kind, const char *const *excluded, size_t nexcluded, cnode_filter **out,
                      cnode_error *err);
 /* 1 if node passes the filter, else 0 (a regex that fails to run, e.g. on

@@ -64,10 +64,11 @@ static cnode_proc *procs[MAX_PROCS];
 static int nprocs;
 
 static void
-on_change(cnode_pg_scope *scope, int kind, const char *group, size_t glen, const char *nd, const erlang_pid *pids,
+on_change(cnode_pg_scope *scope, int kind, uint64_t gen, const char *group, size_t glen, const char *nd, const erlang_pid *pids,
           size_t n, void *ud)
 {
     (void)scope;
+    (void)gen;
     scope_ent *s = ud;
     ev *e = calloc(1, sizeof *e);
     if (!e)
