@@ -52,10 +52,10 @@ now_ms(void)
 
 /* pg changes, on the I/O thread: one line each, at once */
 static void
-on_change(cnode_pg_scope *scope, int event, const char *group, size_t group_len, const char *node, const erlang_pid *pids,
-          size_t n, void *ud)
+on_change(cnode_pg_scope *scope, int event, uint64_t gen, const char *group, size_t group_len, const char *node,
+          const erlang_pid *pids, size_t n, void *ud)
 {
-    (void)scope, (void)ud;
+    (void)scope, (void)ud, (void)gen;
     static const char *const names[] = {"?", "join", "leave", "nodedown", "suspect", "clear"};
     if (event < 1 || event > 5)
         return;
