@@ -33,6 +33,7 @@ BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
 .PHONY: all deps test test-build test-repeat unit ct demo bench install clean format format-check tsan tsan-build
+.PHONY: fuzz fuzz-build chaos partition soak
 all: build/libcnode.a build/libcnode.so build/cnode build/cnode.pc $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -89,6 +90,29 @@ build/bench/%: bench/%.c build/libcnode.a
 
 deps:
 	@sh tests/deps.sh
+
+# libFuzzer targets (tests/fuzz/, README there): the library built again with clang and
+# -fsanitize=fuzzer-no-link,address,undefined under build/fuzz/, one program per fuzz_*.c.
+# `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time, on the kept corpus.
+FUZZ_CC    ?= clang-14
+FUZZ_SEC   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -std=c11 -pthread $(WARN) -Wno-unknown-warning-option $(FUZZ_SEC)
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_OBJ   := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC [fuzz] $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/libcnode.a: $(FUZZ_OBJ)
+	@mkdir -p build/fuzz; rm -f $@; ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h build/fuzz/libcnode.a $(HDRS)
+	@echo "LD [fuzz] $@"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libcnode.a $(LDLIBS)
+fuzz-build: $(FUZZERS)
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 test-build: build/asan/cnode $(TESTS) $(PROGS) all
 
