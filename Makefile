@@ -114,6 +114,17 @@ FUZZ_SECONDS ?= 60
 fuzz: fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
 
+# Chaos, partition and soak (tests/README.md): one common_test suite each, alone, ending with its
+# summary line. CHAOS_SECONDS (default 20), SOAK_SECONDS (default 600; make test runs 30).
+CHAOS_SECONDS ?= 20
+SOAK_SECONDS  ?= 600
+chaos: deps build/asan/cnode $(PROGS)
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) sh tests/hard_suite.sh chaos
+partition: deps build/asan/cnode $(PROGS)
+	@sh tests/hard_suite.sh partition
+soak: deps build/asan/cnode $(PROGS)
+	@SOAK_SECONDS=$(SOAK_SECONDS) sh tests/hard_suite.sh soak
+
 test-build: build/asan/cnode $(TESTS) $(PROGS) all
 
 # The README's test command: deps, then CUnit and common_test under ASan/UBSan, one summary line
