@@ -334,8 +334,10 @@ wait_control(const char *want, long ms)
     return 0;
 }
 
-/* Pending calls to the peer (they sleep there far longer than the test runs). */
+/* Pending calls to the peer (they sleep there far longer than the test runs) and how each ended
+ * (pend_rc: 1 while open, else its status; a request that ended is freed and its slot NULL). */
 static cnode_req *pend[MAX_PENDING];
+static int pend_rc[MAX_PENDING];
 
 static void
 send_pending(void)
@@ -346,8 +348,10 @@ send_pending(void)
         ei_x_encode_list_header(&args, 1);
         ei_x_encode_long(&args, 600000);
         ei_x_encode_empty_list(&args);
-        int rc = cnode_send_request(node, A.peer, "timer", "sleep", &args, 600000, NULL, NULL, &pend[i]);
-        if (rc != 0)
+        pend_rc[i] = cnode_send_request(node, A.peer, "timer", "sleep", &args, 600000, NULL, NULL, &pend[i]);
+        if (pend_rc[i] == 0)
+            pend_rc[i] = 1;
+        else
             pend[i] = NULL;
         ei_x_free(&args);
     }
@@ -359,22 +363,24 @@ poll_pending(int *noconn, int *other, int *open)
 {
     *noconn = *other = *open = 0;
     for (int i = 0; i < MAX_PENDING; i++) {
-        if (!pend[i]) {
-            (*other)++;
-            continue;
+        if (pend[i]) {
+            ei_x_buff r;
+            ei_x_new(&r);
+            cnode_error err = {0};
+            int rc = cnode_receive_response(pend[i], 0, &r, &err);
+            ei_x_free(&r);
+            cnode_error_clear(&err);
+            if (rc != CNODE_EAGAIN) {
+                pend[i] = NULL; /* ended: the request is freed */
+                pend_rc[i] = rc;
+            }
         }
-        ei_x_buff r;
-        ei_x_new(&r);
-        cnode_error err = {0};
-        int rc = cnode_receive_response(pend[i], 0, &r, &err);
-        ei_x_free(&r);
-        cnode_error_clear(&err);
-        if (rc == CNODE_EAGAIN || rc == CNODE_ETIMEOUT) {
+        if (pend_rc[i] == 1)
             (*open)++;
-            continue;
-        }
-        pend[i] = NULL; /* answered: the request is freed */
-        (*(rc == CNODE_ENOCONNECTION ? noconn : other))++;
+        else if (pend_rc[i] == CNODE_ENOCONNECTION)
+            (*noconn)++;
+        else
+            (*other)++;
     }
 }
 
