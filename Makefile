@@ -132,6 +132,7 @@ test-build: build/asan/cnode $(TESTS) $(PROGS) all
 # counts each program that did not build as a failure and still runs the rest.
 test: deps
 	@$(MAKE) --no-print-directory -k test-build || echo "make test-build failed: what did not build counts as failed"
+	@$(MAKE) --no-print-directory -k fuzz-build || echo "make fuzz-build failed: the targets that did not build count as failed"
 	@sh tests/run-all.sh $(TESTS)
 
 # The common_test suites N times (default 10): per case, how often it failed; the last line is
