@@ -24,6 +24,13 @@
  *       joins and leaves of a C process, reconnects); "rss T kB" every 10 s,
  *       then "soak: N s, rss start N kB, end N kB, N calls, N served, N errors".
  *
+ *   cnode_hardtest props --sname N --cookie C --scope S --group G
+ *       serves, for props_SUITE, hardtest:F(Bin) where Bin is an encoding (with 131) or a text:
+ *       echo(T) -> T, print(Bin) -> Text | error, parse(Text) -> T | {error, Why},
+ *       phash2(Bin) -> H (range 2^32) | error, inspect(Bin) -> Text | error,
+ *       walk(Bin) -> Extent | need_more | malformed (the bounded walker on Bin, no 131).
+ *       READY, then runs until SIGTERM.
+ *
  * Exit status 0 when the run itself worked (the suites judge the figures). */
 #include <pthread.h>
 #include <stdarg.h>
@@ -34,8 +41,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include "cnode.h"
 #include "cnode_balancer.h"
+#include "cnode_term.h"
+#include "ei_glue/glue.h"
 
 #define MAX_SEEDS 8
 #define MAX_THREADS 128
@@ -636,6 +647,128 @@ run_soak(void)
     return 0;
 }
 
+
+/* ---- props: the C side of props_SUITE ------------------------------------------------- */
+
+/* The binary argument of a call: *p, *n (NULL if the argument is no binary). */
+static const char *
+arg_bin(const cnode_args *a, long *n, char **own)
+{
+    int idx = a->idx[0], type, size;
+    *own = NULL;
+    if (ei_get_type(a->buf, &idx, &type, &size) != 0 || type != ERL_BINARY_EXT)
+        return NULL;
+    *own = malloc((size_t)size + 1);
+    if (!*own || ei_decode_binary(a->buf, &idx, *own, n) != 0)
+        return NULL;
+    (*own)[*n] = 0;
+    return *own;
+}
+
+static void
+reply_atom(cnode_call_ctx *ctx, const char *atom)
+{
+    ei_x_buff r;
+    ei_x_new(&r);
+    ei_x_encode_atom(&r, atom);
+    cnode_reply(ctx, &r);
+    ei_x_free(&r);
+}
+
+static void
+reply_text(cnode_call_ctx *ctx, const char *t)
+{
+    ei_x_buff r;
+    ei_x_new(&r);
+    ei_x_encode_binary(&r, t, (long)strlen(t));
+    cnode_reply(ctx, &r);
+    ei_x_free(&r);
+}
+
+static void
+prop(cnode_call_ctx *ctx, const cnode_args *a, void *ud)
+{
+    const char *what = ud;
+    long n = 0;
+    char *own;
+    const char *b = arg_bin(a, &n, &own);
+    ei_x_buff r;
+    ei_x_new(&r);
+    if (!b) {
+        ei_x_encode_atom(&r, "badarg");
+        cnode_raise(ctx, "error", &r);
+    } else if (!strcmp(what, "print")) {
+        char *t = cnode_term_print(b, (size_t)n);
+        if (t)
+            reply_text(ctx, t);
+        else
+            reply_atom(ctx, "error");
+        free(t);
+    } else if (!strcmp(what, "parse")) {
+        char err[256] = "";
+        if (cnode_term_parse(b, &r, err, sizeof err) == 0) {
+            cnode_reply(ctx, &r);
+        } else {
+            ei_x_free(&r);
+            ei_x_new(&r);
+            ei_x_encode_tuple_header(&r, 2);
+            ei_x_encode_atom(&r, "error");
+            ei_x_encode_binary(&r, err, (long)strlen(err));
+            cnode_reply(ctx, &r);
+        }
+    } else if (!strcmp(what, "phash2")) {
+        uint32_t h;
+        if (cnode_phash2_full(b, (size_t)n, &h) == 0) {
+            ei_x_encode_ulong(&r, h);
+            cnode_reply(ctx, &r);
+        } else {
+            reply_atom(ctx, "error");
+        }
+    } else if (!strcmp(what, "inspect")) {
+        size_t cap = 65536;
+        char *t = malloc(cap);
+        if (t && cnode_rpc_inspect(b, (size_t)n, t, cap) == 0)
+            reply_text(ctx, t);
+        else
+            reply_atom(ctx, "error");
+        free(t);
+    } else { /* walk */
+        ptrdiff_t e = cnode__term_extent(b, (size_t)n, &cnode__term_limits_default, NULL);
+        if (e >= 0) {
+            ei_x_encode_long(&r, (long)e);
+            cnode_reply(ctx, &r);
+        } else {
+            reply_atom(ctx, e == CNODE__NEED_MORE ? "need_more" : "malformed");
+        }
+    }
+    ei_x_free(&r);
+    free(own);
+}
+
+static int
+run_props(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread started after this one too */
+    int rc = start_node(0);
+    if (rc)
+        return rc;
+    static const char *const fns[] = {"print", "parse", "phash2", "inspect", "walk"};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        if ((rc = cnode_register_function(node, "hardtest", fns[i], 1, prop, (void *)fns[i])) != 0)
+            return die("register", rc, NULL);
+    if ((rc = cnode_register_function(node, "hardtest", "echo", 1, echo, NULL)) != 0)
+        return die("register", rc, NULL);
+    out("READY");
+    int sig;
+    sigwait(&set, &sig);
+    finish();
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -668,5 +801,7 @@ main(int argc, char **argv)
         return run_partition();
     if (!strcmp(A.mode, "soak") && A.sname)
         return run_soak();
+    if (!strcmp(A.mode, "props") && A.sname)
+        return run_props();
     return die("usage: see the head of cnode_hardtest.c", 0, NULL);
 }
