@@ -39,6 +39,7 @@ BENCHES   := $(BENCH_SRC:bench/%.c=build/bench/%)
 EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 
 .PHONY: all deps pg-scale test test-build test-repeat unit ct demo bench bench-plot install clean format format-check tsan tsan-build
+.PHONY: fuzz fuzz-build chaos partition soak
 all: build/libcnode.a build/libcnode.so build/cnode $(EXAMPLES)
 
 build/obj/%.o: %.c $(HDRS)
@@ -109,6 +110,40 @@ deps:
 pg-scale: test-build
 	CNODE_ROOT=$(CURDIR) CNODE_PG_SCALE=full rebar3 ct --dir erlang_test_harness/test --suite pgscale_SUITE
 
+# libFuzzer targets (tests/fuzz/, README there): the library built again with clang and
+# -fsanitize=fuzzer-no-link,address,undefined under build/fuzz/, one program per fuzz_*.c.
+# `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time, on the kept corpus.
+FUZZ_CC    ?= clang-14
+FUZZ_SEC   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -std=c11 -pthread $(WARN) -Wno-unknown-warning-option $(FUZZ_SEC)
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_OBJ   := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "CC [fuzz] $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/libcnode.a: $(FUZZ_OBJ)
+	@mkdir -p build/fuzz; rm -f $@; ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h build/fuzz/libcnode.a $(HDRS)
+	@echo "LD [fuzz] $@"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libcnode.a $(LDLIBS)
+fuzz-build: $(FUZZERS)
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
+
+# Chaos, partition and soak (tests/README.md): one common_test suite each, alone, ending with its
+# summary line. CHAOS_SECONDS (default 20), SOAK_SECONDS (default 600; make test runs 30).
+CHAOS_SECONDS ?= 20
+SOAK_SECONDS  ?= 600
+chaos: deps build/asan/cnode $(PROGS)
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) sh tests/hard_suite.sh chaos
+partition: deps build/asan/cnode $(PROGS)
+	@sh tests/hard_suite.sh partition
+soak: deps build/asan/cnode $(PROGS)
+	@SOAK_SECONDS=$(SOAK_SECONDS) sh tests/hard_suite.sh soak
+
 test-build: build/asan/cnode $(TESTS) $(PROGS) all
 
 # The README's test command: deps, then CUnit and common_test under ASan/UBSan, one summary line
@@ -116,6 +151,7 @@ test-build: build/asan/cnode $(TESTS) $(PROGS) all
 # counts each program that did not build as a failure and still runs the rest.
 test: deps
 	@$(MAKE) --no-print-directory -k test-build || echo "make test-build failed: what did not build counts as failed"
+	@$(MAKE) --no-print-directory -k fuzz-build || echo "make fuzz-build failed: the targets that did not build count as failed"
 	@sh tests/run-all.sh $(TESTS)
 
 # The common_test suites N times (default 10): per case, how often it failed; the last line is

@@ -127,6 +127,30 @@ if [ $unit = 1 ]; then
     done
 fi
 
+# libFuzzer targets (tests/fuzz/): FUZZ_TEST_SECONDS (default 10) each on the kept corpus, two at a
+# time; one result per target, "fuzz:<target>". Not built (no clang): one planned skip.
+if [ $unit = 1 ]; then
+    fuzzers=$(ls build/fuzz/fuzz_* 2>/dev/null | grep -v '\.' )
+    if [ -z "$fuzzers" ] && ! command -v "${FUZZ_CC:-clang-14}" >/dev/null 2>&1; then
+        record "skip fuzz:(all) ${FUZZ_CC:-clang-14} is not installed"
+    else
+        for src in tests/fuzz/fuzz_*.c; do
+            f="build/fuzz/$(basename "$src" .c)"
+            if [ ! -x "$f" ] || ! ${MAKE:-make} -q --no-print-directory "$f" >/dev/null 2>&1; then
+                record "fail fuzz:$(basename "$f") did not build"
+                fuzzers=$(printf '%s\n' $fuzzers | grep -vx "$f")
+            fi
+        done
+        if [ -n "$fuzzers" ]; then
+            sh tests/fuzz/run.sh "${FUZZ_TEST_SECONDS:-10}" $fuzzers >"$logs/fuzz.out" 2>&1
+            awk '/^fuzz [^ ]+: [0-9]+ execs, 0 crashes$/ { sub(":", "", $2); print "pass fuzz:" $2; next }
+                 /^fuzz [^ ]+: / { t = $2; sub(":", "", t); print "fail fuzz:" t " " $0 " (reproducer in build/fuzz/artifacts/" t "/)" }' \
+                "$logs/fuzz.out" >>"$results"
+            grep -v '^  ' "$logs/fuzz.out" | sed 's/^/  /' | tr '\n' ';' | sed 's/;  /; /g'; echo
+        fi
+    fi
+fi
+
 if [ $ct = 1 ]; then
     ctout="$root/build/asan/ct.log"
     ctlogs="$logs/ct"; mkdir -p "$ctlogs"
