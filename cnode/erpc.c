@@ -38,6 +38,7 @@ struct cnode_req {
     unsigned timeout_ms;
     char res_ref[64]; /* Res as encoded, to match the reply */
     size_t res_len;
+    cnode__conn *lead; /* cnode_call: the read token, taken before the request went out */
 };
 
 typedef struct cnode__erpc {
@@ -455,6 +456,27 @@ erpc_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud)
     }
 }
 
+int
+cnode__erpc_claim(cnode_node *node, const cnode__ctl *c)
+{
+    erpc_state *st = node->erpc;
+    switch (c->op) {
+    case CNODE__OP_SPAWN_REPLY:
+    case CNODE__OP_SPAWN_REPLY_TT:
+    case CNODE__OP_MONITOR_P_EXIT:
+    case CNODE__OP_PAYLOAD_MONITOR_P_EXIT:
+        break;
+    default:
+        return 0;
+    }
+    if (!st || !is_caller(st, &c->to))
+        return 0;
+    cnode_req *r = table_get(st, &c->ref);
+    if (!r || r->cb)
+        return 0; /* late replies and callbacks are the loop's */
+    return erpc_ctl(node, NULL, c, st);
+}
+
 static void
 send_pending(cnode_node *node, cnode_req *r)
 {
@@ -602,7 +624,7 @@ build(cnode_node *node, cnode_req *r, const char *mod, const char *fun, const ch
 
 static int
 start(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args,
-      unsigned timeout_ms, cnode_req_cb *cb, void *ud, int cast, cnode_req **out)
+      unsigned timeout_ms, cnode_req_cb *cb, void *ud, int cast, int lead, cnode_req **out)
 {
     const char *a;
     size_t alen;
@@ -677,10 +699,16 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
         frame = r->frame; /* ours to write and free: nobody else touches it once SENT */
         flen = r->frame_len;
         r->frame = NULL;
+        /* the caller will read its own reply: take the socket before the request goes out, so
+         * the reply never wakes the loop */
+        if (lead)
+            r->lead = cnode__conn_take_locked(node, peer);
     }
     *out = r;
     cnode__peer_hold(peer); /* r may complete and be freed before the frame is out */
     pthread_mutex_unlock(&node->lock);
+    if (r->lead)
+        cnode__conn_disarm(node, peer, r->lead);
     if (frame) {
         /* past the output queue's limit this waits, as an erpc caller is
          * suspended on a busy distribution port; if it gives up, the request
@@ -701,7 +729,7 @@ cnode_send_request(cnode_node *node, const char *target, const char *mod, const 
     cnode_req *r = NULL;
     if (!req && !cb)
         return CNODE_EINVAL;
-    int rc = start(node, target, mod, fun, args, timeout_ms, cb, user_data, 0, &r);
+    int rc = start(node, target, mod, fun, args, timeout_ms, cb, user_data, 0, 0, &r);
     if (rc == 0 && req)
         *req = cb ? NULL : r;
     if (rc == 0 && cb && !node->has_io_thread)
@@ -713,7 +741,7 @@ int
 cnode_cast(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args)
 {
     cnode_req *r = NULL;
-    return start(node, target, mod, fun, args, 0, NULL, NULL, 1, &r);
+    return start(node, target, mod, fun, args, 0, NULL, NULL, 1, 0, &r);
 }
 
 static void
@@ -728,6 +756,12 @@ take(cnode_req *r, ei_x_buff *reply, cnode_error *err)
     }
 }
 
+static int
+req_done(void *arg)
+{
+    return ((cnode_req *)arg)->state == RQ_DONE;
+}
+
 int
 cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_error *err)
 {
@@ -737,6 +771,9 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
     struct timespec dl;
     if (wait_ms > 0)
         cnode__deadline_after(&dl, wait_ms);
+    cnode__conn *lead = req->lead; /* cnode_call took the read token in start() */
+    int may_lead = 1;
+    req->lead = NULL;
     pthread_mutex_lock(&node->lock);
     while (req->state != RQ_DONE) {
         if (cnode__past(&req->deadline)) {
@@ -745,6 +782,8 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
         }
         if (wait_ms == 0 || (wait_ms > 0 && cnode__past(&dl))) {
             pthread_mutex_unlock(&node->lock);
+            if (lead)
+                cnode__conn_release(node, req->peer, lead);
             return CNODE_EAGAIN;
         }
         const struct timespec *until = &req->deadline;
@@ -754,11 +793,31 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             pthread_mutex_unlock(&node->lock);
             cnode_poll(node, 20);
             pthread_mutex_lock(&node->lock);
-        } else {
-            cnode__cond_wait_until(&req->cond, &node->lock, until);
+            continue;
         }
+        /* leader/follower: read the socket ourselves when nobody else does; otherwise whoever
+         * reads (the loop or another caller) completes this request and signals its cond */
+        int fresh = 0;
+        if (!lead && may_lead && (req->state == RQ_SENT || req->state == RQ_SPAWNED)) {
+            lead = cnode__conn_take_locked(node, req->peer);
+            fresh = lead != NULL;
+        }
+        if (lead) {
+            pthread_mutex_unlock(&node->lock);
+            if (fresh)
+                cnode__conn_disarm(node, req->peer, lead);
+            if (!cnode__conn_lead(node, req->peer, lead, req_done, req, until))
+                may_lead = 0; /* frames for the loop, or the link failed: follow from now on */
+            cnode__conn_release(node, req->peer, lead);
+            lead = NULL;
+            pthread_mutex_lock(&node->lock);
+            continue;
+        }
+        cnode__cond_wait_until(&req->cond, &node->lock, until);
     }
     pthread_mutex_unlock(&node->lock);
+    if (lead)
+        cnode__conn_release(node, req->peer, lead);
     int status = req->status;
     take(req, reply, err);
     req_free(req);
@@ -789,7 +848,7 @@ cnode_call(cnode_node *node, const char *target, const char *mod, const char *fu
            unsigned timeout_ms, ei_x_buff *reply, cnode_error *err)
 {
     cnode_req *r = NULL;
-    int rc = start(node, target, mod, fun, args, timeout_ms, NULL, NULL, 0, &r);
+    int rc = start(node, target, mod, fun, args, timeout_ms, NULL, NULL, 0, 1, &r);
     if (rc != 0) {
         cnode__seterr(err, rc, target, "%s:%s: %s", mod ? mod : "?", fun ? fun : "?",
                       rc == CNODE_EINVAL ? "invalid arguments (target, names, or args not a proper list)"
@@ -821,7 +880,7 @@ cnode_multicall(cnode_node *node, const char *const *targets, size_t n, const ch
         return CNODE_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         memset(&results[i], 0, sizeof results[i]);
-        results[i].status = start(node, targets[i], mod, fun, args, timeout_ms, NULL, NULL, 0, &reqs[i]);
+        results[i].status = start(node, targets[i], mod, fun, args, timeout_ms, NULL, NULL, 0, 0, &reqs[i]);
         if (results[i].status != 0) {
             cnode__seterr(&results[i].err, results[i].status, targets[i], "%s", cnode_strerror(results[i].status));
             reqs[i] = NULL;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnode/internal.h"
@@ -56,6 +57,7 @@ handle_requests(cnode_node *node)
     while (read(node->evfd, &v, sizeof v) > 0)
         ;
     cnode__resolve_poll(node);
+    cnode__conn_pending(node);
     pthread_mutex_lock(&node->qlock);
     cnode__req *r = node->q_head;
     node->q_head = node->q_tail = NULL;
@@ -275,6 +277,12 @@ cnode__shutdown_io(cnode_node *node)
     cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
     cnode__conn_reap(node);
+    /* a caller still reading a closed connection was woken by its shutdown(2); it lets go at once */
+    for (int i = 0; node->dead_conns && i < 5000; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        cnode__conn_reap(node);
+    }
     cnode__log_flush(node);
     cnode__loop_thread_node = NULL;
     cnode__send_nowait = 1;

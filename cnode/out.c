@@ -272,9 +272,8 @@ cnode__flush_peer(cnode_node *node, cnode__peer *peer)
     wake_room(node, peer);
     int want_out = peer->fd >= 0 && peer->oq_head != NULL;
     if (c && peer->fd >= 0 && want_out != peer->epollout) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0), .data.ptr = c};
-        epoll_ctl(node->epfd, EPOLL_CTL_MOD, peer->fd, &ev);
         peer->epollout = want_out;
+        cnode__conn_arm(node, peer, c, c->fd); /* keeps a reading caller's socket out of read interest */
     }
     pthread_mutex_unlock(&peer->wlock);
 }
