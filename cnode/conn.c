@@ -988,6 +988,8 @@ cnode__conn_housekeeping(cnode_node *node)
 /* ---- callers that read (leader/follower) ------------------------------------------------ */
 
 #define LEAD_SLICE_MS 1000 /* a caller's recv wakes at least this often to look at its deadline */
+#define LEAD_YOUNG_MS 50   /* ... and, for the first this long of its wait, every LEAD_QUICK_MS */
+#define LEAD_QUICK_MS 5
 
 void
 cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
@@ -1062,6 +1064,8 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
         if (!f.body || cnode__erpc_claim(node, &msg)) {
             if (f.body)
                 CNODE__STAT_ADD(node, caller_reads, 1);
+            if (f.body && (msg.op == CNODE__OP_SPAWN_REPLY || msg.op == CNODE__OP_SPAWN_REPLY_TT))
+                peer->spawn_reply_len = (size_t)n;
             off += (size_t)n; /* a tick, or a reply now delivered */
             continue;
         }
@@ -1080,36 +1084,40 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
     return rc;
 }
 
-/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. */
+/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. With
+ * want, it waits (MSG_WAITALL) until that many bytes came, or a quick slice passed: a reply
+ * that comes in two writes then wakes its caller once, not twice. quick: the slice is short
+ * (while the wait is young, so that a guess of want that is too high costs little). */
 static ssize_t
-lead_recv(cnode__conn *c, const struct timespec *deadline)
+lead_recv(cnode__conn *c, const struct timespec *deadline, size_t want, int quick)
 {
     for (;;) {
-        int want = LEAD_SLICE_MS;
+        int slice = quick ? LEAD_QUICK_MS : LEAD_SLICE_MS;
         if (deadline) {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
             int64_t us = (deadline->tv_sec - now.tv_sec) * 1000000 + (deadline->tv_nsec - now.tv_nsec) / 1000;
             if (us <= 0)
                 return -2;
-            if (us < (int64_t)want * 1000)
-                want = (int)((us + 999) / 1000);
+            if (us < (int64_t)slice * 1000)
+                slice = (int)((us + 999) / 1000);
         }
-        if (c->rcvtimeo_ms != want) {
-            struct timeval tv = {.tv_sec = want / 1000, .tv_usec = (want % 1000) * 1000};
+        if (c->rcvtimeo_ms != slice) {
+            struct timeval tv = {.tv_sec = slice / 1000, .tv_usec = (slice % 1000) * 1000};
             if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
                 return -1;
-            c->rcvtimeo_ms = want;
+            c->rcvtimeo_ms = slice;
         }
-        if (c->icap - c->ilen < 65536) {
-            size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
+        if (c->icap - c->ilen < 65536 + want) {
+            size_t ncap = c->icap * 2 > c->ilen + 65536 + want ? c->icap * 2 : c->ilen + 65536 + want;
             char *nb = realloc(c->ibuf, ncap);
             if (!nb)
                 return -1;
             c->ibuf = nb;
             c->icap = ncap;
         }
-        ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+        ssize_t n = want ? recv(c->fd, c->ibuf + c->ilen, want, MSG_WAITALL)
+                         : recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
         if (n > 0) {
             c->ilen += (size_t)n;
             return n;
@@ -1118,23 +1126,28 @@ lead_recv(cnode__conn *c, const struct timespec *deadline)
             return 0;
         if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
+        if (want && quick)
+            want = 0; /* nothing at all in a quick slice: the guess does not matter any more */
     }
 }
 
 int
-cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *), void *arg,
-                 const struct timespec *deadline)
+cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
+                 size_t (*want)(void *), void *arg, const struct timespec *deadline)
 {
+    int64_t young_until = cnode__now_ms() + LEAD_YOUNG_MS;
     for (int got = 0;; got = 1) {
         pthread_mutex_lock(&node->lock);
         int rc = lead_frames(node, peer, c, got);
         int fin = done(arg);
+        size_t w = want && c->ilen == c->skip ? want(arg) : 0;
         pthread_mutex_unlock(&node->lock);
         if (fin)
             return 1;
         if (rc < 0 || c->skip)
             return 0; /* frames for the loop: it gets them now, not when this call ends */
-        if (lead_recv(c, deadline) <= 0)
+        int quick = cnode__now_ms() < young_until;
+        if (lead_recv(c, deadline, quick ? w : 0, quick) <= 0)
             return 0;
     }
 }

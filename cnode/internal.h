@@ -117,6 +117,7 @@ struct cnode__peer {
     pthread_cond_t up_cond;
     pthread_cond_t room_cond; /* output queue fell below limits.out_queue_bytes (wlock) */
     int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
+    size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
     int connect_failed;    /* bumped when an attempt fails */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
@@ -353,6 +354,8 @@ void cnode__add_pre_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);
 int cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload,
                            size_t plen);
+/* send_frame_wait of a frame in pieces (at most 4), written with one sendmsg as they are (zero-copy). */
+int cnode__send_iov_wait(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv);
 /* Put peer on the list the loop flushes at the end of its turn. */
 void cnode__mark_dirty(cnode_node *node, cnode__peer *peer);
 int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
@@ -391,8 +394,8 @@ void cnode__conn_housekeeping(cnode_node *node);
 cnode__conn *cnode__conn_take_locked(cnode_node *node, cnode__peer *peer);
 void cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c);
 /* 1: done(arg) became true; 0: stopped (deadline, EOF, error, frames for the loop) */
-int cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *), void *arg,
-                     const struct timespec *deadline);
+int cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
+                     size_t (*want)(void *), void *arg, const struct timespec *deadline);
 void cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c);
 /* Loop thread, node->lock held: dispatch frames callers left in connections' buffers. */
 void cnode__conn_pending(cnode_node *node);
