@@ -567,6 +567,8 @@ conn_up(cnode_node *node, cnode__conn *c, uint64_t peer_flags, uint32_t peer_cre
     int fl = fcntl(c->fd, F_GETFL);
     if (fl >= 0)
         fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+    c->armed = 1;
+    c->lowat = 1;
     set_events(node, c, EPOLLIN);
     cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, flags 0x%llx)", peer->name, c->outgoing ? "outgoing" : "incoming",
                (unsigned long long)peer->flags);
@@ -848,7 +850,10 @@ cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
         /* a caller reads: it took the socket out of our interest, or is about to; make sure,
          * so a level-triggered event does not spin this loop */
         pthread_mutex_lock(&c->peer->wlock);
-        cnode__conn_arm(node, c->peer, c, c->fd);
+        if (c->armed && atomic_load(&c->rtoken) == RT_CALLER) {
+            c->armed = 0;
+            cnode__conn_arm(node, c->peer, c, c->fd);
+        }
         pthread_mutex_unlock(&c->peer->wlock);
         return;
     }
@@ -996,9 +1001,9 @@ cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
 {
     if (peer->fd < 0 || peer->fd != fd)
         return; /* detached (wlock orders this): c may be gone, and fd is not a live registration */
-    /* a caller holding the token reads itself: no read interest, and EPOLLONESHOT so a hang-up
+    /* unarmed (a caller reads, or did lately): no read interest, and EPOLLONESHOT so a hang-up
      * (always reported) reaches the loop once instead of on every turn */
-    uint32_t ev = atomic_load(&c->rtoken) == RT_CALLER ? EPOLLONESHOT : EPOLLIN | EPOLLRDHUP;
+    uint32_t ev = c->armed ? EPOLLIN | EPOLLRDHUP : EPOLLONESHOT;
     if (peer->epollout)
         ev |= EPOLLOUT;
     struct epoll_event e = {.events = ev, .data.ptr = c};
@@ -1020,9 +1025,33 @@ void
 cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c)
 {
     pthread_mutex_lock(&peer->wlock);
-    cnode__conn_arm(node, peer, c, c->fd);
+    if (c->armed) { /* not if a caller left it unarmed lately: then this costs nothing */
+        c->armed = 0;
+        cnode__conn_arm(node, peer, c, c->fd);
+    }
     pthread_mutex_unlock(&peer->wlock);
 }
+
+static void
+set_lowat(cnode__conn *c, int v)
+{
+    if (c->lowat != v && setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
+        c->lowat = v;
+}
+
+/* The token holder gives the socket back to epoll. wlock held. */
+static void
+rearm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
+{
+    set_lowat(c, 1);
+    c->armed = 1;
+    cnode__conn_arm(node, peer, c, fd);
+}
+
+/* Letting go: with other replies due (or frames for the loop) the socket goes back to epoll at
+ * once; otherwise it stays unarmed a little (LAZY_MS) and the loop re-arms it then, unless a
+ * caller took it again: a thread calling in a loop pays no epoll_ctl per call. */
+#define LAZY_MS 2
 
 void
 cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c)
@@ -1030,12 +1059,51 @@ cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c)
     int fd = c->fd, pend = c->skip > 0;
     if (pend)
         atomic_store(&c->pending_in, 1);
-    pthread_mutex_lock(&peer->wlock);
-    atomic_store(&c->rtoken, RT_FREE); /* from here the loop may reap c: only fd is used below */
-    cnode__conn_arm(node, peer, c, fd);
-    pthread_mutex_unlock(&peer->wlock);
+    if (pend || c->rearm_now) {
+        pthread_mutex_lock(&peer->wlock);
+        if (peer->fd == fd) /* else closed under us: nothing to arm */
+            rearm(node, peer, c, fd);
+        atomic_store(&c->rtoken, RT_FREE); /* from here the loop may reap c */
+        pthread_mutex_unlock(&peer->wlock);
+    } else {
+        atomic_store(&c->released_ms, cnode__now_ms());
+        atomic_store(&c->rtoken, RT_FREE);
+        if (atomic_exchange(&node->lazy_mode, 1) == 0)
+            pend = 1; /* the loop sleeps long: tell it */
+    }
     if (pend)
         cnode__wake(node);
+}
+
+int
+cnode__conn_lazy(cnode_node *node)
+{
+    if (!atomic_load(&node->lazy_mode))
+        return -1;
+    atomic_store(&node->lazy_mode, 0); /* a caller letting go from now on sets it again */
+    int64_t now = cnode__now_ms();
+    int again = 0;
+    for (cnode__conn *c = node->conns; c; c = c->next) {
+        int expect = RT_FREE;
+        if (c->state != CONN_UP)
+            continue;
+        if (!atomic_compare_exchange_strong(&c->rtoken, &expect, RT_LOOP)) {
+            again |= expect == RT_CALLER; /* it lets go later; it may leave the socket unarmed */
+            continue;
+        }
+        pthread_mutex_lock(&c->peer->wlock);
+        if (!c->armed) {
+            if (now - atomic_load(&c->released_ms) < LAZY_MS)
+                again = 1;
+            else
+                rearm(node, c->peer, c, c->fd);
+        }
+        pthread_mutex_unlock(&c->peer->wlock);
+        atomic_store(&c->rtoken, RT_FREE);
+    }
+    if (again)
+        atomic_store(&node->lazy_mode, 1);
+    return again ? LAZY_MS : -1;
 }
 
 /* node->lock held: complete the replies callers wait for among the whole frames after skip;
@@ -1084,12 +1152,10 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
     return rc;
 }
 
-/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. With
- * want, it waits (MSG_WAITALL) until that many bytes came, or a quick slice passed: a reply
- * that comes in two writes then wakes its caller once, not twice. quick: the slice is short
- * (while the wait is young, so that a guess of want that is too high costs little). */
+/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
+ * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). */
 static ssize_t
-lead_recv(cnode__conn *c, const struct timespec *deadline, size_t want, int quick)
+lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
 {
     for (;;) {
         int slice = quick ? LEAD_QUICK_MS : LEAD_SLICE_MS;
@@ -1108,16 +1174,15 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, size_t want, int quic
                 return -1;
             c->rcvtimeo_ms = slice;
         }
-        if (c->icap - c->ilen < 65536 + want) {
-            size_t ncap = c->icap * 2 > c->ilen + 65536 + want ? c->icap * 2 : c->ilen + 65536 + want;
+        if (c->icap - c->ilen < 65536) {
+            size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
             char *nb = realloc(c->ibuf, ncap);
             if (!nb)
                 return -1;
             c->ibuf = nb;
             c->icap = ncap;
         }
-        ssize_t n = want ? recv(c->fd, c->ibuf + c->ilen, want, MSG_WAITALL)
-                         : recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+        ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
         if (n > 0) {
             c->ilen += (size_t)n;
             return n;
@@ -1126,8 +1191,8 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, size_t want, int quic
             return 0;
         if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        if (want && quick)
-            want = 0; /* nothing at all in a quick slice: the guess does not matter any more */
+        if (quick)
+            return 1; /* a quick slice passed: look again (SO_RCVLOWAT may drop to 1) */
     }
 }
 
@@ -1141,13 +1206,17 @@ cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done
         int rc = lead_frames(node, peer, c, got);
         int fin = done(arg);
         size_t w = want && c->ilen == c->skip ? want(arg) : 0;
+        c->rearm_now = peer->inflight > 0; /* others' replies are due: whoever reads next is the loop */
         pthread_mutex_unlock(&node->lock);
         if (fin)
             return 1;
         if (rc < 0 || c->skip)
             return 0; /* frames for the loop: it gets them now, not when this call ends */
         int quick = cnode__now_ms() < young_until;
-        if (lead_recv(c, deadline, quick ? w : 0, quick) <= 0)
+        /* while young, wake only once the whole reply can be there (SO_RCVLOWAT: the socket
+         * is out of epoll's interest, the loop sets it back before it re-arms) */
+        set_lowat(c, quick && w ? (int)w : 1);
+        if (lead_recv(c, deadline, quick) <= 0)
             return 0;
     }
 }

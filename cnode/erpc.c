@@ -97,6 +97,8 @@ table_put(erpc_state *st, cnode_req *r)
     st->buckets[h] = r;
     st->count++;
     r->in_table = 1;
+    if (r->peer)
+        r->peer->inflight++;
     return 0;
 }
 
@@ -116,6 +118,8 @@ table_del(erpc_state *st, cnode_req *r)
 {
     if (!r->in_table)
         return;
+    if (r->peer)
+        r->peer->inflight--;
     for (cnode_req **pp = &st->buckets[ref_hash(&r->reqid, st->nbuckets)]; *pp; pp = &(*pp)->hnext)
         if (*pp == r) {
             *pp = r->hnext;

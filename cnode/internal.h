@@ -70,6 +70,10 @@ struct cnode__conn {
     _Atomic int pending_in;   /* frames wait in ibuf for the loop (it looks at the next wake-up) */
     int io_tok;               /* loop thread: this turn's fill took the token */
     int rcvtimeo_ms;          /* SO_RCVTIMEO in force (token holder), 0 none */
+    int lowat;                /* SO_RCVLOWAT in force (token holder); 1 whenever armed */
+    int rearm_now;            /* the holder lets go with others' replies due: read interest back at once */
+    int armed;                /* epoll has read interest (peer->wlock) */
+    _Atomic int64_t released_ms; /* a caller let go of the token, leaving the socket unarmed (lazy) */
     int close_later;          /* closed while a caller read: the fd is closed at reap, after its release */
     struct cnode__conn *next; /* node->conns */
 };
@@ -118,6 +122,7 @@ struct cnode__peer {
     pthread_cond_t room_cond; /* output queue fell below limits.out_queue_bytes (wlock) */
     int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
     size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
+    unsigned inflight;     /* erpc requests to it in the table (node->lock) */
     int connect_failed;    /* bumped when an attempt fails */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
@@ -239,6 +244,7 @@ struct cnode_node {
     pthread_t io_thread;
     int has_io_thread;
     _Atomic int stopping;
+    _Atomic int lazy_mode;       /* some up socket was left unarmed by a caller: the loop re-arms it soon */
 
     pthread_mutex_t lock;
     pthread_mutex_t loop_lock;   /* who runs the loop (poll mode) */
@@ -399,6 +405,8 @@ int cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*
 void cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c);
 /* Loop thread, node->lock held: dispatch frames callers left in connections' buffers. */
 void cnode__conn_pending(cnode_node *node);
+/* Loop thread, no lock: re-arm the sockets callers left unarmed a while ago; ms until the next look, or -1. */
+int cnode__conn_lazy(cnode_node *node);
 /* wlock held: set the up socket's epoll interest from the read token and peer->epollout; nothing
  * if fd (c's, read while c was certainly alive) is no longer peer's. */
 void cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd);

@@ -151,6 +151,9 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     pthread_mutex_unlock(&node->lock);
     if (dl >= 0 && dl < t)
         t = (int)dl;
+    int lz = cnode__conn_lazy(node); /* sockets callers left unarmed */
+    if (lz >= 0 && lz < t)
+        t = lz;
     int n = epoll_wait(node->epfd, evs, 64, t);
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;

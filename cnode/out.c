@@ -290,7 +290,8 @@ cnode__flush_peer(cnode_node *node, cnode__peer *peer)
     }
     wake_room(node, peer);
     int want_out = peer->fd >= 0 && peer->oq_head != NULL;
-    if (c && peer->fd >= 0 && want_out != peer->epollout) {
+    /* unarmed, the interest is EPOLLONESHOT: a fired EPOLLOUT must be asked for again */
+    if (c && peer->fd >= 0 && (want_out != peer->epollout || (want_out && !c->armed))) {
         peer->epollout = want_out;
         cnode__conn_arm(node, peer, c, c->fd); /* keeps a reading caller's socket out of read interest */
     }

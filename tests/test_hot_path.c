@@ -292,6 +292,33 @@ test_many_callers(void)
     cnode_proc_close(sink);
 }
 
+/* After a call the caller leaves the socket out of epoll's read interest for a moment (the loop
+ * re-arms it): a message that comes right after the call, with no call to read it, still arrives. */
+static void
+test_message_after_call(void)
+{
+    cnode_proc *sink, *from;
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(cli, "hot_sink2", &sink), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(srv, NULL, &from), 0);
+    ei_x_buff a = args_of(1, 2), reply, m;
+    ei_x_new(&reply);
+    ei_x_new_with_version(&m);
+    ei_x_encode_atom(&m, "after");
+    for (int i = 0; i < 20; i++) {
+        reply.index = 0;
+        CU_ASSERT_EQUAL(cnode_call(cli, srv_name, "hot", "echo", &a, (unsigned)tu_ms(20000), &reply, NULL), 0);
+        CU_ASSERT_EQUAL(cnode_reg_send(from, "hot_sink2", cnode_node_name(cli), &m), 0);
+        cnode_msg got = {0};
+        CU_ASSERT_EQUAL(cnode_receive(sink, (int)tu_ms(10000), &got), 0);
+        cnode_msg_free(&got);
+    }
+    ei_x_free(&a);
+    ei_x_free(&reply);
+    ei_x_free(&m);
+    cnode_proc_close(from);
+    cnode_proc_close(sink);
+}
+
 /* ---- a reading caller times out ---------------------------------------------------------------- */
 
 typedef struct {
@@ -507,6 +534,7 @@ cnode_test_register(void)
 {
     CU_pSuite s = CU_add_suite("callers that read their own replies", suite_init, suite_clean);
     ADD_TEST(s, test_many_callers);
+    ADD_TEST(s, test_message_after_call);
     ADD_TEST(s, test_timeout_hands_on);
     ADD_TEST(s, test_late_reply_dropped);
     ADD_TEST(s, test_disconnect_while_reading);
