@@ -4,8 +4,9 @@
  *   node->lock   processes, names, peers' state, links, monitors, mailboxes
  *   peer->wlock  the peer's output queue and socket writes
  *   node->qlock  the request queue to the I/O thread
- * The I/O thread owns every socket's reads, connection set-up and epoll
- * registration. Any thread may write a frame straight to an up connection
+ * The I/O thread owns connection set-up and epoll registration, and every
+ * socket's reads except while a waiting caller holds an up connection's read
+ * token (conn.c, cnode/README.md "Callers that read"). Any thread may write a frame straight to an up connection
  * whose queue is empty (peer->wlock); otherwise the frame is queued and the
  * I/O thread flushes it.
  */
