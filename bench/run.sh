@@ -6,7 +6,7 @@
 # Placements (taskset; a pinned BEAM node sees one CPU and runs 1 scheduler):
 #   1cpu  both ends on the first allowed CPU (A)
 #   2cpu  server on the second allowed CPU (B), client on the first (A)
-# Throughput figures run in 2cpu only. pg: 1cpu = nodes A, B and the C mirror
+# Throughput figures run in 2cpu only (64 in flight also in 1cpu). pg: 1cpu = nodes A, B and the C mirror
 # (and member nodes) all on A; 2cpu = the observers (B, C mirror) on B, the
 # joining node A and the member nodes on A.
 #
@@ -155,6 +155,18 @@ for placement in 1cpu 2cpu; do
                 emit call_client_cpu $placement "$rep" "$(pv bench_call task-clock 1000)" \
                     "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
             fi
+            if [ $placement = 1cpu ]; then
+                # 64 in flight with client and server on one CPU, where the client's own cost shows
+                c_prog bench_call --sname "bct1_$t" --peer "$S" --mode tput --secs "$SECS" --windows 64 \
+                    --threads "" --server-pid "$SPID" >"$TMP/ct1.out"
+                beam "bbct1_$t" client_tput "$S" erlang abs '[-1]' 64 "$SECS" "$SPID" "$HZ" >"$TMP/bt1.out"
+                emit call_throughput_64 $placement "$rep" "$(get tput_async_64 <"$TMP/ct1.out")" \
+                    "$(get tput_64 <"$TMP/bt1.out")" calls_per_s ge1.6@1cpu,ge1.0@2cpu beam_erpc_64_procs
+                emit call_srvcpu_64 $placement "$rep" "$(get srvcpu_async_64 <"$TMP/ct1.out")" \
+                    "$(get srvcpu_64 <"$TMP/bt1.out")" server_cpu_us_per_call - beam_erpc_64_procs
+                echo "bench: 1cpu rep $rep: 64 in flight C $(get tput_async_64 <"$TMP/ct1.out")" \
+                    "BEAM $(get tput_64 <"$TMP/bt1.out") calls/s" >&2
+            fi
             if [ $placement = 2cpu ]; then
                 # throughput, closed loops of SECS s each after 0.5 s warm-up; server on B, client on A
                 c_prog bench_call --sname "bct_$t" --peer "$S" --mode tput --secs "$SECS" --windows 1,8,64 \
@@ -162,7 +174,7 @@ for placement in 1cpu 2cpu; do
                 beam "bbct_$t" client_tput "$S" erlang abs '[-1]' 1,8,64 "$SECS" "$SPID" "$HZ" >"$TMP/bt.out"
                 for k in 1 8 64; do
                     g=-
-                    [ $k = 64 ] && g=ge1.6
+                    [ $k = 64 ] && g=ge1.6@1cpu,ge1.0@2cpu
                     emit call_throughput_$k $placement "$rep" "$(get tput_async_$k <"$TMP/ct.out")" \
                         "$(get tput_$k <"$TMP/bt.out")" calls_per_s $g beam_erpc_${k}_procs
                     emit call_srvcpu_$k $placement "$rep" "$(get srvcpu_async_$k <"$TMP/ct.out")" \

@@ -10,6 +10,7 @@
  * the cookie; until then the peer's name lives in its cnode__hs. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -351,6 +352,14 @@ cnode__conn_reap(cnode_node *node)
     node->dead_conns = NULL;
     while (c) {
         cnode__conn *nx = c->next;
+        if (c->close_later && atomic_load(&c->rtoken) == RT_CALLER) {
+            c->next = node->dead_conns; /* its caller has not let go yet: a later turn */
+            node->dead_conns = c;
+            c = nx;
+            continue;
+        }
+        if (c->close_later)
+            close(c->fd);
         free(c->hs);
         free(c->ibuf);
         free(c->hbuf);
@@ -432,7 +441,13 @@ cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason)
     }
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     conn_detach(node, c, reason);
-    close(c->fd);
+    if (c->state == CONN_UP && atomic_load(&c->rtoken) == RT_CALLER) {
+        /* a caller is in recv on it: wake it (close would not), keep the number until it lets go */
+        shutdown(c->fd, SHUT_RDWR);
+        c->close_later = 1;
+    } else {
+        close(c->fd);
+    }
     conn_free(node, c);
 }
 
@@ -550,6 +565,13 @@ conn_up(cnode_node *node, cnode__conn *c, uint64_t peer_flags, uint32_t peer_cre
         cnode__mark_dirty(node, peer);
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* a caller holding the read token blocks in recv (bounded by SO_RCVTIMEO); every other
+     * recv and send on this socket passes MSG_DONTWAIT */
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+    c->armed = 1;
+    c->lowat = 1;
     set_events(node, c, EPOLLIN);
     cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, flags 0x%llx)", peer->name, c->outgoing ? "outgoing" : "incoming",
                (unsigned long long)peer->flags);
@@ -823,8 +845,22 @@ void
 cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
 {
     c->rd = 2;
+    c->io_tok = 0;
     if (c->state != CONN_UP || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
         return;
+    int expect = RT_FREE;
+    if (!atomic_compare_exchange_strong(&c->rtoken, &expect, RT_LOOP)) {
+        /* a caller reads: it took the socket out of our interest, or is about to; make sure,
+         * so a level-triggered event does not spin this loop */
+        pthread_mutex_lock(&c->peer->wlock);
+        if (c->armed && atomic_load(&c->rtoken) == RT_CALLER) {
+            c->armed = 0;
+            cnode__conn_arm(node, c->peer, c, c->fd);
+        }
+        pthread_mutex_unlock(&c->peer->wlock);
+        return;
+    }
+    c->io_tok = 1;
     size_t budget = node->limits.read_budget, got = 0;
     while (got < budget) {
         ssize_t n = read_max(c, budget - got);
@@ -876,6 +912,8 @@ read_frames(cnode_node *node, cnode__conn *c)
     }
     if (off)
         consume(c, off);
+    c->skip = 0;
+    atomic_store(&c->pending_in, 0);
     if (c->rd == 0)
         return "connection closed by peer";
     if (c->rd == -1)
@@ -908,8 +946,11 @@ cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
             c->peer->dirty = 1;
             cnode__mark_dirty(node, c->peer);
         }
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (c->io_tok) {
+            c->io_tok = 0;
             err = read_frames(node, c);
+            atomic_store(&c->rtoken, RT_FREE);
+        }
         break;
     case CONN_DEAD:
         return; /* closed earlier in this turn */
@@ -949,5 +990,258 @@ cnode__conn_housekeeping(cnode_node *node)
             }
         }
         c = nx;
+    }
+}
+
+/* ---- callers that read (leader/follower) ------------------------------------------------ */
+
+#define LEAD_SLICE_MS 1000 /* a caller's recv wakes at least this often to look at its deadline */
+#define LEAD_YOUNG_MS 50   /* ... and, for the first this long of its wait, every LEAD_QUICK_MS */
+#define LEAD_QUICK_MS 5
+
+void
+cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
+{
+    if (peer->fd < 0 || peer->fd != fd)
+        return; /* detached (wlock orders this): c may be gone, and fd is not a live registration */
+    /* unarmed (a caller reads, or did lately): no read interest, and EPOLLONESHOT so a hang-up
+     * (always reported) reaches the loop once instead of on every turn */
+    uint32_t ev = c->armed ? EPOLLIN | EPOLLRDHUP : EPOLLONESHOT;
+    if (peer->epollout)
+        ev |= EPOLLOUT;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    epoll_ctl(node->epfd, EPOLL_CTL_MOD, fd, &e);
+}
+
+cnode__conn *
+cnode__conn_take_locked(cnode_node *node, cnode__peer *peer)
+{
+    cnode__conn *c = peer ? peer->up : NULL;
+    int expect = RT_FREE;
+    if (!node->has_io_thread || !c || c->state != CONN_UP ||
+        !atomic_compare_exchange_strong(&c->rtoken, &expect, RT_CALLER))
+        return NULL;
+    return c;
+}
+
+void
+cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c)
+{
+    pthread_mutex_lock(&peer->wlock);
+    if (c->armed) { /* not if a caller left it unarmed lately: then this costs nothing */
+        c->armed = 0;
+        cnode__conn_arm(node, peer, c, c->fd);
+    }
+    pthread_mutex_unlock(&peer->wlock);
+}
+
+static void
+set_lowat(cnode__conn *c, int v)
+{
+    if (c->lowat != v && setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
+        c->lowat = v;
+}
+
+/* The token holder gives the socket back to epoll. wlock held. */
+static void
+rearm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
+{
+    set_lowat(c, 1);
+    c->armed = 1;
+    cnode__conn_arm(node, peer, c, fd);
+}
+
+/* Letting go: with other replies due (or frames for the loop) the socket goes back to epoll at
+ * once; otherwise it stays unarmed a little (LAZY_MS) and the loop re-arms it then, unless a
+ * caller took it again: a thread calling in a loop pays no epoll_ctl per call. */
+#define LAZY_MS 2
+
+void
+cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c)
+{
+    int fd = c->fd, pend = c->skip > 0;
+    if (pend)
+        atomic_store(&c->pending_in, 1);
+    if (pend || c->rearm_now) {
+        pthread_mutex_lock(&peer->wlock);
+        if (peer->fd == fd) /* else closed under us: nothing to arm */
+            rearm(node, peer, c, fd);
+        atomic_store(&c->rtoken, RT_FREE); /* from here the loop may reap c */
+        pthread_mutex_unlock(&peer->wlock);
+    } else {
+        atomic_store(&c->released_ms, cnode__now_ms());
+        atomic_store(&c->rtoken, RT_FREE);
+        if (atomic_exchange(&node->lazy_mode, 1) == 0)
+            pend = 1; /* the loop sleeps long: tell it */
+    }
+    if (pend)
+        cnode__wake(node);
+}
+
+int
+cnode__conn_lazy(cnode_node *node)
+{
+    if (!atomic_load(&node->lazy_mode))
+        return -1;
+    atomic_store(&node->lazy_mode, 0); /* a caller letting go from now on sets it again */
+    int64_t now = cnode__now_ms();
+    int again = 0;
+    for (cnode__conn *c = node->conns; c; c = c->next) {
+        int expect = RT_FREE;
+        if (c->state != CONN_UP)
+            continue;
+        if (!atomic_compare_exchange_strong(&c->rtoken, &expect, RT_LOOP)) {
+            again |= expect == RT_CALLER; /* it lets go later; it may leave the socket unarmed */
+            continue;
+        }
+        pthread_mutex_lock(&c->peer->wlock);
+        if (!c->armed) {
+            if (now - atomic_load(&c->released_ms) < LAZY_MS)
+                again = 1;
+            else
+                rearm(node, c->peer, c, c->fd);
+        }
+        pthread_mutex_unlock(&c->peer->wlock);
+        atomic_store(&c->rtoken, RT_FREE);
+    }
+    if (again)
+        atomic_store(&node->lazy_mode, 1);
+    return again ? LAZY_MS : -1;
+}
+
+/* node->lock held: complete the replies callers wait for among the whole frames after skip;
+ * every other frame stays in ibuf, in order, for the loop. -1: stop reading (the connection
+ * closed, or a frame the loop must judge). */
+static int
+lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
+{
+    if (c->state != CONN_UP)
+        return -1;
+    if (got)
+        clock_gettime(CLOCK_MONOTONIC, &peer->last_read);
+    size_t off = c->skip, w = c->skip;
+    int rc = 0;
+    while (off < c->ilen) {
+        cnode__frame f;
+        const char *why = NULL;
+        ptrdiff_t n = cnode__frame_decode(c->ibuf + off, c->ilen - off, 4, node->max_frame, &f, &why);
+        if (n == CNODE__NEED_MORE)
+            break;
+        cnode__ctl msg;
+        if (n < 0 || (f.body && cnode__ctl_decode(f.body, f.len, &cnode__term_limits_default, &msg, &why) < 0)) {
+            rc = -1; /* the loop drops the connection, in order */
+            break;
+        }
+        if (!f.body || cnode__erpc_claim(node, &msg)) {
+            if (f.body)
+                CNODE__STAT_ADD(node, caller_reads, 1);
+            if (f.body && (msg.op == CNODE__OP_SPAWN_REPLY || msg.op == CNODE__OP_SPAWN_REPLY_TT))
+                peer->spawn_reply_len = (size_t)n;
+            off += (size_t)n; /* a tick, or a reply now delivered */
+            continue;
+        }
+        if (w != off)
+            memmove(c->ibuf + w, c->ibuf + off, (size_t)n);
+        w += (size_t)n;
+        off += (size_t)n;
+    }
+    if (w != off) {
+        memmove(c->ibuf + w, c->ibuf + off, c->ilen - off);
+        c->ilen -= off - w;
+    }
+    c->skip = w;
+    if (rc < 0)
+        c->skip = c->ilen; /* everything left is the loop's */
+    return rc;
+}
+
+/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
+ * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). */
+static ssize_t
+lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
+{
+    for (;;) {
+        int slice = quick ? LEAD_QUICK_MS : LEAD_SLICE_MS;
+        if (deadline) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t us = (deadline->tv_sec - now.tv_sec) * 1000000 + (deadline->tv_nsec - now.tv_nsec) / 1000;
+            if (us <= 0)
+                return -2;
+            if (us < (int64_t)slice * 1000)
+                slice = (int)((us + 999) / 1000);
+        }
+        if (c->rcvtimeo_ms != slice) {
+            struct timeval tv = {.tv_sec = slice / 1000, .tv_usec = (slice % 1000) * 1000};
+            if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+                return -1;
+            c->rcvtimeo_ms = slice;
+        }
+        if (c->icap - c->ilen < 65536) {
+            size_t ncap = c->icap * 2 > c->ilen + 65536 ? c->icap * 2 : c->ilen + 65536;
+            char *nb = realloc(c->ibuf, ncap);
+            if (!nb)
+                return -1;
+            c->ibuf = nb;
+            c->icap = ncap;
+        }
+        ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+        if (n > 0) {
+            c->ilen += (size_t)n;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (quick)
+            return 1; /* a quick slice passed: look again (SO_RCVLOWAT may drop to 1) */
+    }
+}
+
+int
+cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
+                 size_t (*want)(void *), void *arg, const struct timespec *deadline)
+{
+    int64_t young_until = cnode__now_ms() + LEAD_YOUNG_MS;
+    for (int got = 0;; got = 1) {
+        pthread_mutex_lock(&node->lock);
+        int rc = lead_frames(node, peer, c, got);
+        int fin = done(arg);
+        size_t w = want && c->ilen == c->skip ? want(arg) : 0;
+        c->rearm_now = peer->inflight > 0; /* others' replies are due: whoever reads next is the loop */
+        pthread_mutex_unlock(&node->lock);
+        if (fin)
+            return 1;
+        if (rc < 0 || c->skip)
+            return 0; /* frames for the loop: it gets them now, not when this call ends */
+        int quick = cnode__now_ms() < young_until;
+        /* while young, wake only once the whole reply can be there (SO_RCVLOWAT: the socket
+         * is out of epoll's interest, the loop sets it back before it re-arms) */
+        set_lowat(c, quick && w ? (int)w : 1);
+        if (lead_recv(c, deadline, quick) <= 0)
+            return 0;
+    }
+}
+
+void
+cnode__conn_pending(cnode_node *node)
+{
+    int again = 1;
+    while (again) {
+        again = 0;
+        for (cnode__conn *c = node->conns; c; c = c->next) {
+            int expect = RT_FREE;
+            if (c->state != CONN_UP || !atomic_load(&c->pending_in) ||
+                !atomic_compare_exchange_strong(&c->rtoken, &expect, RT_LOOP))
+                continue;
+            c->rd = 2;
+            const char *err = read_frames(node, c);
+            atomic_store(&c->rtoken, RT_FREE);
+            if (err && c->state != CONN_DEAD)
+                cnode__conn_close(node, c, *err ? err : NULL);
+            again = 1; /* the list may have changed under the dispatch: start over */
+            break;
+        }
     }
 }

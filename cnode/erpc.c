@@ -4,6 +4,7 @@
  * in a deadline heap; all of that is under node->lock. Completions wake their
  * own waiter (one condition variable per request, never a broadcast) or are
  * handed to their callback after the loop lets go of node->lock. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 enum { RQ_PENDING_CONN, RQ_SENT, RQ_SPAWNED, RQ_DONE };
 
 struct cnode_req {
+    pthread_cond_t cond; /* first: a pooled request keeps it initialised (reset clears what follows) */
     cnode_node *node;
     struct cnode_req *hnext; /* table chain */
     struct cnode_req *dnext; /* callbacks to fire */
@@ -30,7 +32,6 @@ struct cnode_req {
     cnode_req_cb *cb;
     void *ud;
     struct timespec deadline;
-    pthread_cond_t cond;
     char mod[MAXATOMLEN], fun[MAXATOMLEN];
     int arity;
     char *frame; /* the spawn request, kept until it is written */
@@ -38,6 +39,9 @@ struct cnode_req {
     unsigned timeout_ms;
     char res_ref[64]; /* Res as encoded, to match the reply */
     size_t res_len;
+    cnode__conn *lead; /* cnode_call: the read token, taken before the request went out */
+    ei_x_buff *out;    /* cnode_call: the caller's buffer, which a result is decoded straight into */
+    int delivered;     /* ... and was */
 };
 
 typedef struct cnode__erpc {
@@ -93,6 +97,8 @@ table_put(erpc_state *st, cnode_req *r)
     st->buckets[h] = r;
     st->count++;
     r->in_table = 1;
+    if (r->peer)
+        r->peer->inflight++;
     return 0;
 }
 
@@ -112,6 +118,8 @@ table_del(erpc_state *st, cnode_req *r)
 {
     if (!r->in_table)
         return;
+    if (r->peer)
+        r->peer->inflight--;
     for (cnode_req **pp = &st->buckets[ref_hash(&r->reqid, st->nbuckets)]; *pp; pp = &(*pp)->hnext)
         if (*pp == r) {
             *pp = r->hnext;
@@ -206,15 +214,87 @@ heap_del(erpc_state *st, cnode_req *r)
 
 /* ---- completion ------------------------------------------------------------------------------ */
 
+/* ---- per thread: encoding buffers and a spare request ------------------------------------------ */
+
+typedef struct {
+    ei_x_buff pl, x;  /* a spawn request is encoded here (reused: no allocation per call) */
+    int busy;         /* in use by a start() further up this thread's stack (poll mode re-enters) */
+    cnode_req *spare; /* a pool of one: a thread that calls in a loop reuses its request */
+} erpc_tls;
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void
+req_destroy(cnode_req *r)
+{
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+static void
+tls_free(void *p)
+{
+    erpc_tls *t = p;
+    if (t->pl.buff)
+        ei_x_free(&t->pl);
+    if (t->x.buff)
+        ei_x_free(&t->x);
+    if (t->spare)
+        req_destroy(t->spare);
+    free(t);
+}
+
+static void
+tls_init(void)
+{
+    if (pthread_key_create(&tls_key, tls_free) != 0)
+        tls_key = (pthread_key_t)-1;
+}
+
+static erpc_tls *
+tls_get(void)
+{
+    pthread_once(&tls_once, tls_init);
+    if (tls_key == (pthread_key_t)-1)
+        return NULL;
+    erpc_tls *t = pthread_getspecific(tls_key);
+    if (!t && (t = calloc(1, sizeof *t)) && pthread_setspecific(tls_key, t) != 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+static cnode_req *
+req_alloc(void)
+{
+    erpc_tls *t = tls_get();
+    cnode_req *r = t ? t->spare : NULL;
+    if (r) {
+        t->spare = NULL;
+        memset((char *)r + offsetof(cnode_req, node), 0, sizeof *r - offsetof(cnode_req, node));
+        return r;
+    }
+    if (!(r = calloc(1, sizeof *r)))
+        return NULL;
+    cnode__cond_init(&r->cond);
+    return r;
+}
+
 static void
 req_free(cnode_req *r)
 {
     cnode__peer_release(r->peer); /* held from start() */
-    ei_x_free(&r->reply);
+    if (r->reply.buff)
+        ei_x_free(&r->reply);
     cnode_error_clear(&r->err);
     free(r->frame);
-    pthread_cond_destroy(&r->cond);
-    free(r);
+    erpc_tls *t = tls_get();
+    if (t && !t->spare)
+        t->spare = r;
+    else
+        req_destroy(r);
 }
 
 static void
@@ -370,7 +450,11 @@ finish(cnode_node *node, cnode_req *r, const char *t, size_t len)
             if (ei_skip_term(t, &idx) == 0) {
                 size_t vlen = (size_t)(idx - vs);
                 if (arity == 3 && strcmp(a, "return") == 0) {
-                    copy_term(&r->reply, t + vs, vlen);
+                    if (r->out && ei_x_append_buf(r->out, "\x83", 1) == 0 &&
+                        ei_x_append_buf(r->out, t + vs, (int)vlen) == 0)
+                        r->delivered = 1; /* its caller reads it once it sees RQ_DONE */
+                    else
+                        copy_term(&r->reply, t + vs, vlen);
                     complete(node, r, 0);
                     return;
                 }
@@ -455,6 +539,27 @@ erpc_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud)
     default:
         return 0;
     }
+}
+
+int
+cnode__erpc_claim(cnode_node *node, const cnode__ctl *c)
+{
+    erpc_state *st = node->erpc;
+    switch (c->op) {
+    case CNODE__OP_SPAWN_REPLY:
+    case CNODE__OP_SPAWN_REPLY_TT:
+    case CNODE__OP_MONITOR_P_EXIT:
+    case CNODE__OP_PAYLOAD_MONITOR_P_EXIT:
+        break;
+    default:
+        return 0;
+    }
+    if (!st || !is_caller(st, &c->to))
+        return 0;
+    cnode_req *r = table_get(st, &c->ref);
+    if (!r || r->cb)
+        return 0; /* late replies and callbacks are the loop's */
+    return erpc_ctl(node, NULL, c, st);
 }
 
 static void
@@ -555,27 +660,27 @@ check_args(const ei_x_buff *args, const char **p, size_t *len, int *arity)
     return 0;
 }
 
-/* Builds the spawn request frame for mod:fun(args) (execute_call) or a cast. */
+/* Encodes the spawn request for mod:fun(args) (execute_call) or a cast into x: everything but
+ * the argument list's bytes (alen of them) and the tail of the payload list (NIL), which are
+ * written as their own pieces (the arguments are never copied). pl: scratch. */
 static int
-build(cnode_node *node, cnode_req *r, const char *mod, const char *fun, const char *a, size_t alen, int cast)
+build(cnode_node *node, cnode_req *r, ei_x_buff *pl, ei_x_buff *x, const char *mod, const char *fun, size_t alen,
+      int cast)
 {
     erpc_state *st = node->erpc;
     erlang_ref res;
     cnode_make_ref(node, &res);
-    ei_x_buff pl, x;
-    if (ei_x_new(&pl) != 0)
-        return CNODE_ENOMEM;
+    pl->index = 0;
+    x->index = 0;
     int e = 0;
-    e |= ei_x_encode_list_header(&pl, cast ? 3 : 4);
-    int rs = pl.index;
+    e |= ei_x_encode_list_header(pl, cast ? 3 : 4);
+    int rs = pl->index;
     if (!cast)
-        e |= ei_x_encode_ref(&pl, &res);
-    r->res_len = (size_t)(pl.index - rs);
-    memcpy(r->res_ref, pl.buff + rs, r->res_len);
-    e |= cnode__x_atom(&pl, mod);
-    e |= cnode__x_atom(&pl, fun);
-    e |= ei_x_append_buf(&pl, a, (int)alen);
-    e |= ei_x_encode_empty_list(&pl);
+        e |= ei_x_encode_ref(pl, &res);
+    r->res_len = (size_t)(pl->index - rs);
+    memcpy(r->res_ref, pl->buff + rs, r->res_len);
+    e |= cnode__x_atom(pl, mod);
+    e |= cnode__x_atom(pl, fun);
     static const char monitor_opt[] = {108, 0, 0, 0, 1, 119, 7, 'm', 'o', 'n', 'i', 't', 'o', 'r', 106};
     static const char no_opts[] = {106};
     cnode__ctl c = {.op = CNODE__OP_SPAWN_REQUEST, .ref = r->reqid, .arity = cast ? 3 : 4};
@@ -585,26 +690,34 @@ build(cnode_node *node, cnode_req *r, const char *mod, const char *fun, const ch
     strcpy(c.fun, cast ? "execute_cast" : "execute_call");
     c.opts.p = cast ? no_opts : monitor_opt;
     c.opts.len = cast ? sizeof no_opts : sizeof monitor_opt;
-    if (e || ei_x_new(&x) != 0) {
-        ei_x_free(&pl);
+    if (e || cnode__ctl_encode(x, &c, 1 + (size_t)pl->index + alen + 1) != 0 || ei_x_append_buf(x, "\x83", 1) != 0 ||
+        ei_x_append_buf(x, pl->buff, pl->index) != 0)
         return CNODE_ENOMEM;
+    return 0;
+}
+
+/* The frame in one piece, for requests that wait for their connection. */
+static char *
+frame_copy(const struct iovec *v, int nv, size_t *len)
+{
+    size_t n = 0;
+    for (int i = 0; i < nv; i++)
+        n += v[i].iov_len;
+    char *f = malloc(n ? n : 1);
+    if (!f)
+        return NULL;
+    size_t at = 0;
+    for (int i = 0; i < nv; i++) {
+        memcpy(f + at, v[i].iov_base, v[i].iov_len);
+        at += v[i].iov_len;
     }
-    int rc = 0;
-    if (cnode__ctl_encode(&x, &c, (size_t)pl.index + 1) != 0 || ei_x_append_buf(&x, "\x83", 1) != 0 ||
-        ei_x_append_buf(&x, pl.buff, pl.index) != 0 || !(r->frame = malloc((size_t)x.index))) {
-        rc = CNODE_ENOMEM;
-    } else {
-        memcpy(r->frame, x.buff, (size_t)x.index);
-        r->frame_len = (size_t)x.index;
-    }
-    ei_x_free(&pl);
-    ei_x_free(&x);
-    return rc;
+    *len = n;
+    return f;
 }
 
 static int
 start(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args,
-      unsigned timeout_ms, cnode_req_cb *cb, void *ud, int cast, cnode_req **out)
+      unsigned timeout_ms, cnode_req_cb *cb, void *ud, int cast, int lead, ei_x_buff *reply_out, cnode_req **out)
 {
     const char *a;
     size_t alen;
@@ -614,7 +727,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
         return CNODE_EINVAL;
     if (check_args(args, &a, &alen, &arity) != 0)
         return CNODE_EINVAL;
-    cnode_req *r = calloc(1, sizeof *r);
+    cnode_req *r = req_alloc();
     if (!r)
         return CNODE_ENOMEM;
     r->node = node;
@@ -623,77 +736,92 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
     r->ud = ud;
     r->arity = arity;
     r->timeout_ms = timeout_ms;
+    r->out = reply_out;
     snprintf(r->mod, sizeof r->mod, "%s", mod);
     snprintf(r->fun, sizeof r->fun, "%s", fun);
-    cnode__cond_init(&r->cond);
     cnode_make_ref(node, &r->reqid);
     cnode__deadline_after(&r->deadline, timeout_ms);
-    int rc = build(node, r, mod, fun, a, alen, cast);
-    if (rc) {
-        req_free(r);
-        return rc;
-    }
-    erpc_state *st = node->erpc;
-    pthread_mutex_lock(&node->lock);
-    if (atomic_load(&node->stopping)) {
-        pthread_mutex_unlock(&node->lock);
-        req_free(r);
-        return CNODE_ECLOSED;
-    }
-    int local = cnode__is_local(node, target);
-    r->peer = local ? NULL : cnode__peer_get(node, target, 1);
-    cnode__peer_hold(r->peer);
-    if (!r->peer) {
-        pthread_mutex_unlock(&node->lock);
-        req_free(r);
-        return local ? CNODE_ENOTSUP : CNODE_EINVAL;
-    }
-    if (cast) {
-        /* erpc:cast: no reply is awaited; a dead or spawn-less node swallows it */
-        int up = r->peer->up != NULL, spawn = (r->peer->flags & CNODE__DFLAG_SPAWN) != 0;
-        cnode__peer *peer = r->peer;
-        pthread_mutex_unlock(&node->lock);
-        int src = 0;
-        if (!up || spawn)
-            src = cnode__send_frame_wait(node, peer, r->frame, r->frame_len, NULL, 0);
-        req_free(r);
-        return src == CNODE_ETIMEOUT ? src : 0;
-    }
-    if (table_put(st, r) != 0 || heap_push(st, r) != 0) {
-        table_del(st, r);
-        pthread_mutex_unlock(&node->lock);
-        req_free(r);
-        return CNODE_ENOMEM;
-    }
-    int need_connect = 0;
-    char *frame = NULL;
-    size_t flen = 0;
-    cnode__peer *peer = r->peer;
-    if (!peer->up) {
-        r->state = RQ_PENDING_CONN;
-        need_connect = 1;
-    } else if (!(peer->flags & CNODE__DFLAG_SPAWN)) {
-        complete(node, r, CNODE_ENOTSUP);
+    /* this thread's buffers, unless a start() further up its stack is using them */
+    erpc_tls *t = tls_get();
+    ei_x_buff own_pl = {0}, own_x = {0}, *pl, *x;
+    if (t && !t->busy) {
+        pl = &t->pl;
+        x = &t->x;
+        t->busy = 1;
     } else {
-        r->state = RQ_SENT;
-        frame = r->frame; /* ours to write and free: nobody else touches it once SENT */
-        flen = r->frame_len;
-        r->frame = NULL;
+        pl = &own_pl;
+        x = &own_x;
+        t = NULL;
     }
-    *out = r;
-    cnode__peer_hold(peer); /* r may complete and be freed before the frame is out */
-    pthread_mutex_unlock(&node->lock);
-    if (frame) {
-        /* past the output queue's limit this waits, as an erpc caller is
-         * suspended on a busy distribution port; if it gives up, the request
-         * ends by its own deadline */
-        cnode__send_frame_wait(node, peer, frame, flen, NULL, 0);
-        free(frame);
+    int rc = (!pl->buff && ei_x_new(pl) != 0) || (!x->buff && ei_x_new(x) != 0) ? CNODE_ENOMEM
+                                                                             : build(node, r, pl, x, mod, fun, alen, cast);
+    struct iovec v[3] = {{x->buff, (size_t)x->index}, {(void *)a, alen}, {"\x6a", 1}};
+    erpc_state *st = node->erpc;
+    cnode__peer *peer = NULL;
+    cnode__conn *lead_c = NULL;
+    int need_connect = 0, send_now = 0;
+    if (rc == 0) {
+        pthread_mutex_lock(&node->lock);
+        int local = cnode__is_local(node, target);
+        if (atomic_load(&node->stopping)) {
+            rc = CNODE_ECLOSED;
+        } else if (!(r->peer = local ? NULL : cnode__peer_get(node, target, 1))) {
+            rc = local ? CNODE_ENOTSUP : CNODE_EINVAL;
+        } else {
+            cnode__peer_hold(r->peer); /* r's reference, dropped by req_free */
+            if (cast) {
+                /* erpc:cast: no reply is awaited; a dead or spawn-less node swallows it */
+                send_now = !r->peer->up || (r->peer->flags & CNODE__DFLAG_SPAWN);
+                peer = r->peer;
+            } else if (table_put(st, r) != 0 || heap_push(st, r) != 0) {
+                table_del(st, r);
+                rc = CNODE_ENOMEM;
+            } else {
+                if (!r->peer->up) {
+                    r->state = RQ_PENDING_CONN;
+                    need_connect = 1;
+                    if (!(r->frame = frame_copy(v, 3, &r->frame_len)))
+                        complete(node, r, CNODE_ENOMEM);
+                } else if (!(r->peer->flags & CNODE__DFLAG_SPAWN)) {
+                    complete(node, r, CNODE_ENOTSUP);
+                } else {
+                    r->state = RQ_SENT; /* the frame is ours to write: nobody else touches it once SENT */
+                    send_now = 1;
+                    /* the caller will read its own reply: take the socket before the request
+                     * goes out, so the reply never wakes the loop */
+                    if (lead)
+                        r->lead = lead_c = cnode__conn_take_locked(node, r->peer);
+                }
+                *out = r; /* from the unlock on, r may complete and be freed (callbacks): not touched */
+                peer = r->peer;
+                cnode__peer_hold(peer); /* ... while the frame goes out */
+            }
+        }
+        pthread_mutex_unlock(&node->lock);
     }
-    if (need_connect)
-        cnode__request_connect(node, peer);
-    cnode__peer_release(peer);
-    return 0;
+    if (rc == 0 && cast) {
+        int src = send_now ? cnode__send_iov_wait(node, peer, v, 3) : 0;
+        rc = src == CNODE_ETIMEOUT ? src : 0;
+    } else if (rc == 0) {
+        if (lead_c)
+            cnode__conn_disarm(node, peer, lead_c);
+        /* past the output queue's limit this waits, as an erpc caller is suspended on a busy
+         * distribution port; if it gives up, the request ends by its own deadline */
+        if (send_now)
+            cnode__send_iov_wait(node, peer, v, 3);
+        if (need_connect)
+            cnode__request_connect(node, peer);
+        cnode__peer_release(peer);
+    }
+    if (t)
+        t->busy = 0;
+    if (own_pl.buff)
+        ei_x_free(&own_pl);
+    if (own_x.buff)
+        ei_x_free(&own_x);
+    if (rc != 0 || cast)
+        req_free(r);
+    return rc;
 }
 
 int
@@ -703,7 +831,7 @@ cnode_send_request(cnode_node *node, const char *target, const char *mod, const 
     cnode_req *r = NULL;
     if (!req && !cb)
         return CNODE_EINVAL;
-    int rc = start(node, target, mod, fun, args, timeout_ms, cb, user_data, 0, &r);
+    int rc = start(node, target, mod, fun, args, timeout_ms, cb, user_data, 0, 0, NULL, &r);
     if (rc == 0 && req)
         *req = cb ? NULL : r;
     if (rc == 0 && cb && !node->has_io_thread)
@@ -715,19 +843,36 @@ int
 cnode_cast(cnode_node *node, const char *target, const char *mod, const char *fun, const ei_x_buff *args)
 {
     cnode_req *r = NULL;
-    return start(node, target, mod, fun, args, 0, NULL, NULL, 1, &r);
+    return start(node, target, mod, fun, args, 0, NULL, NULL, 1, 0, NULL, &r);
 }
 
 static void
 take(cnode_req *r, ei_x_buff *reply, cnode_error *err)
 {
-    if (r->status == 0 && reply)
+    if (r->status == 0 && reply && !r->delivered)
         ei_x_append_buf(reply, r->reply.buff, r->reply.index);
     if (r->status != 0 && err) {
         cnode_error_clear(err);
         *err = r->err;
         memset(&r->err, 0, sizeof r->err);
     }
+}
+
+static int
+req_done(void *arg)
+{
+    return ((cnode_req *)arg)->state == RQ_DONE;
+}
+
+/* How many bytes a reading caller may wait for before it looks: before the spawn reply, that
+ * reply and the result, which is longer than the spawn reply (a DOWN carries the same pids and
+ * reference and a reason where the spawn reply has its flags), so twice the spawn reply never
+ * asks for more than a successful call brings. */
+static size_t
+req_want(void *arg)
+{
+    cnode_req *r = arg;
+    return r->state == RQ_SENT ? 2 * r->peer->spawn_reply_len : 0;
 }
 
 int
@@ -739,6 +884,9 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
     struct timespec dl;
     if (wait_ms > 0)
         cnode__deadline_after(&dl, wait_ms);
+    cnode__conn *lead = req->lead; /* cnode_call took the read token in start() */
+    int may_lead = 1;
+    req->lead = NULL;
     pthread_mutex_lock(&node->lock);
     while (req->state != RQ_DONE) {
         if (cnode__past(&req->deadline)) {
@@ -747,6 +895,8 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
         }
         if (wait_ms == 0 || (wait_ms > 0 && cnode__past(&dl))) {
             pthread_mutex_unlock(&node->lock);
+            if (lead)
+                cnode__conn_release(node, req->peer, lead);
             return CNODE_EAGAIN;
         }
         const struct timespec *until = &req->deadline;
@@ -756,11 +906,31 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             pthread_mutex_unlock(&node->lock);
             cnode_poll(node, 20);
             pthread_mutex_lock(&node->lock);
-        } else {
-            cnode__cond_wait_until(&req->cond, &node->lock, until);
+            continue;
         }
+        /* leader/follower: read the socket ourselves when nobody else does; otherwise whoever
+         * reads (the loop or another caller) completes this request and signals its cond */
+        int fresh = 0;
+        if (!lead && may_lead && (req->state == RQ_SENT || req->state == RQ_SPAWNED)) {
+            lead = cnode__conn_take_locked(node, req->peer);
+            fresh = lead != NULL;
+        }
+        if (lead) {
+            pthread_mutex_unlock(&node->lock);
+            if (fresh)
+                cnode__conn_disarm(node, req->peer, lead);
+            if (!cnode__conn_lead(node, req->peer, lead, req_done, req_want, req, until))
+                may_lead = 0; /* frames for the loop, or the link failed: follow from now on */
+            cnode__conn_release(node, req->peer, lead);
+            lead = NULL;
+            pthread_mutex_lock(&node->lock);
+            continue;
+        }
+        cnode__cond_wait_until(&req->cond, &node->lock, until);
     }
     pthread_mutex_unlock(&node->lock);
+    if (lead)
+        cnode__conn_release(node, req->peer, lead);
     int status = req->status;
     take(req, reply, err);
     req_free(req);
@@ -791,7 +961,7 @@ cnode_call(cnode_node *node, const char *target, const char *mod, const char *fu
            unsigned timeout_ms, ei_x_buff *reply, cnode_error *err)
 {
     cnode_req *r = NULL;
-    int rc = start(node, target, mod, fun, args, timeout_ms, NULL, NULL, 0, &r);
+    int rc = start(node, target, mod, fun, args, timeout_ms, NULL, NULL, 0, 1, reply, &r);
     if (rc != 0) {
         cnode__seterr(err, rc, target, "%s:%s: %s", mod ? mod : "?", fun ? fun : "?",
                       rc == CNODE_EINVAL ? "invalid arguments (target, names, or args not a proper list)"
@@ -823,7 +993,7 @@ cnode_multicall(cnode_node *node, const char *const *targets, size_t n, const ch
         return CNODE_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         memset(&results[i], 0, sizeof results[i]);
-        results[i].status = start(node, targets[i], mod, fun, args, timeout_ms, NULL, NULL, 0, &reqs[i]);
+        results[i].status = start(node, targets[i], mod, fun, args, timeout_ms, NULL, NULL, 0, 0, NULL, &reqs[i]);
         if (results[i].status != 0) {
             cnode__seterr(&results[i].err, results[i].status, targets[i], "%s", cnode_strerror(results[i].status));
             reqs[i] = NULL;

@@ -4,8 +4,9 @@
  *   node->lock   processes, names, peers' state, links, monitors, mailboxes
  *   peer->wlock  the peer's output queue and socket writes
  *   node->qlock  the request queue to the I/O thread
- * The I/O thread owns every socket's reads, connection set-up and epoll
- * registration. Any thread may write a frame straight to an up connection
+ * The I/O thread owns connection set-up and epoll registration, and every
+ * socket's reads except while a waiting caller holds an up connection's read
+ * token (conn.c, cnode/README.md "Callers that read"). Any thread may write a frame straight to an up connection
  * whose queue is empty (peer->wlock); otherwise the frame is queued and the
  * I/O thread flushes it.
  */
@@ -62,6 +63,19 @@ struct cnode__conn {
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
     int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
+    /* CONN_UP: the read token (cnode/README.md, "Callers that read"). Whoever holds it owns ibuf,
+     * ilen, skip and the socket's input; a caller that holds it has the socket out of epoll's
+     * read interest. Taken by a caller only under node->lock on an up connection. */
+    _Atomic int rtoken;       /* RT_FREE, RT_LOOP or RT_CALLER */
+    size_t skip;              /* ibuf's first skip bytes: whole frames a caller left for the loop */
+    _Atomic int pending_in;   /* frames wait in ibuf for the loop (it looks at the next wake-up) */
+    int io_tok;               /* loop thread: this turn's fill took the token */
+    int rcvtimeo_ms;          /* SO_RCVTIMEO in force (token holder), 0 none */
+    int lowat;                /* SO_RCVLOWAT in force (token holder); 1 whenever armed */
+    int rearm_now;            /* the holder lets go with others' replies due: read interest back at once */
+    int armed;                /* epoll has read interest (peer->wlock) */
+    _Atomic int64_t released_ms; /* a caller let go of the token, leaving the socket unarmed (lazy) */
+    int close_later;          /* closed while a caller read: the fd is closed at reap, after its release */
     struct cnode__conn *next; /* node->conns */
 };
 
@@ -108,6 +122,8 @@ struct cnode__peer {
     pthread_cond_t up_cond;
     pthread_cond_t room_cond; /* output queue fell below limits.out_queue_bytes (wlock) */
     int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
+    size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
+    unsigned inflight;     /* erpc requests to it in the table (node->lock) */
     int connect_failed;    /* bumped when an attempt fails */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
@@ -177,6 +193,8 @@ typedef struct cnode__req {
 } cnode__req;
 enum { REQ_CONNECT = 1, REQ_DISCONNECT, REQ_STOP, REQ_OVERFLOW, REQ_BAD_DATA };
 
+enum { RT_FREE, RT_LOOP, RT_CALLER };
+
 /* Hook for layers above the runtime (erpc client, server, pg): called on the
  * I/O thread with node->lock held for every control message the runtime does
  * not consume itself. Return 1 if consumed. */
@@ -203,7 +221,7 @@ typedef struct cnode__logline {
 typedef struct {
     _Atomic uint64_t mailbox_kills, send_waits, send_timeouts, out_queue_overflows, served_refused,
         handshakes_evicted, handshakes_refused, handshakes_timed_out, auth_failures, peers_refused,
-        bad_data_disconnects, accept_pauses, handshakes_now, peers_now, served_now;
+        bad_data_disconnects, accept_pauses, handshakes_now, peers_now, served_now, caller_reads;
 } cnode__stats;
 #define CNODE__STAT_ADD(node, field, n) atomic_fetch_add_explicit(&(node)->stats.field, (n), memory_order_relaxed)
 #define CNODE__STAT_SUB(node, field, n) atomic_fetch_sub_explicit(&(node)->stats.field, (n), memory_order_relaxed)
@@ -227,6 +245,7 @@ struct cnode_node {
     pthread_t io_thread;
     int has_io_thread;
     _Atomic int stopping;
+    _Atomic int lazy_mode;       /* some up socket was left unarmed by a caller: the loop re-arms it soon */
 
     pthread_mutex_t lock;
     pthread_mutex_t loop_lock;   /* who runs the loop (poll mode) */
@@ -342,6 +361,8 @@ void cnode__add_pre_close_hook(cnode_node *node, void (*hook)(cnode_node *));
 int cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen);
 int cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload,
                            size_t plen);
+/* send_frame_wait of a frame in pieces (at most 4), written with one sendmsg as they are (zero-copy). */
+int cnode__send_iov_wait(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv);
 /* Put peer on the list the loop flushes at the end of its turn. */
 void cnode__mark_dirty(cnode_node *node, cnode__peer *peer);
 int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
@@ -372,6 +393,24 @@ void cnode__conn_accept(cnode_node *node);
 void cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events);
 void cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason);
 void cnode__conn_housekeeping(cnode_node *node);
+/* Callers that read (leader/follower). Under node->lock: take peer's up connection's read token
+ * for this caller (NULL if down or held). Then, without node->lock, cnode__conn_disarm takes the
+ * socket out of epoll's read interest, cnode__conn_lead reads and completes replies (claim
+ * hooks, node->lock taken per batch) until done(arg) (checked under node->lock) or the deadline,
+ * and cnode__conn_release gives the token back. */
+cnode__conn *cnode__conn_take_locked(cnode_node *node, cnode__peer *peer);
+void cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c);
+/* 1: done(arg) became true; 0: stopped (deadline, EOF, error, frames for the loop) */
+int cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
+                     size_t (*want)(void *), void *arg, const struct timespec *deadline);
+void cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c);
+/* Loop thread, node->lock held: dispatch frames callers left in connections' buffers. */
+void cnode__conn_pending(cnode_node *node);
+/* Loop thread, no lock: re-arm the sockets callers left unarmed a while ago; ms until the next look, or -1. */
+int cnode__conn_lazy(cnode_node *node);
+/* wlock held: set the up socket's epoll interest from the read token and peer->epollout; nothing
+ * if fd (c's, read while c was certainly alive) is no longer peer's. */
+void cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd);
 /* resolve.c's answer for host (NULL addr: no address): dials waiting for it go on */
 void cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr);
 /* Without node->lock: read what an up connection has, up to limits.read_budget. */
@@ -421,6 +460,8 @@ void cnode__erpc_stop(cnode_node *node);
 int64_t cnode__erpc_next_deadline(cnode_node *node);
 void cnode__erpc_expire(cnode_node *node);
 void cnode__erpc_fire(cnode_node *node);
+/* node->lock held, any thread: complete the call c answers if a caller waits for it (no callback); 1 if taken. */
+int cnode__erpc_claim(cnode_node *node, const cnode__ctl *c);
 
 /* server.c */
 int cnode__server_start(cnode_node *node);

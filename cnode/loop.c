@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnode/internal.h"
@@ -56,6 +57,7 @@ handle_requests(cnode_node *node)
     while (read(node->evfd, &v, sizeof v) > 0)
         ;
     cnode__resolve_poll(node);
+    cnode__conn_pending(node);
     pthread_mutex_lock(&node->qlock);
     cnode__req *r = node->q_head;
     node->q_head = node->q_tail = NULL;
@@ -149,6 +151,9 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     pthread_mutex_unlock(&node->lock);
     if (dl >= 0 && dl < t)
         t = (int)dl;
+    int lz = cnode__conn_lazy(node); /* sockets callers left unarmed */
+    if (lz >= 0 && lz < t)
+        t = lz;
     int n = epoll_wait(node->epfd, evs, 64, t);
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;
@@ -275,6 +280,12 @@ cnode__shutdown_io(cnode_node *node)
     cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
     cnode__conn_reap(node);
+    /* a caller still reading a closed connection was woken by its shutdown(2); it lets go at once */
+    for (int i = 0; node->dead_conns && i < 5000; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        cnode__conn_reap(node);
+    }
     cnode__log_flush(node);
     cnode__loop_thread_node = NULL;
     cnode__send_nowait = 1;

@@ -35,23 +35,31 @@ enqueue_frame(cnode__peer *peer, cnode__obuf *o)
     peer->oq_bytes += o->len;
 }
 
-/* A queued copy of a||b less the skip bytes a partial write already sent. */
+/* A queued copy of the pieces v[0..nv) less the skip bytes a partial write already sent. */
 static cnode__obuf *
-obuf_new(const char *a, size_t alen, const char *b, size_t blen, size_t skip)
+obuf_new(const struct iovec *v, int nv, size_t skip)
 {
-    size_t total = alen + blen - skip;
+    size_t total = 0;
+    for (int i = 0; i < nv; i++)
+        total += v[i].iov_len;
+    total -= skip;
     cnode__obuf *o = malloc(sizeof *o + total);
     if (!o)
         return NULL;
     o->next = NULL;
     o->len = total;
     o->off = 0;
-    if (skip < alen) {
-        memcpy(o->data, a + skip, alen - skip);
-        if (blen)
-            memcpy(o->data + alen - skip, b, blen);
-    } else {
-        memcpy(o->data, b + (skip - alen), total);
+    size_t at = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t l = v[i].iov_len;
+        const char *p = v[i].iov_base;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(o->data + at, p + skip, l - skip);
+        at += l - skip;
+        skip = 0;
     }
     return o;
 }
@@ -91,10 +99,13 @@ cnode__mark_dirty(cnode_node *node, cnode__peer *peer)
     pthread_mutex_unlock(&node->qlock);
 }
 
+/* The frame is the pieces v[0..nv) (at most 4), written as they are: no copy unless it must wait in the queue. */
 static int
-send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen,
-           int wait)
+send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, int wait)
 {
+    size_t flen = 0;
+    for (int i = 0; i < nv; i++)
+        flen += v[i].iov_len;
     int on_loop = cnode__loop_thread_node == node;
     int need_connect = 0, need_wake = 0, overflow = 0;
     pthread_mutex_lock(&peer->wlock);
@@ -125,13 +136,12 @@ send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, co
     }
     size_t skip = 0;
     if (peer->fd >= 0 && !peer->oq_head && !on_loop) {
-        struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = plen ? 2 : 1};
+        struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
         ssize_t n;
         do
             n = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)(hlen + plen)) {
+        if (n == (ssize_t)flen) {
             atomic_store(&peer->last_write_ms, cnode__now_ms());
             pthread_mutex_unlock(&peer->wlock);
             return 0;
@@ -155,7 +165,7 @@ send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, co
         cnode__enqueue_req(node, REQ_OVERFLOW, peer);
         return CNODE_ENOCONNECTION;
     }
-    cnode__obuf *o = obuf_new(hdr, hlen, payload, plen, skip);
+    cnode__obuf *o = obuf_new(v, nv, skip);
     if (!o) {
         if (skip) {
             /* part of the frame is on the wire and the rest cannot be kept:
@@ -193,14 +203,22 @@ send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, co
 int
 cnode__send_frame(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload, size_t plen)
 {
-    return send_frame(node, peer, hdr, hlen, payload, plen, 0);
+    struct iovec v[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
+    return send_frame(node, peer, v, plen ? 2 : 1, 0);
 }
 
 int
 cnode__send_frame_wait(cnode_node *node, cnode__peer *peer, const char *hdr, size_t hlen, const char *payload,
                        size_t plen)
 {
-    return send_frame(node, peer, hdr, hlen, payload, plen, 1);
+    struct iovec v[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
+    return send_frame(node, peer, v, plen ? 2 : 1, 1);
+}
+
+int
+cnode__send_iov_wait(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv)
+{
+    return send_frame(node, peer, v, nv, 1);
 }
 
 static int
@@ -211,7 +229,8 @@ send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *p
         return CNODE_ENOMEM;
     int rc = CNODE_EINVAL;
     if (cnode__ctl_encode(&x, c, plen) == 0)
-        rc = send_frame(node, peer, x.buff, (size_t)x.index, payload, plen, wait);
+        rc = wait ? cnode__send_frame_wait(node, peer, x.buff, (size_t)x.index, payload, plen)
+                  : cnode__send_frame(node, peer, x.buff, (size_t)x.index, payload, plen);
     ei_x_free(&x);
     return rc;
 }
@@ -271,10 +290,10 @@ cnode__flush_peer(cnode_node *node, cnode__peer *peer)
     }
     wake_room(node, peer);
     int want_out = peer->fd >= 0 && peer->oq_head != NULL;
-    if (c && peer->fd >= 0 && want_out != peer->epollout) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0), .data.ptr = c};
-        epoll_ctl(node->epfd, EPOLL_CTL_MOD, peer->fd, &ev);
+    /* unarmed, the interest is EPOLLONESHOT: a fired EPOLLOUT must be asked for again */
+    if (c && peer->fd >= 0 && (want_out != peer->epollout || (want_out && !c->armed))) {
         peer->epollout = want_out;
+        cnode__conn_arm(node, peer, c, c->fd); /* keeps a reading caller's socket out of read interest */
     }
     pthread_mutex_unlock(&peer->wlock);
 }

@@ -184,6 +184,7 @@ typedef struct cnode_stats {
     uint64_t handshakes_now;       /* connections in the handshake now */
     uint64_t peers_now;            /* peer records now */
     uint64_t served_now;           /* served calls queued or running now */
+    uint64_t caller_reads;         /* call reply frames read off the socket by the waiting caller itself */
 } cnode_stats;
 /* Fills *out. CNODE_EINVAL on NULL. */
 int cnode_node_stats(cnode_node *node, cnode_stats *out);
