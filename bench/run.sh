@@ -77,6 +77,15 @@ wait_up() { # NODE
     done
 }
 
+wait_name() { # NODE NAME: the node is up and NAME is registered there (ping alone can win the race
+    # with the -eval that registers it, and the first message would then be lost)
+    i=0
+    until timeout 10 build/cnode --cookie "$COOKIE" call "$1" erlang whereis "[$2]" 2>/dev/null | grep -q '^<'; do
+        i=$((i + 1)); [ $i -gt 50 ] && { echo "bench: $2 on $1 was not registered" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
 # only PART: BENCH_ONLY (a comma list of calls, pg, pgscale, pick; all by default) names PART
 only() { case ",${BENCH_ONLY:-calls,pg,pgscale,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
 # get KEY < output: the value on the line "KEY value"
@@ -115,7 +124,7 @@ for placement in 1cpu 2cpu; do
         taskset -c "$SCPU" build/cnode --sname "$CSRV" --cookie "$COOKIE" serve >/dev/null 2>>"$TMP/server.log" &
         CPID=$!
         PIDS="$PIDS $CPID"
-        wait_up "$SRV@$HOST" || exit 1
+        wait_name "$SRV@$HOST" bench_echo || exit 1
         wait_up "$CSRV@$HOST" || exit 1
         S=$SRV@$HOST
         CS=$CSRV@$HOST
