@@ -4,13 +4,14 @@
  * lengths are checked against what is left and against the limits; atoms are
  * checked as UTF-8 (or Latin-1) of at most 255 characters; floats as BEAM
  * reads them. What cnode__rd_skip accepts is what BEAM's binary_to_term
- * accepts (less compressed terms and map key uniqueness, see term.c), so a
+ * accepts (less compressed terms, see term.c), so a
  * term it has passed can be read by the functions below, by ei, or by any
  * printer, parser or hash without a check of its own failing.
  *
  * Every function returns 0, CNODE__NEED_MORE (the bytes end early; the
  * cursor has not moved) or CNODE__MALFORMED (r->why names the rule). No
- * allocation, no globals, no recursion on the C stack.
+ * globals, no recursion on the C stack; no allocation but cnode__rd_skip's
+ * for the keys of maps past 1024 keys (term.c).
  */
 #ifndef CNODE_EI_GLUE_READER_H
 #define CNODE_EI_GLUE_READER_H
