@@ -11,7 +11,10 @@
  * and a map's are sorted and compared when it closes, O(k log k) for k keys.
  * The stack lives in this frame up to KEYS_LOCAL keys; past that (a map of
  * more than KEYS_LOCAL keys, or many open at once) it moves to the heap, 8
- * bytes a key, freed before return: the one allocation in ei_glue/. */
+ * bytes a key, freed before return: the one allocation in ei_glue/. A key
+ * holding a map is read again for each map around it: the bytes read for
+ * keys have a budget of 8 times the input plus 64 KB (a limit of our own:
+ * BEAM takes such terms). */
 #include "ei_glue/reader.h"
 #include "ei_glue/term_keys.h"
 
@@ -183,6 +186,10 @@ walk(cnode__rd *r, const cnode__term_limits *lim, keystack *keys)
     level st[WALK_STACK];
     unsigned depth = 0;
     size_t elements = 0;
+    /* Bytes fingerprinted: a key inside a key inside a key... is read again at
+       each level, so a budget linear in the input keeps the cost O(len) (the
+       keys of ordinary terms take one pass, a map nested in a key two) */
+    uint64_t hashed = 0, budget = 8 * (uint64_t)(r->len - r->pos) + 65536;
     for (;;) {
         if (++elements > lim->max_elements)
             FAIL("term: more elements than the limit allows");
@@ -212,6 +219,8 @@ walk(cnode__rd *r, const cnode__term_limits *lim, keystack *keys)
             level *t = &st[depth - 1];
             if (t->map && t->left % 2 == 0) { /* a key done */
                 uint64_t fp;
+                if ((hashed += r->pos - t->kstart) > budget)
+                    FAIL("term: map keys nested in map keys past what the key check reads");
                 if ((rc = cnode__key_fingerprint(r->b + t->kstart, r->pos - t->kstart, &fp)) != 0)
                     FAIL("term: map key unreadable"); /* cannot happen: the walk passed it */
                 if (keys_push(keys, fp) != 0)

@@ -234,6 +234,29 @@ test_map_duplicate_keys(void)
     CU_ASSERT_EQUAL(skip_guarded(sib, sizeof sib, NULL, &end, &why), 0);
     static const unsigned char inkey[] = {116, 0, 0, 0, 1, 116, 0, 0, 0, 2, 97, 1, 106, 97, 1, 106, 106};
     CU_ASSERT_EQUAL(skip_guarded(inkey, sizeof inkey, NULL, &end, &why), (int)CNODE__MALFORMED);
+    /* maps nested in keys: each level reads its key again, within a budget
+       linear in the input; a 100 KB binary under 3 levels passes, under 200
+       it is refused by that limit, not read 200 times */
+    for (int levels = 3; levels <= 200; levels += 197) {
+        size_t bin = 100000, n = (size_t)levels * 5 + 5 + bin + (size_t)levels * 2;
+        unsigned char *m = malloc(n), *p = m;
+        for (int i = 0; i < levels; i++)
+            *p++ = 116, *p++ = 0, *p++ = 0, *p++ = 0, *p++ = 1;
+        *p++ = 109, *p++ = 0, *p++ = (unsigned char)(bin >> 16), *p++ = (unsigned char)(bin >> 8), *p++ = (unsigned char)bin;
+        memset(p, 'x', bin);
+        p += bin;
+        for (int i = 0; i < levels; i++)
+            *p++ = 97, *p++ = 1;
+        CU_ASSERT_EQUAL((size_t)(p - m), n);
+        int rc = skip_guarded(m, n, NULL, &end, &why);
+        if (levels == 3) {
+            CU_ASSERT_EQUAL(rc, 0);
+        } else {
+            CU_ASSERT_EQUAL(rc, (int)CNODE__MALFORMED);
+            CU_ASSERT(why && strstr(why, "nested in map keys") != NULL);
+        }
+        free(m);
+    }
 }
 
 void
