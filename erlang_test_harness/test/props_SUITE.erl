@@ -12,11 +12,18 @@
 %%% text that is no number, infinities and NaN in NEW_FLOAT_EXT, funs with
 %%% fields of the wrong type, maps with a key twice, sign bytes over 1, empty
 %%% BIT_BINARY_EXT, references of no words) now agrees with binary_to_term, so
-%%% any disagreement fails the case. One class is no gap and is counted apart:
-%%% binary_to_term also takes the VM's internal tags 73-76
-%%% (ATOM_INTERNAL_REF2/3, BINARY_INTERNAL_REF, BIT_BINARY_INTERNAL_REF: an
-%%% atom by its index in the VM's atom table...), which are never valid from a
-%%% peer; the walker rightly refuses them (internal_tag, counted and printed).
+%%% any disagreement fails the case. Two classes are no gap and are counted
+%%% apart (printed with their first bytes):
+%%%   internal_tag    binary_to_term also takes the VM's internal tags 73-76
+%%%                   (ATOM_INTERNAL_REF2/3, BINARY_INTERNAL_REF,
+%%%                   BIT_BINARY_INTERNAL_REF: an atom by its index in the VM's
+%%%                   atom table...), never valid from a peer; the walker
+%%%                   rightly refuses them.
+%%%   ref_zero_words  NEW_REFERENCE_EXT / NEWER_REFERENCE_EXT with a word count
+%%%                   of 0: OTP 25 reads one id word anyway, even past the end
+%%%                   of its input (`used` then exceeds the bytes given); the
+%%%                   walker refuses the count (a rule of its own, the `limit`
+%%%                   vector ref_newer_zero_words in tests/data/term_reader.tsv).
 %%% Identifiers in the encodings name another node (BEAM refuses its own
 %%% node's pids with out-of-range fields, which says nothing of the wire format).
 %%%
@@ -366,8 +373,8 @@ hex(B) -> binary:encode_hex(B).
 
 %% The classes of one direction (not_strict: the walker accepted B and BEAM
 %% refused it; over_strict: the other way) that B (no 131) holds. None is left
-%% where the walker takes what BEAM refuses; the other way only internal_tag
-%% (see the head of this file). Ext gives the extent of a subterm: the
+%% where the walker takes what BEAM refuses; the other way only internal_tag and
+%% ref_zero_words (see the head of this file). Ext gives the extent of a subterm: the
 %% walker's where it accepted B, BEAM's (binary_to_term's `used`) where BEAM did.
 known_gap(Ext, B, Dir) ->
     Gaps = try element(1, scan(Ext, B))
@@ -375,7 +382,7 @@ known_gap(Ext, B, Dir) ->
            end,
     Mine = case Dir of
                not_strict -> [];
-               over_strict -> [internal_tag]
+               over_strict -> [internal_tag, ref_zero_words]
            end,
     [G || G <- Gaps, lists:member(G, Mine)].
 
@@ -391,13 +398,14 @@ beam_ext(B) ->
     catch error:badarg -> byte_size(B)
     end.
 
-%% {Classes, Extent} of the term at the start of B: an internal tag anywhere
-%% in its tuples, lists and maps.
+%% {Classes, Extent} of the term at the start of B: an internal tag or a
+%% reference of no words anywhere in its tuples, lists and maps.
 scan(C, <<Tag, _/binary>> = B) ->
     N = C(B),
     T = binary:part(B, 0, N),
     case Tag of
         _ when Tag >= 73, Tag =< 76 -> {[internal_tag], N};
+        _ when Tag =:= 90; Tag =:= 114 -> <<_, Words:16, _/binary>> = T, {[ref_zero_words || Words =:= 0], N};
         104 -> <<_, A, _/binary>> = T, {kids(C, T, 2, A), N};
         105 -> <<_, A:32, _/binary>> = T, {kids(C, T, 5, A), N};
         108 -> <<_, A:32, _/binary>> = T, {kids(C, T, 5, A + 1), N};
