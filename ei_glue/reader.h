@@ -130,7 +130,7 @@ typedef struct {
 } cnode__fun;
 int cnode__rd_fun(cnode__rd *r, cnode__fun *f);
 
-/* EXPORT: fun Module:Function/Arity (arity a SMALL_INTEGER or INTEGER, 0..255). */
+/* EXPORT: fun Module:Function/Arity (arity any integer encoding, 0..2^31-1 as OTP 25 takes it). */
 int cnode__rd_export(cnode__rd *r, cnode__atom *mod, cnode__atom *fun, uint32_t *arity);
 
 /* Past one whole term, checking every rule above at every depth (an explicit

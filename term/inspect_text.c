@@ -80,19 +80,28 @@ cnode__sb_finish(cnode__sb *s)
 /* ---- atoms ---- */
 
 /* The script of a letter past ASCII that Elixir's identifier tokenizer takes
- * (String.Tokenizer: Unicode ID_Start/ID_Continue, NFC, one script per
- * identifier): 1 Latin, 2 Greek, 3 Cyrillic; 0 for anything else. Only these
- * three scripts are known here: an atom with any other character past ASCII is
- * quoted, where Elixir may leave some (Han, Arabic, combining marks...) bare. */
+ * (String.Tokenizer: Unicode ID_Start/ID_Continue of Identifier_Status
+ * Allowed, NFC, one script per identifier): 1 Latin, 2 Greek, 3 Cyrillic; 0
+ * for anything else. The ranges are those of U+00C0..U+024F, U+0370..U+052F
+ * and U+1E00..U+1EFF that Elixir 1.14 leaves bare as one-letter atoms (asked
+ * of `elixir -e`, one by one). Only these three scripts are known here: an
+ * atom with any other character past ASCII is quoted, where Elixir may leave
+ * some (Han, Arabic, combining marks...) bare. */
 static int
 letter_script(uint32_t c)
 {
-    if ((c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) || (c >= 0x1E00 && c <= 0x1EFF))
-        return 1;
-    if (c == 0x386 || (c >= 0x388 && c <= 0x38A) || c == 0x38C || (c >= 0x38E && c <= 0x3CE && c != 0x3A2))
-        return 2;
-    if ((c >= 0x400 && c <= 0x481) || (c >= 0x48A && c <= 0x52F))
-        return 3;
+    static const struct {
+        uint16_t lo, hi;
+        unsigned char script;
+    } allowed[] = {
+        {0xC0, 0xD6, 1},    {0xD8, 0xF6, 1},    {0xF8, 0x131, 1},   {0x134, 0x13E, 1},   {0x141, 0x148, 1},   {0x14A, 0x17E, 1},
+        {0x18F, 0x18F, 1},  {0x1A0, 0x1A1, 1},  {0x1AF, 0x1B0, 1},  {0x1CD, 0x1DC, 1},   {0x1DE, 0x1E3, 1},   {0x1E6, 0x1F0, 1},
+        {0x1F4, 0x1F5, 1},  {0x1F8, 0x21B, 1},  {0x21E, 0x21F, 1},  {0x226, 0x233, 1},   {0x37B, 0x37D, 2},   {0x386, 0x386, 2},
+        {0x388, 0x38A, 2},  {0x38C, 0x38C, 2},  {0x38E, 0x3A1, 2},  {0x3A3, 0x3CE, 2},   {0x3FC, 0x3FF, 2},   {0x400, 0x45F, 3},
+        {0x48A, 0x4FF, 3},  {0x510, 0x529, 3},  {0x52E, 0x52F, 3},  {0x1E00, 0x1E99, 1}, {0x1E9E, 0x1E9E, 1}, {0x1EA0, 0x1EF9, 1}};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (c >= allowed[i].lo && c <= allowed[i].hi)
+            return allowed[i].script;
     return 0;
 }
 

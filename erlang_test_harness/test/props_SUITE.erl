@@ -29,10 +29,12 @@
 %%%
 %%% KNOWN GAP of inspect (term/inspect_text.c): Elixir's identifier tokenizer
 %%% takes letters of any Unicode script it recommends (one script per atom,
-%%% NFC); the C side knows Latin, Greek and Cyrillic letters only and quotes an
-%%% atom with any other character past U+024F (Han, Tai Le, combining marks...),
-%%% where Elixir leaves some bare. A disagreement on a term holding such an atom
-%%% is counted as inspect_atom_script; any other fails the case.
+%%% NFC); the C side knows the letters of U+00C0..U+024F, U+0370..U+052F and
+%%% U+1E00..U+1EFF that Elixir takes (Latin, Greek, Cyrillic) and quotes an
+%%% atom with any other character past U+00FF (Han, Tai Le, combining marks...),
+%%% where Elixir leaves some bare. A disagreement on a term holding an atom with
+%%% a character outside those ranges is counted as inspect_atom_script; any
+%%% other fails the case.
 %%%
 %%% The seed is printed (PROPS_SEED sets it); PROPS_N scales the counts (default 1).
 -module(props_SUITE).
@@ -275,20 +277,16 @@ elixir_inspect(Elixir, Terms) ->
     file:delete(Out),
     binary_to_term(Bin).
 
-%% Holds an atom with a character past U+024F that is no Greek or Cyrillic
-%% letter of those the C side knows (see KNOWN GAP of inspect above).
+%% Holds an atom with a character outside the ranges the C side knows (see
+%% KNOWN GAP of inspect above).
 odd_atom(A) when is_atom(A) ->
-    lists:any(fun(C) -> C > 16#24F andalso not known_letter(C) end, atom_to_list(A));
+    lists:any(fun(C) -> C > 16#24F andalso not known_range(C) end, atom_to_list(A));
 odd_atom(L) when is_list(L) -> odd_list(L);
 odd_atom(T) when is_tuple(T) -> odd_atom(tuple_to_list(T));
 odd_atom(M) when is_map(M) -> odd_atom(maps:to_list(M));
 odd_atom(_) -> false.
 
-known_letter(C) ->
-    C =:= 16#386 orelse (C >= 16#388 andalso C =< 16#38A) orelse C =:= 16#38C orelse
-        (C >= 16#38E andalso C =< 16#3CE andalso C =/= 16#3A2) orelse
-        (C >= 16#400 andalso C =< 16#481) orelse (C >= 16#48A andalso C =< 16#52F) orelse
-        (C >= 16#1E00 andalso C =< 16#1EFF).
+known_range(C) -> (C >= 16#370 andalso C =< 16#52F) orelse (C >= 16#1E00 andalso C =< 16#1EFF).
 
 odd_list([]) -> false;
 odd_list([H | T]) -> odd_atom(H) orelse odd_list(T);

@@ -125,6 +125,10 @@ V += [
  ("map_dup_not_key_value_swap", "accept", mp((I1, bytes([97,2])), (bytes([97,2]), I1))),
  ("map_dup_not_pairs_sum", "accept", mp((mp((I1, I1), (bytes([97,2]), bytes([97,2]))), I1), (mp((I1, bytes([97,2])), (bytes([97,2]), I1)), I1))),
  ("map_dup_not_nested_same_key", "accept", mp((I1, mp((I1, I1))), (bytes([97,2]), mp((I1, I1))))),
+ # OTP 25 takes an export's arity up to 2^31-1, in any integer encoding
+ ("export_arity_large", "accept", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([98,0x09,0x93,0x3e,0x7a])),
+ ("export_arity_2_31", "refuse", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([98,0x80,0,0,0])),
+ ("export_arity_small_big", "accept", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([110,1,0,5])),
  # OTP 25 reads one id word of a reference whose count is 0 (past the end of the input if it must); the reader refuses the count
  ("ref_newer_zero_words", "limit", bytes([90,0,0]) + atom('a@b', 100) + bytes([0,0,0,0, 0,0,0,7])),
  ("map_dup_not_string_longer", "accept", mp((bytes([107,0,2,1,2]), I1), (bytes([108,0,0,0,2,97,1,97,2,97,3]), I1))),
