@@ -396,14 +396,27 @@ beam_ext(B) ->
     catch error:badarg -> byte_size(B)
     end.
 
-%% {Classes, Extent} of the term at the start of B: an internal tag or a
-%% reference of no words anywhere in its tuples, lists and maps.
+%% {Classes, Extent} of the term at the start of B: an internal tag (also as
+%% the atom of a pid, port, reference or export) or a reference of no words,
+%% anywhere in its tuples, lists and maps.
 scan(C, <<Tag, _/binary>> = B) ->
     N = C(B),
     T = binary:part(B, 0, N),
     case Tag of
         _ when Tag >= 73, Tag =< 76 -> {[internal_tag], N};
-        _ when Tag =:= 90; Tag =:= 114 -> <<_, Words:16, _/binary>> = T, {[ref_zero_words || Words =:= 0], N};
+        _ when Tag =:= 90; Tag =:= 114 ->
+            <<_, Words:16, Node, _/binary>> = T,
+            {[ref_zero_words || Words =:= 0] ++ [internal_tag || internal(Node)], N};
+        _ when Tag =:= 88; Tag =:= 89; Tag =:= 101; Tag =:= 102; Tag =:= 103; Tag =:= 120 ->
+            <<_, Node, _/binary>> = T, {[internal_tag || internal(Node)], N}; %% the node's atom
+        113 -> %% an export: its module and function atoms
+            <<_, M, _/binary>> = T,
+            F = case M of
+                    _ when M =:= 100; M =:= 118 -> <<_, _, L:16, _:L/binary, X, _/binary>> = T, X;
+                    _ when M =:= 115; M =:= 119 -> <<_, _, L, _:L/binary, X, _/binary>> = T, X;
+                    _ -> 0
+                end,
+            {[internal_tag || internal(M) orelse internal(F)], N};
         104 -> <<_, A, _/binary>> = T, {kids(C, T, 2, A), N};
         105 -> <<_, A:32, _/binary>> = T, {kids(C, T, 5, A), N};
         108 -> <<_, A:32, _/binary>> = T, {kids(C, T, 5, A + 1), N};
@@ -411,6 +424,8 @@ scan(C, <<Tag, _/binary>> = B) ->
         _ -> {[], N}
     end;
 scan(_, <<>>) -> {[], 0}.
+
+internal(Tag) -> Tag >= 73 andalso Tag =< 76.
 
 subterms(_, _, P, 0) -> {[], P};
 subterms(C, T, P, K) when P < byte_size(T) ->
