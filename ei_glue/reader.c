@@ -460,8 +460,10 @@ cnode__rd_export(cnode__rd *r, cnode__atom *mod, cnode__atom *fun, uint32_t *ari
         r->why = s.why;
         return rc;
     }
-    if (!cnode__int_small(&a, &v) || v < 0 || v > 255)
-        FAIL(r, "term: export's arity is not 0..255");
+    /* OTP 25 takes any arity of 0..2^31-1 here (the VM's own limit of 255
+       arguments is not checked by binary_to_term) */
+    if (!cnode__int_small(&a, &v) || v < 0 || v > INT32_MAX)
+        FAIL(r, "term: export's arity is not 0..2^31-1");
     *arity = (uint32_t)v;
     *r = s;
     return 0;

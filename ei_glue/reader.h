@@ -4,13 +4,14 @@
  * lengths are checked against what is left and against the limits; atoms are
  * checked as UTF-8 (or Latin-1) of at most 255 characters; floats as BEAM
  * reads them. What cnode__rd_skip accepts is what BEAM's binary_to_term
- * accepts (less compressed terms and map key uniqueness, see term.c), so a
+ * accepts (less compressed terms, see term.c), so a
  * term it has passed can be read by the functions below, by ei, or by any
  * printer, parser or hash without a check of its own failing.
  *
  * Every function returns 0, CNODE__NEED_MORE (the bytes end early; the
  * cursor has not moved) or CNODE__MALFORMED (r->why names the rule). No
- * allocation, no globals, no recursion on the C stack.
+ * globals, no recursion on the C stack; no allocation but cnode__rd_skip's
+ * for the keys of maps past 1024 keys (term.c).
  */
 #ifndef CNODE_EI_GLUE_READER_H
 #define CNODE_EI_GLUE_READER_H
@@ -129,7 +130,7 @@ typedef struct {
 } cnode__fun;
 int cnode__rd_fun(cnode__rd *r, cnode__fun *f);
 
-/* EXPORT: fun Module:Function/Arity (arity a SMALL_INTEGER or INTEGER, 0..255). */
+/* EXPORT: fun Module:Function/Arity (arity any integer encoding, 0..2^31-1 as OTP 25 takes it). */
 int cnode__rd_export(cnode__rd *r, cnode__atom *mod, cnode__atom *fun, uint32_t *arity);
 
 /* Past one whole term, checking every rule above at every depth (an explicit

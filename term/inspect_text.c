@@ -79,30 +79,64 @@ cnode__sb_finish(cnode__sb *s)
 
 /* ---- atoms ---- */
 
+/* The script of a letter past ASCII that Elixir's identifier tokenizer takes
+ * (String.Tokenizer: Unicode ID_Start/ID_Continue of Identifier_Status
+ * Allowed, NFC, one script per identifier): 1 Latin, 2 Greek, 3 Cyrillic; 0
+ * for anything else. The ranges are those of U+00C0..U+024F, U+0370..U+052F
+ * and U+1E00..U+1EFF that Elixir 1.14 leaves bare as one-letter atoms (asked
+ * of `elixir -e`, one by one). Only these three scripts are known here: an
+ * atom with any other character past ASCII is quoted, where Elixir may leave
+ * some (Han, Arabic, combining marks...) bare. */
 static int
-id_start(unsigned char c)
+letter_script(uint32_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+    static const struct {
+        uint16_t lo, hi;
+        unsigned char script;
+    } allowed[] = {
+        {0xC0, 0xD6, 1},    {0xD8, 0xF6, 1},    {0xF8, 0x131, 1},   {0x134, 0x13E, 1},   {0x141, 0x148, 1},   {0x14A, 0x17E, 1},
+        {0x18F, 0x18F, 1},  {0x1A0, 0x1A1, 1},  {0x1AF, 0x1B0, 1},  {0x1CD, 0x1DC, 1},   {0x1DE, 0x1E3, 1},   {0x1E6, 0x1F0, 1},
+        {0x1F4, 0x1F5, 1},  {0x1F8, 0x21B, 1},  {0x21E, 0x21F, 1},  {0x226, 0x233, 1},   {0x37B, 0x37D, 2},   {0x386, 0x386, 2},
+        {0x388, 0x38A, 2},  {0x38C, 0x38C, 2},  {0x38E, 0x3A1, 2},  {0x3A3, 0x3CE, 2},   {0x3FC, 0x3FF, 2},   {0x400, 0x45F, 3},
+        {0x48A, 0x4FF, 3},  {0x510, 0x529, 3},  {0x52E, 0x52F, 3},  {0x1E00, 0x1E99, 1}, {0x1E9E, 0x1E9E, 1}, {0x1EA0, 0x1EF9, 1}};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (c >= allowed[i].lo && c <= allowed[i].hi)
+            return allowed[i].script;
+    return 0;
 }
 
-static int
-id_char(unsigned char c)
-{
-    return id_start(c) || (c >= '0' && c <= '9') || c == '@';
-}
-
-/* [A-Za-z_][A-Za-z0-9_@]*[?!]? (UTF-8 letters allowed). */
+/* [A-Za-z_][A-Za-z0-9_@]*[?!]?, where a letter may also be one of letter_script's,
+ * all letters of one script (ASCII letters are Latin): Elixir quotes λx. */
 static int
 plain_identifier(const char *s, size_t n)
 {
-    if (n == 0 || !id_start((unsigned char)s[0]))
-        return 0;
-    size_t i = 1;
-    while (i < n && id_char((unsigned char)s[i]))
-        i++;
-    if (i < n && (s[i] == '?' || s[i] == '!'))
-        i++;
-    return i == n;
+    const unsigned char *u = (const unsigned char *)s;
+    int script = 0;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t c = u[i];
+        size_t k = 1;
+        int sc;
+        if (c >= 0x80) {
+            if ((k = cnode__utf8_get(u + i, n - i, &c)) == 0 || (sc = letter_script(c)) == 0)
+                return 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+            sc = 1;
+        } else if (c == '_' || (i > 0 && ((c >= '0' && c <= '9') || c == '@'))) {
+            sc = 0;
+        } else if (i > 0 && i + 1 == n && (c == '?' || c == '!')) {
+            sc = 0;
+        } else {
+            return 0;
+        }
+        if (sc) {
+            if (script && script != sc)
+                return 0;
+            script = sc;
+        }
+        i += k;
+    }
+    return n > 0;
 }
 
 /* "Elixir." followed by Alias segments: [A-Z][A-Za-z0-9_]* joined by dots. */
@@ -131,10 +165,15 @@ cnode__insp_alias(const char *s, size_t n)
 static int
 operator_atom(const char *s, size_t n)
 {
+    /* Elixir 1.14's unary and binary operators and its not_callable atoms
+       (%, %{}, {}, <<>>, ..., .., ., ..//, ->), which inspect leaves unquoted as
+       atoms and as keyword keys; :: and the deprecated ~~~, <|>, ^^^, ==> it
+       quotes (checked with elixir -e) */
     static const char *const ops[] = {
-        "+",    "-",  "*",  "/",  "==",  "!=",  "===", "!==", "<",  ">",    "<=",   ">=",  "&&",  "||",  "!",
-        "<>",   "++", "--", "|>", "=~",  "..",  "^",   "@",   "&",  "<<<",  ">>>",  "~~~", "&&&", "|||", "<-",
-        "\\\\", "::", "<~", "~>", "<~>", "<|>", "%",   "%{}", "{}", "<<>>", "..//", "...", "=",   "|",   "^^^"};
+        "+",   "-",   "*",   "/",  "==",  "!=",  "===", "!==", "<",   ">",   "<=",   ">=",  "&&", "||", "!",    "<>",
+        "++",  "--",  "+++", "---", "**", "|>",  "=~",  "..",  "^",   "@",   "&",    "<<<", ">>>", "&&&", "|||", "<-",
+        "\\\\", "<~",  "~>",  "<~>", "~>>", "<<~", "%",  "%{}", "{}",  "<<>>", "..//", "...", "=",  "|",  ".",   "->",
+        "and", "or",  "not", "in",  "when"};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i]) == n && memcmp(ops[i], s, n) == 0)
             return 1;
@@ -191,6 +230,22 @@ cnode__insp_escaped(cnode__sb *o, const char *s, size_t n, char quote)
             cnode__sb_put(o, "\\#", 2);
         } else if (c < 32) {
             cnode__sb_fmt(o, "\\x%02X", c);
+        } else if (c >= 0x80) {
+            /* Code.Identifier.escape/2 also escapes the C1 controls (as \xNN), the
+               byte order mark (\uFEFF) and the noncharacters U+FFFE, U+FFFF */
+            uint32_t cp;
+            size_t k = cnode__utf8_get((const unsigned char *)s + i, n - i, &cp);
+            if (k == 0)
+                k = 1, cp = 0;
+            if (cp >= 0x80 && cp <= 0x9F)
+                cnode__sb_fmt(o, "\\x%02X", (unsigned)cp);
+            else if (cp == 0xFEFF)
+                cnode__sb_str(o, "\\uFEFF");
+            else if (cp == 0xFFFE || cp == 0xFFFF)
+                cnode__sb_fmt(o, "\\x{%X}", (unsigned)cp);
+            else
+                cnode__sb_put(o, s + i, k);
+            i += k - 1;
         } else {
             cnode__sb_put(o, (const char *)&c, 1);
         }
@@ -218,7 +273,7 @@ void
 cnode__inspect_key(cnode__sb *o, const char *name)
 {
     size_t n = strlen(name);
-    if (plain_identifier(name, n)) {
+    if (plain_identifier(name, n) || operator_atom(name, n)) {
         cnode__sb_put(o, name, n);
     } else {
         cnode__sb_put(o, "\"", 1);
@@ -266,9 +321,11 @@ shortest(double a, char *digits, int *place)
 }
 
 /* Inspect.Float: an integral value in [1.0, 1.0e16) as the integer and
- * ".0"; anything else as io_lib_format:fwrite_g/1 writes it, the shorter of
- * the fixed and the scientific spelling of the shortest digits (fixed on a
- * tie). */
+ * ".0"; anything else as io_lib_format:fwrite_g/1 (float_to_list(F, [short]))
+ * writes it: the shorter of the fixed and the scientific spelling of the
+ * shortest digits (fixed on a tie), except that from 2^53 up (where a double
+ * is no longer exact to the unit) it is always scientific, even when longer:
+ * 9025591098705020.0 is written 9.02559109870502e15. */
 void
 cnode__insp_float(cnode__sb *o, double v)
 {
@@ -306,7 +363,7 @@ cnode__insp_float(cnode__sb *o, double v)
         snprintf(sci, sizeof sci, "%c.%se%d", d[0], d + 1, place - 1);
     if (v < 0)
         cnode__sb_put(o, "-", 1);
-    cnode__sb_str(o, strlen(sci) < f ? sci : fixed);
+    cnode__sb_str(o, fabs(v) >= 9007199254740992.0 || strlen(sci) < f ? sci : fixed);
 }
 
 /* A bignum's magnitude (little-endian bytes) in decimal. */

@@ -189,6 +189,76 @@ test_other_rules(void)
     check("compressed");
 }
 
+/* A map of n integer keys 0..n-1 (INTEGER_EXT), the last one replaced by
+ * dup_of if dup_of >= 0 (as SMALL_INTEGER when it fits, so the duplicate is
+ * equal by value, not by bytes); *len its size. */
+static unsigned char *
+big_map(uint32_t n, long dup_of, size_t *len)
+{
+    unsigned char *b = malloc(5 + (size_t)n * 6), *p = b;
+    *p++ = 116;
+    *p++ = (unsigned char)(n >> 24), *p++ = (unsigned char)(n >> 16), *p++ = (unsigned char)(n >> 8), *p++ = (unsigned char)n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k = i + 1 == n && dup_of >= 0 ? (uint32_t)dup_of : i;
+        if (i + 1 == n && dup_of >= 0 && k < 256) {
+            *p++ = 97, *p++ = (unsigned char)k;
+        } else {
+            *p++ = 98;
+            *p++ = (unsigned char)(k >> 24), *p++ = (unsigned char)(k >> 16), *p++ = (unsigned char)(k >> 8), *p++ = (unsigned char)k;
+        }
+        *p++ = 106;
+    }
+    *len = (size_t)(p - b);
+    return b;
+}
+
+static void
+test_map_duplicate_keys(void)
+{
+    check("map_dup_");
+    /* past the keys kept in the walk's frame (1024): 100000 keys, the heap's turn */
+    size_t len, end;
+    const char *why;
+    unsigned char *b = big_map(100000, -1, &len);
+    CU_ASSERT_EQUAL(skip_guarded(b, len, NULL, &end, &why), 0);
+    CU_ASSERT_EQUAL(end, len);
+    free(b);
+    b = big_map(100000, 7, &len);
+    CU_ASSERT_EQUAL(skip_guarded(b, len, NULL, &end, &why), (int)CNODE__MALFORMED);
+    CU_ASSERT_PTR_NOT_NULL(why);
+    if (why)
+        CU_ASSERT_STRING_EQUAL(why, "term: map with a key twice");
+    free(b);
+    /* the same key in two sibling maps is no duplicate; in a map inside a key, it is */
+    static const unsigned char sib[] = {108, 0, 0, 0, 2, 116, 0, 0, 0, 1, 97, 1, 106, 116, 0, 0, 0, 1, 97, 1, 106, 106};
+    CU_ASSERT_EQUAL(skip_guarded(sib, sizeof sib, NULL, &end, &why), 0);
+    static const unsigned char inkey[] = {116, 0, 0, 0, 1, 116, 0, 0, 0, 2, 97, 1, 106, 97, 1, 106, 106};
+    CU_ASSERT_EQUAL(skip_guarded(inkey, sizeof inkey, NULL, &end, &why), (int)CNODE__MALFORMED);
+    /* maps nested in keys: each level reads its key again, within a budget
+       linear in the input; a 100 KB binary under 3 levels passes, under 200
+       it is refused by that limit, not read 200 times */
+    for (int levels = 3; levels <= 200; levels += 197) {
+        size_t bin = 100000, n = (size_t)levels * 5 + 5 + bin + (size_t)levels * 2;
+        unsigned char *m = malloc(n), *p = m;
+        for (int i = 0; i < levels; i++)
+            *p++ = 116, *p++ = 0, *p++ = 0, *p++ = 0, *p++ = 1;
+        *p++ = 109, *p++ = 0, *p++ = (unsigned char)(bin >> 16), *p++ = (unsigned char)(bin >> 8), *p++ = (unsigned char)bin;
+        memset(p, 'x', bin);
+        p += bin;
+        for (int i = 0; i < levels; i++)
+            *p++ = 97, *p++ = 1;
+        CU_ASSERT_EQUAL((size_t)(p - m), n);
+        int rc = skip_guarded(m, n, NULL, &end, &why);
+        if (levels == 3) {
+            CU_ASSERT_EQUAL(rc, 0);
+        } else {
+            CU_ASSERT_EQUAL(rc, (int)CNODE__MALFORMED);
+            CU_ASSERT(why && strstr(why, "nested in map keys") != NULL);
+        }
+        free(m);
+    }
+}
+
 void
 cnode_test_register(void)
 {
@@ -201,4 +271,5 @@ cnode_test_register(void)
     ADD_TEST(s, test_new_float_nan);
     ADD_TEST(s, test_identifiers);
     ADD_TEST(s, test_other_rules);
+    ADD_TEST(s, test_map_duplicate_keys);
 }

@@ -82,6 +82,21 @@ fun 'Elixir.Enum':map/2
 [<<1,2>>]
 [256,1000]
 [7]
+4.474585263014373e17
+1.2345678901234568e17
+'%'
+'::'
+'^^^'
+'->'
+[{'%',1},{'::',2},{'+++',3},{'a@b',4}]
+list_to_atom([$a,16#82,$b])
+list_to_atom([16#3bb,$x])
+list_to_atom([16#3bb,16#3bc])
+list_to_atom([16#1968])
+[{list_to_atom([16#1968]),1},{list_to_atom([16#e9,$@]),2}]
+list_to_atom([$a,16#FEFF,16#FFFF])
+<<"a",16#EF,16#BB,16#BF>>
+[{list_to_atom([16#220]),1},{list_to_atom([16#c9]),2},{list_to_atom([16#39b,16#3bb]),3},{list_to_atom([$A,16#e9]),4},{list_to_atom([16#1c5]),5}]
 """
 
 eval = fn src ->

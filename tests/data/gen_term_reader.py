@@ -100,6 +100,39 @@ V = [
  ("compressed", "limit", bytes.fromhex("50000000CB789CCB6638C13E4C0000187506AC")),
  ("depth_over_limit", "limit", bytes([104,1])*1100 + bytes([106])),
 ]
+def mp(*pairs): return bytes([116]) + struct.pack('>I', len(pairs)) + b"".join(k + v for k, v in pairs)
+NIL = bytes([106])
+I1 = bytes([97, 1])
+V += [
+ # a map with a key twice: BEAM compares keys by value, so equal keys encoded differently are duplicates too
+ ("map_dup_same_bytes", "refuse", mp((I1, I1), (I1, NIL))),
+ ("map_dup_atom_encodings", "refuse", mp((atom('a', 100), I1), (atom('a', 119), I1))),
+ ("map_dup_latin1_utf8_atom", "refuse", mp((atom(b"\xe9", 100), I1), (atom("\u00e9", 118), I1))),
+ ("map_dup_int_encodings", "refuse", mp((I1, I1), (bytes([98,0,0,0,1]), I1), )),
+ ("map_dup_small_big", "refuse", mp((bytes([98,0,0,1,0]), I1), (bytes([110,2,0,0,1]), I1))),
+ ("map_dup_string_list", "refuse", mp((bytes([107,0,2,1,2]), I1), (bytes([108,0,0,0,2,97,1,97,2,106]), I1))),
+ ("map_dup_list_cells", "refuse", mp((bytes([108,0,0,0,2,97,1,97,2,106]), I1), (bytes([108,0,0,0,1,97,1,108,0,0,0,1,97,2,106,106]), I1))),
+ ("map_dup_tuple_sizes", "refuse", mp((bytes([104,1,97,1]), I1), (bytes([105,0,0,0,1,97,1]), I1))),
+ ("map_dup_float_text_bits", "refuse", mp((flt("1.5"), I1), (nf(0x3FF8000000000000), I1))),
+ ("map_dup_float_zero_sign", "refuse", mp((nf(0), I1), (nf(1 << 63), I1))),
+ ("map_dup_bits_unused", "refuse", mp((bytes([77,0,0,0,1,4,0xff]), I1), (bytes([77,0,0,0,1,4,0xf0]), I1))),
+ ("map_dup_bits_binary", "refuse", mp((bytes([77,0,0,0,1,8,0xff]), I1), (bytes([109,0,0,0,1,0xff]), I1))),
+ ("map_dup_map_key_order", "refuse", mp((mp((I1, NIL), (bytes([97,2]), NIL)), I1), (mp((bytes([97,2]), NIL), (I1, NIL)), I1))),
+ ("map_dup_inner_map", "refuse", mp((I1, mp((I1, I1), (I1, I1))))),
+ ("map_dup_pid_encodings", "refuse", mp((bytes([103]) + N + struct.pack('>IIB', 1, 0, 1), I1), (bytes([88]) + N + struct.pack('>III', 1, 0, 1), I1))),
+ ("map_dup_not_int_float", "accept", mp((I1, I1), (nf(0x3FF0000000000000), I1))),
+ ("map_dup_not_bits_length", "accept", mp((bytes([77,0,0,0,1,4,0xf0]), I1), (bytes([77,0,0,0,1,5,0xf0]), I1))),
+ ("map_dup_not_key_value_swap", "accept", mp((I1, bytes([97,2])), (bytes([97,2]), I1))),
+ ("map_dup_not_pairs_sum", "accept", mp((mp((I1, I1), (bytes([97,2]), bytes([97,2]))), I1), (mp((I1, bytes([97,2])), (bytes([97,2]), I1)), I1))),
+ ("map_dup_not_nested_same_key", "accept", mp((I1, mp((I1, I1))), (bytes([97,2]), mp((I1, I1))))),
+ # OTP 25 takes an export's arity up to 2^31-1, in any integer encoding
+ ("export_arity_large", "accept", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([98,0x09,0x93,0x3e,0x7a])),
+ ("export_arity_2_31", "refuse", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([98,0x80,0,0,0])),
+ ("export_arity_small_big", "accept", bytes([113]) + atom('m', 100) + atom('f', 100) + bytes([110,1,0,5])),
+ # OTP 25 reads one id word of a reference whose count is 0 (past the end of the input if it must); the reader refuses the count
+ ("ref_newer_zero_words", "limit", bytes([90,0,0]) + atom('a@b', 100) + bytes([0,0,0,0, 0,0,0,7])),
+ ("map_dup_not_string_longer", "accept", mp((bytes([107,0,2,1,2]), I1), (bytes([108,0,0,0,2,97,1,97,2,97,3]), I1))),
+]
 with open('tests/data/term_reader.tsv','w') as f:
     f.write("# name\tverdict\thex (one external term, no 131): accept/refuse as BEAM's binary_to_term, or limit (BEAM takes it, the reader refuses it by a rule of its own: depth, compressed terms, a fun ei cannot read)\n")
     for n, v, b in V:

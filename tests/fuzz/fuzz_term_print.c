@@ -1,5 +1,5 @@
-/* The printer (cnode_term_print) on any term the walker accepts, and on the
- * rest (it must refuse them). Thin: re-point after the term/ move (issue 13). */
+/* The printer (cnode_term_print, term/print.c over the term reader) on any
+ * term the reader's walk accepts, and on the rest (it must refuse them). */
 #include "fuzz.h"
 #include "cnode_term.h"
 

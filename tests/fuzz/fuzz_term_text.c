@@ -1,6 +1,5 @@
-/* The term text parser (cnode_term_parse) on any text; what it builds must
- * walk, print and parse back to the same bytes. Thin: re-point after the term/
- * move (issue 13). */
+/* The term text parser (cnode_term_parse, term/parse.c) on any text; what it
+ * builds must pass the reader's walk, print, and parse back. */
 #include "fuzz.h"
 #include "cnode_term.h"
 

@@ -1,22 +1,46 @@
-/* The bounded term walker (cnode__term_extent) on any bytes, with the default
- * limits and with small ones. Thin on purpose: the term reader is being
- * rewritten (issue 13); re-point this file at its entry point after that merge. */
+/* The term reader's whole walk (cnode__rd_skip, ei_glue/term.c) on any bytes,
+ * with the default limits and with small ones: the verdict is one of the three
+ * codes, a refusal leaves the cursor where it was and names its rule, the
+ * extent does not depend on what follows, tighter limits never accept more,
+ * and cnode__term_extent (what every caller uses) says the same. */
 #include "fuzz.h"
+#include "ei_glue/reader.h"
+
+static int
+skip(const char *b, size_t n, const cnode__term_limits *lim, size_t *end, const char **why)
+{
+    cnode__rd r = cnode__rd_at(b, n);
+    int rc = cnode__rd_skip(&r, lim);
+    *end = r.pos;
+    if (why)
+        *why = r.why;
+    return rc;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *b = fz_dup(data, size);
     const char *why = NULL;
-    ptrdiff_t n = cnode__term_extent(b, size, &cnode__term_limits_default, &why);
-    FZ_CHECK(n == CNODE__NEED_MORE || (n == CNODE__MALFORMED && why) || (n > 0 && (size_t)n <= size));
-    if (n > 0) {
+    size_t end;
+    int rc = skip(b, size, NULL, &end, &why);
+    FZ_CHECK(rc == 0 || rc == CNODE__NEED_MORE || rc == CNODE__MALFORMED);
+    FZ_CHECK(rc == 0 ? end > 0 && end <= size : end == 0);
+    if (rc == CNODE__MALFORMED)
+        FZ_CHECK(why != NULL);
+    ptrdiff_t n = cnode__term_extent(b, size, &cnode__term_limits_default, NULL);
+    FZ_CHECK(rc == 0 ? n == (ptrdiff_t)end : n == rc);
+    if (rc == 0) {
         /* the extent does not depend on what follows it */
-        FZ_CHECK(cnode__term_extent(b, (size_t)n, &cnode__term_limits_default, NULL) == n);
+        size_t e2;
+        FZ_CHECK(skip(b, end, NULL, &e2, NULL) == 0 && e2 == end);
+        /* a cut anywhere inside it is NEED_MORE (a few cuts: the truncation test does every byte) */
+        for (size_t cut = end - 1; cut > 0 && cut + 8 >= end; cut--)
+            FZ_CHECK(skip(b, cut, NULL, &e2, NULL) == CNODE__NEED_MORE);
         /* tighter limits never accept more */
         cnode__term_limits small = {4, 64};
-        ptrdiff_t m = cnode__term_extent(b, size, &small, NULL);
-        FZ_CHECK(m == n || m == CNODE__MALFORMED);
+        int m = skip(b, size, &small, &e2, NULL);
+        FZ_CHECK((m == 0 && e2 == end) || m == CNODE__MALFORMED);
     }
     free(b);
     return 0;
