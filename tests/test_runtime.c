@@ -274,6 +274,20 @@ test_out_queue_overflow_takes_link_down(void)
     cnode_node_close(b);
 }
 
+/* Waits (up to ms, scaled) until a's peers_now is want; returns it. */
+static unsigned long long
+peers_settle(cnode_node *a, unsigned long long want, long ms)
+{
+    cnode_stats st;
+    long long end = tu_now_ms() + tu_ms(ms);
+    for (;;) {
+        cnode_node_stats(a, &st);
+        if (st.peers_now == want || tu_now_ms() >= end)
+            return st.peers_now;
+        usleep(10000);
+    }
+}
+
 /* limits.peers counts the records held: while b is up, a node past the limit
  * is not recorded and a ping says why; once b is gone and nothing refers to
  * it, its record is reclaimed and the name can be had again. */
@@ -293,11 +307,7 @@ test_peers_limit(void)
     CU_ASSERT_EQUAL(st.peers_now, 1);
     CU_ASSERT_EQUAL(st.peers_refused, 1);
     cnode_node_close(b);
-    long long end = tu_now_ms() + tu_ms(10000);
-    do
-        cnode_node_stats(a, &st);
-    while (st.peers_now != 0 && tu_now_ms() < end && usleep(10000) == 0);
-    CU_ASSERT_EQUAL(st.peers_now, 0);
+    CU_ASSERT_EQUAL(peers_settle(a, 0, 10000), 0);
     /* room again: pang for the plain reason */
     CU_ASSERT_EQUAL(cnode_ping(a, "nobody1@127.0.0.1", 3000, &err), CNODE_ENOCONNECTION);
     CU_ASSERT(strstr(err.message, "limits.peers") == NULL);
@@ -305,20 +315,6 @@ test_peers_limit(void)
     cnode_node_stats(a, &st);
     CU_ASSERT_EQUAL(st.peers_refused, 1);
     cnode_node_close(a);
-}
-
-/* Waits (up to ms, scaled) until a's peers_now is want; returns it. */
-static unsigned long long
-peers_settle(cnode_node *a, unsigned long long want, long ms)
-{
-    cnode_stats st;
-    long long end = tu_now_ms() + tu_ms(ms);
-    for (;;) {
-        cnode_node_stats(a, &st);
-        if (st.peers_now == want || tu_now_ms() >= end)
-            return st.peers_now;
-        usleep(10000);
-    }
 }
 
 /* Records of nodes that were only named (pings that failed, sends to nobody)
