@@ -49,6 +49,8 @@ usage(FILE *f)
                "  --timeout MS                   per-operation timeout\n"
                "  --limit NAME=VALUE             a field of cnode_limits (repeatable), e.g.\n"
                "                                 served_in_flight=64, mailbox_len=1000\n"
+               "  --proto-dist P                 the transport, as BEAM's -proto_dist: inet_tcp (default),\n"
+               "                                 inet6_tcp, inet_tls, inet6_tls\n"
                "  -v                             log to stderr (repeat for more)\n"
                "  -h, --help                     this text; COMMAND --help: that command's\n"
                "  --version                      library version, OTP release, distribution flags\n"
@@ -103,6 +105,7 @@ cli_node_start(const cli_opts *o, cnode_node **node)
     no.cookie = o->cookie;
     no.workers = o->workers;
     no.limits = o->limits;
+    no.proto_dist = o->proto_dist;
     no.log = o->verbose ? cli_log : NULL;
     no.log_level = o->verbose ? o->verbose : 0;
     cnode_error err = {0};
@@ -261,6 +264,7 @@ main(int argc, char **argv)
         {"sticky", no_argument, NULL, 'Y'},        {"dump", no_argument, NULL, 'D'},
         {"limit", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
+        {"proto-dist", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -308,6 +312,18 @@ main(int argc, char **argv)
                 status = EXIT_USAGE;
             }
             o.workers = (unsigned)v;
+            break;
+        }
+        case 'P': {
+            static const char *const protos[] = {"inet_tcp", "inet6_tcp", "inet_tls", "inet6_tls"};
+            size_t i = 0;
+            while (i < 4 && strcmp(optarg, protos[i]) != 0)
+                i++;
+            if (i == 4) {
+                fprintf(stderr, "cnode: --proto-dist takes inet_tcp, inet6_tcp, inet_tls or inet6_tls, not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.proto_dist = i < 4 ? (cnode_proto_dist)(CNODE_PROTO_INET_TCP + i) : CNODE_PROTO_DEFAULT;
             break;
         }
         case 'S':

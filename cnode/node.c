@@ -313,6 +313,10 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: missing options or name");
         return CNODE_EINVAL;
     }
+    if (opts->proto_dist != CNODE_PROTO_DEFAULT && opts->proto_dist != CNODE_PROTO_INET_TCP) {
+        cnode__seterr(err, CNODE_ENOTSUP, NULL, "cnode_node_new: only the inet_tcp transport is built so far");
+        return CNODE_ENOTSUP;
+    }
     pthread_once(&ei_once, do_ei_init);
     if (ei_init_rc != 0) {
         cnode__seterr(err, CNODE_ESYS, NULL, "ei_init failed");

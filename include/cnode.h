@@ -137,6 +137,16 @@ typedef struct cnode_limits {
     unsigned read_budget;
 } cnode_limits;
 
+/* The distribution transport, named as BEAM's -proto_dist names it. Both ends of a
+ * connection must use the same one (epmd does not say which a node runs). */
+typedef enum cnode_proto_dist {
+    CNODE_PROTO_DEFAULT = 0, /* inet_tcp (inet_tls once TLS options are given) */
+    CNODE_PROTO_INET_TCP,    /* TCP over IPv4 */
+    CNODE_PROTO_INET6_TCP,   /* TCP over IPv6 */
+    CNODE_PROTO_INET_TLS,    /* TLS over IPv4 */
+    CNODE_PROTO_INET6_TLS,   /* TLS over IPv6 */
+} cnode_proto_dist;
+
 typedef struct cnode_node_opts {
     const char *name;      /* "alive" or "alive@host"; required */
     int longnames;         /* 0: -sname (host = short host name), 1: -name */
@@ -152,6 +162,7 @@ typedef struct cnode_node_opts {
     cnode_nodedown_cb *on_nodedown;
     void *user_data;       /* passed to every callback above */
     cnode_limits limits;   /* zeroed: every default */
+    cnode_proto_dist proto_dist; /* 0: inet_tcp */
 } cnode_node_opts;
 
 /* Creates a node: listens on loopback-and-all (an ephemeral port), registers
