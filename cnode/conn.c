@@ -1215,6 +1215,10 @@ cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done
             return 1;
         if (rc < 0 || c->skip)
             return 0; /* frames for the loop: it gets them now, not when this call ends */
+        if (cnode__out_should_flush(peer, 0)) { /* a batch held back goes out before this thread waits */
+            cnode__out_flush_deferred();
+            cnode__out_flush(node, peer);
+        }
         int quick = cnode__now_ms() < young_until;
         /* while young, wake only once the whole reply can be there (SO_RCVLOWAT: the socket
          * is out of epoll's interest, the loop sets it back before it re-arms) */

@@ -42,6 +42,7 @@ struct cnode_req {
     cnode__conn *lead; /* cnode_call: the read token, taken before the request went out */
     ei_x_buff *out;    /* cnode_call: the caller's buffer, which a result is decoded straight into */
     int delivered;     /* ... and was */
+    uint64_t wire_mark; /* held back for batching: on the wire once the peer's q_out reaches this (out.c) */
 };
 
 typedef struct cnode__erpc {
@@ -759,7 +760,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
     erpc_state *st = node->erpc;
     cnode__peer *peer = NULL;
     cnode__conn *lead_c = NULL;
-    int need_connect = 0, send_now = 0;
+    int need_connect = 0, send_now = 0, defer = 0;
     if (rc == 0) {
         pthread_mutex_lock(&node->lock);
         int local = cnode__is_local(node, target);
@@ -791,6 +792,10 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
                      * goes out, so the reply never wakes the loop */
                     if (lead)
                         r->lead = lead_c = cnode__conn_take_locked(node, r->peer);
+                    /* others in flight to that peer: their replies bring this thread (or a reader)
+                     * back soon, so the request goes out with the next ones in one sendmsg */
+                    else
+                        defer = node->has_io_thread && r->peer->inflight > 1;
                 }
                 *out = r; /* from the unlock on, r may complete and be freed (callbacks): not touched */
                 peer = r->peer;
@@ -807,8 +812,14 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
             cnode__conn_disarm(node, peer, lead_c);
         /* past the output queue's limit this waits, as an erpc caller is suspended on a busy
          * distribution port; if it gives up, the request ends by its own deadline */
-        if (send_now)
+        if (send_now) {
+            int was = cnode__send_defer;
+            cnode__send_defer = defer ? CNODE__DEFER_PEER : 0;
             cnode__send_iov_wait(node, peer, v, 3);
+            cnode__send_defer = was;
+            if (defer && !cb)
+                r->wire_mark = cnode__defer_mark; /* r is this caller's until it takes the reply */
+        }
         if (need_connect)
             cnode__request_connect(node, peer);
         cnode__peer_release(peer);
@@ -885,7 +896,7 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
     if (wait_ms > 0)
         cnode__deadline_after(&dl, wait_ms);
     cnode__conn *lead = req->lead; /* cnode_call took the read token in start() */
-    int may_lead = 1;
+    int may_lead = 1, flushed = 0;
     req->lead = NULL;
     pthread_mutex_lock(&node->lock);
     while (req->state != RQ_DONE) {
@@ -902,6 +913,15 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
         const struct timespec *until = &req->deadline;
         if (wait_ms > 0 && earlier_ts(&dl, until))
             until = &dl;
+        if (!flushed && node->has_io_thread && cnode__out_should_flush(req->peer, req->wire_mark)) {
+            /* about to block: what this thread held back for batching goes out first */
+            flushed = 1;
+            pthread_mutex_unlock(&node->lock);
+            cnode__out_flush_deferred();
+            cnode__out_flush(node, req->peer);
+            pthread_mutex_lock(&node->lock);
+            continue;
+        }
         if (!node->has_io_thread) {
             pthread_mutex_unlock(&node->lock);
             cnode_poll(node, 20);

@@ -39,6 +39,7 @@ typedef struct {
 typedef struct cnode__obuf {
     struct cnode__obuf *next;
     size_t len, off;
+    size_t cap; /* room in data: deferred frames are appended to the tail while it has some */
     char data[];
 } cnode__obuf;
 
@@ -115,6 +116,12 @@ struct cnode__peer {
     _Atomic int dirty;     /* queued output the I/O thread must flush */
     int connect_req;       /* a REQ_CONNECT is queued: senders do not queue another */
     int epollout;          /* EPOLLOUT armed */
+    cnode__obuf *spare;    /* a written chunk kept for the next deferred frames (wlock) */
+    uint64_t q_in;         /* bytes ever put in the queue (wlock) */
+    _Atomic uint64_t q_out; /* ... and taken out of it (written or dropped; written under wlock) */
+    _Atomic unsigned q_deferred; /* frames deferred into the queue since it was last empty (written under wlock) */
+    int q_urgent;          /* the queue holds a frame that was not deferred: the loop writes it this turn (wlock) */
+    int64_t defer_since_ms; /* when q_deferred left 0 (wlock) */
     /* timing, I/O thread only (last_write is atomic: writers stamp it) */
     struct timespec last_read;
     _Atomic int64_t last_write_ms;
@@ -123,7 +130,7 @@ struct cnode__peer {
     pthread_cond_t room_cond; /* output queue fell below limits.out_queue_bytes (wlock) */
     int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
     size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
-    unsigned inflight;     /* erpc requests to it in the table (node->lock) */
+    _Atomic unsigned inflight; /* erpc requests to it in the table (changed under node->lock; out.c reads it) */
     int connect_failed;    /* bumped when an attempt fails */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
@@ -221,7 +228,8 @@ typedef struct cnode__logline {
 typedef struct {
     _Atomic uint64_t mailbox_kills, send_waits, send_timeouts, out_queue_overflows, served_refused,
         handshakes_evicted, handshakes_refused, handshakes_timed_out, auth_failures, peers_refused,
-        bad_data_disconnects, accept_pauses, handshakes_now, peers_now, served_now, caller_reads;
+        bad_data_disconnects, accept_pauses, handshakes_now, peers_now, served_now, caller_reads,
+        out_frames, out_writes, deferred_frames;
 } cnode__stats;
 #define CNODE__STAT_ADD(node, field, n) atomic_fetch_add_explicit(&(node)->stats.field, (n), memory_order_relaxed)
 #define CNODE__STAT_SUB(node, field, n) atomic_fetch_sub_explicit(&(node)->stats.field, (n), memory_order_relaxed)
@@ -246,6 +254,7 @@ struct cnode_node {
     int has_io_thread;
     _Atomic int stopping;
     _Atomic int lazy_mode;       /* some up socket was left unarmed by a caller: the loop re-arms it soon */
+    _Atomic int defer_mode;      /* out.c: 0 none, 1 the loop ticks every ms, 2 frames deferred since its last tick */
 
     pthread_mutex_t lock;
     pthread_mutex_t loop_lock;   /* who runs the loop (poll mode) */
@@ -367,13 +376,36 @@ int cnode__send_iov_wait(cnode_node *node, cnode__peer *peer, const struct iovec
 void cnode__mark_dirty(cnode_node *node, cnode__peer *peer);
 int cnode__send_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
 int cnode__send_ctl_wait(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, const char *payload, size_t plen);
-void cnode__flush_peer(cnode_node *node, cnode__peer *peer);
+int cnode__flush_peer(cnode_node *node, cnode__peer *peer, int may_wait);
 void cnode__drop_output(cnode__peer *peer);
 
 /* The node whose loop this thread is running now (NULL elsewhere). */
 extern __thread cnode_node *cnode__loop_thread_node;
 /* Set while the loop runs user callbacks: their sends never wait for room. */
 extern __thread int cnode__send_nowait;
+/* Set by a thread that will send more frames soon: its frames to an up peer are queued without a
+ * syscall and go out, many per sendmsg, with the next write to that peer by any thread, when a
+ * caller blocks for a reply from it (cnode__out_should_flush), or at the loop's next turn (about
+ * a millisecond at most). CNODE__DEFER_MINE (workers, whose thread outlives no node): the thread
+ * also keeps the peers in a list and calls cnode__out_flush_deferred before it sleeps.
+ * CNODE__DEFER_PEER (erpc requests with others in flight): no list (an application thread may
+ * outlive the node). */
+enum { CNODE__DEFER_MINE = 1, CNODE__DEFER_PEER = 2 };
+extern __thread int cnode__send_defer;
+/* After a deferred send: the peer's q_in once the frame was queued (it is on the wire once q_out
+ * reaches it); 0 after a send that was not deferred. */
+extern __thread uint64_t cnode__defer_mark;
+/* Write what this thread deferred (any thread but the loop). */
+void cnode__out_flush_deferred(void);
+/* Before this thread blocks for a reply from peer (mark: its request's cnode__defer_mark, or 0):
+ * should it flush first? Yes when its own request is still queued, or when the batch is ready:
+ * half of what is in flight to peer waits in the queue, or the oldest waited a millisecond;
+ * otherwise the peer still has plenty to answer and the batch grows (the loop's tick bounds it). */
+int cnode__out_should_flush(cnode__peer *peer, uint64_t mark);
+/* Write what is queued for peer, if its socket takes it (any thread but the loop). */
+void cnode__out_flush(cnode_node *node, cnode__peer *peer);
+/* Loop thread, before it sleeps: how long it may sleep while deferred frames wait (-1: no bound). */
+int cnode__out_defer_tick(cnode_node *node);
 
 /* resolve.c: host names off the loop thread (loop thread only, but stop) */
 /* 0: *out is the address now; 1: asked, cnode__conn_resolved follows; -1: cannot */

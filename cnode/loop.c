@@ -110,8 +110,10 @@ handle_requests(cnode_node *node)
  * taken off the list under qlock a batch at a time: once off it, a sender may
  * put one back (and reuse its dnext) at any moment. */
 static void
-flush_dirty(cnode_node *node)
+flush_dirty(cnode_node *node, int may_wait)
 {
+    cnode__peer *held[64]; /* batches still growing (out.c): back on the list after this turn */
+    int nheld = 0;
     for (int batches = 0;; batches++) {
         cnode__peer *batch[64];
         int n = 0;
@@ -120,7 +122,7 @@ flush_dirty(cnode_node *node)
             /* senders keep marking: the rest next turn, after the others */
             pthread_mutex_unlock(&node->qlock);
             cnode__wake(node);
-            return;
+            break;
         }
         while (node->dirty_head && n < 64) {
             cnode__peer *p = node->dirty_head;
@@ -130,11 +132,13 @@ flush_dirty(cnode_node *node)
         }
         pthread_mutex_unlock(&node->qlock);
         if (!n)
-            return;
+            break;
         for (int i = 0; i < n; i++)
-            if (batch[i]->up)
-                cnode__flush_peer(node, batch[i]);
+            if (batch[i]->up && cnode__flush_peer(node, batch[i], may_wait && nheld < 64))
+                held[nheld++] = batch[i];
     }
+    for (int i = 0; i < nheld; i++)
+        cnode__mark_dirty(node, held[i]);
 }
 
 int
@@ -154,6 +158,9 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     int lz = cnode__conn_lazy(node); /* sockets callers left unarmed */
     if (lz >= 0 && lz < t)
         t = lz;
+    int df = cnode__out_defer_tick(node); /* frames deferred for batching wait at most a tick */
+    if (df >= 0 && df < t)
+        t = df;
     int n = epoll_wait(node->epfd, evs, 64, t);
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;
@@ -201,7 +208,7 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     pthread_mutex_unlock(&node->lock);
     cnode__conn_reap(node);
     cnode__log_flush(node);
-    flush_dirty(node);
+    flush_dirty(node, 1);
     cnode__loop_thread_node = NULL;
     cnode__send_nowait = 1; /* user callbacks: a full queue must not stall the loop */
     fire_events(node);
@@ -266,12 +273,12 @@ cnode__shutdown_io(cnode_node *node)
     cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
     cnode__log_flush(node);
-    flush_dirty(node);
+    flush_dirty(node, 0);
     int64_t end = cnode__now_ms() + 500;
     while (pending_output(node) && cnode__now_ms() <= end) {
         struct epoll_event ev;
         epoll_wait(node->epfd, &ev, 1, 10);
-        flush_dirty(node);
+        flush_dirty(node, 0);
     }
     pthread_mutex_lock(&node->lock);
     cnode__log_defer_node = node;

@@ -302,6 +302,7 @@ cnode_node_stats(cnode_node *node, cnode_stats *out)
     RD(mailbox_kills) RD(send_waits) RD(send_timeouts) RD(out_queue_overflows) RD(served_refused)
     RD(handshakes_evicted) RD(handshakes_refused) RD(handshakes_timed_out) RD(auth_failures) RD(peers_refused)
     RD(bad_data_disconnects) RD(accept_pauses) RD(handshakes_now) RD(peers_now) RD(served_now) RD(caller_reads)
+    RD(out_frames) RD(out_writes) RD(deferred_frames)
 #undef RD
     return 0;
 }

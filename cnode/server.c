@@ -425,30 +425,48 @@ complete(cnode_node *node, job *j)
 
 /* ---- worker pool ------------------------------------------------------------------------------------ */
 
+/* A worker that takes a job with more queued behind it holds its reply back (cnode__send_defer):
+ * the replies of a run of jobs go out with the last one's, or before the worker sleeps, in one
+ * sendmsg per peer (out.c; at most DEFER_RUN in a row, and the loop's tick bounds the wait). */
+#define DEFER_RUN 32
+
 static void *
 worker_main(void *arg)
 {
     cnode_node *node = arg;
     server *s = srv(node);
+    int run = 0;
     for (;;) {
         pthread_mutex_lock(&s->qlock);
+        if (!s->q_head && run) {
+            /* nothing more to do now: what this worker held back goes out before it sleeps */
+            pthread_mutex_unlock(&s->qlock);
+            cnode__out_flush_deferred();
+            run = 0;
+            continue;
+        }
         while (!s->q_head && !s->stop)
             pthread_cond_wait(&s->qcond, &s->qlock);
         job *j = s->q_head;
         if (s->stop || !j) {
             /* stopping: what is still queued is ended by cnode__server_stop, not run */
             pthread_mutex_unlock(&s->qlock);
+            cnode__out_flush_deferred();
             return NULL;
         }
         s->q_head = j->next;
         if (!s->q_head)
             s->q_tail = NULL;
         s->running++;
+        int more = s->q_head != NULL && run < DEFER_RUN;
         pthread_mutex_unlock(&s->qlock);
 
         cnode_args a = {.buf = j->args, .n = j->n, .idx = j->idx};
         j->h(j, &a, j->ud);
+        cnode__send_defer = more ? CNODE__DEFER_MINE : 0;
         complete(node, j);
+        cnode__send_defer = 0;
+        run = more ? run + 1 : 0;
         job_free(j);
 
         pthread_mutex_lock(&s->qlock);
