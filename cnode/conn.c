@@ -497,9 +497,9 @@ hs_flush(cnode_node *node, cnode__conn *c)
 #define IBUF_ROOM 16384
 
 /* Read what the socket has, at most max bytes: the count (> 0), 0 EOF, -1
- * error, -2 nothing now. */
+ * error, -2 nothing now. *asked: how much the recv could have taken (NULL: not wanted). */
 static ssize_t
-read_max(cnode__conn *c, size_t max)
+read_max(cnode__conn *c, size_t max, size_t *asked)
 {
     /* frames over max_frame are refused from their header, which bounds ilen. The buffer starts small (an idle
      * link should not hold 64 KB: a pg observer keeps one to every node of the cluster) and doubles under load. */
@@ -513,6 +513,8 @@ read_max(cnode__conn *c, size_t max)
     }
     size_t room = c->icap - c->ilen;
     ssize_t n;
+    if (asked)
+        *asked = room < max ? room : max;
     do
         n = recv(c->fd, c->ibuf + c->ilen, room < max ? room : max, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
@@ -529,7 +531,7 @@ read_max(cnode__conn *c, size_t max)
 static int
 read_some(cnode__conn *c)
 {
-    ssize_t n = read_max(c, SIZE_MAX);
+    ssize_t n = read_max(c, SIZE_MAX, NULL);
     return n > 0 ? 1 : n == 0 ? 0 : n == -2 ? 2 : -1;
 }
 
@@ -863,9 +865,15 @@ cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
     c->io_tok = 1;
     size_t budget = node->limits.read_budget, got = 0;
     while (got < budget) {
-        ssize_t n = read_max(c, budget - got);
+        size_t asked = 0;
+        ssize_t n = read_max(c, budget - got, &asked);
         if (n > 0) {
             got += (size_t)n;
+            if ((size_t)n < asked) { /* the socket had no more: level-triggered epoll brings what
+                                      * comes next, so no recv just to hear EAGAIN */
+                c->rd = 2;
+                break;
+            }
             continue;
         }
         c->rd = n == -2 ? 2 : (int)n;

@@ -121,6 +121,7 @@ struct cnode__peer {
     _Atomic uint64_t q_out; /* ... and taken out of it (written or dropped; written under wlock) */
     _Atomic unsigned q_deferred; /* frames deferred into the queue since it was last empty (written under wlock) */
     int q_urgent;          /* the queue holds a frame that was not deferred: the loop writes it this turn (wlock) */
+    int q_hold;            /* ... a frame held for a worker's reply (CNODE__DEFER_HOLD) (wlock) */
     int64_t defer_since_ms; /* when q_deferred left 0 (wlock) */
     /* timing, I/O thread only (last_write is atomic: writers stamp it) */
     struct timespec last_read;
@@ -389,8 +390,10 @@ extern __thread int cnode__send_nowait;
  * a millisecond at most). CNODE__DEFER_MINE (workers, whose thread outlives no node): the thread
  * also keeps the peers in a list and calls cnode__out_flush_deferred before it sleeps.
  * CNODE__DEFER_PEER (erpc requests with others in flight): no list (an application thread may
- * outlive the node). */
-enum { CNODE__DEFER_MINE = 1, CNODE__DEFER_PEER = 2 };
+ * outlive the node). CNODE__DEFER_HOLD (the loop's spawn reply to a call a worker will answer):
+ * held until a write to the peer takes it along (the worker's reply, usually) or it is a tick
+ * old, so a quick call's spawn reply and result go out in one sendmsg. */
+enum { CNODE__DEFER_MINE = 1, CNODE__DEFER_PEER = 2, CNODE__DEFER_HOLD = 3 };
 extern __thread int cnode__send_defer;
 /* After a deferred send: the peer's q_in once the frame was queued (it is on the wire once q_out
  * reaches it); 0 after a send that was not deferred. */

@@ -190,7 +190,7 @@ write_out(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv)
     if (!peer->oq_head) {
         peer->dirty = 0; /* nothing left for the loop (the dirty list may still name the peer) */
         atomic_store(&peer->q_deferred, 0);
-        peer->q_urgent = 0;
+        peer->q_urgent = peer->q_hold = 0;
     }
     return (ssize_t)vsent;
 }
@@ -215,7 +215,7 @@ cnode__drop_output(cnode__peer *peer)
     peer->spare = NULL;
     atomic_store(&peer->q_out, peer->q_in); /* gone: nobody waits for these to be written */
     atomic_store(&peer->q_deferred, 0);
-    peer->q_urgent = 0;
+    peer->q_urgent = peer->q_hold = 0;
     peer->oq_head = peer->oq_tail = NULL;
     peer->oq_bytes = 0;
     peer->dirty = 0;
@@ -274,7 +274,8 @@ static int
 batch_ready(cnode__peer *peer, int64_t since_ms)
 {
     unsigned q = atomic_load(&peer->q_deferred);
-    return q == 0 || (uint64_t)q * 2 >= atomic_load(&peer->inflight) || cnode__now_ms() - since_ms >= DEFER_MAX_MS;
+    return q == 0 || (!peer->q_hold && (uint64_t)q * 2 >= atomic_load(&peer->inflight)) ||
+           cnode__now_ms() - since_ms >= DEFER_MAX_MS;
 }
 
 int
@@ -351,9 +352,9 @@ send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, i
     }
     CNODE__STAT_ADD(node, out_frames, 1);
     cnode__defer_mark = 0;
-    if (cnode__send_defer && !on_loop && node->has_io_thread && peer->fd >= 0 &&
-        peer->oq_bytes + flen <= node->limits.out_queue_bytes &&
-        (cnode__send_defer == CNODE__DEFER_PEER || defer_note(node, peer) == 0) &&
+    if (cnode__send_defer && (!on_loop || cnode__send_defer == CNODE__DEFER_HOLD) && node->has_io_thread &&
+        peer->fd >= 0 && peer->oq_bytes + flen <= node->limits.out_queue_bytes &&
+        (cnode__send_defer != CNODE__DEFER_MINE || defer_note(node, peer) == 0) &&
         append_frame(peer, v, nv, flen) == 0) {
         /* batched: out with the next write to this peer, or when this thread blocks, or at the
          * loop's next turn (the dirty list; a loop asleep is woken once, then ticks while
@@ -363,13 +364,15 @@ send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, i
         if (atomic_load(&peer->q_deferred) == 0)
             peer->defer_since_ms = cnode__now_ms();
         atomic_store(&peer->q_deferred, atomic_load(&peer->q_deferred) + 1);
+        if (cnode__send_defer == CNODE__DEFER_HOLD)
+            peer->q_hold = 1;
         cnode__defer_mark = peer->q_in;
         pthread_mutex_unlock(&peer->wlock);
         CNODE__STAT_ADD(node, deferred_frames, 1);
         if (mark)
             cnode__mark_dirty(node, peer);
-        if (atomic_exchange(&node->defer_mode, 2) == 0)
-            cnode__wake(node);
+        if (atomic_exchange(&node->defer_mode, 2) == 0 && !on_loop)
+            cnode__wake(node); /* the loop itself looks at defer_mode before it sleeps */
         return 0;
     }
     size_t skip = 0;

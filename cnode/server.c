@@ -10,7 +10,10 @@
  * and a cast is dropped. A request ei cannot decode takes the link down, as
  * BEAM does with undecodable distribution data. Admitting and finishing a
  * job are O(1) under node->lock; answers are encoded outside it. */
+#include <errno.h>
 #include <limits.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,9 +62,12 @@ typedef struct cnode_call_ctx job;
 typedef struct cnode__server {
     fn *fns;
     pthread_mutex_t qlock;
-    pthread_cond_t qcond, idle;
+    pthread_cond_t idle;
+    sem_t wake;           /* idle workers sleep here: posted once per worker taken off nidle */
+    unsigned nidle;       /* workers asleep on wake, not yet posted (qlock) */
     job *q_head, *q_tail; /* waiting for a worker, under qlock */
     int running;          /* under qlock */
+    unsigned to_wake;     /* jobs the loop queued this turn: workers are woken once it lets go of its locks (qlock) */
     /* under node->lock */
     job *active;           /* queued or running, doubly linked: a job leaves in O(1) */
     unsigned in_flight;    /* jobs on the active list */
@@ -425,9 +431,11 @@ complete(cnode_node *node, job *j)
 
 /* ---- worker pool ------------------------------------------------------------------------------------ */
 
-/* A worker that takes a job with more queued behind it holds its reply back (cnode__send_defer):
- * the replies of a run of jobs go out with the last one's, or before the worker sleeps, in one
- * sendmsg per peer (out.c; at most DEFER_RUN in a row, and the loop's tick bounds the wait). */
+/* A worker's reply is queued while it holds node->lock (cnode__send_defer) and written once it
+ * has let go of every lock, with what else is queued for that peer (the spawn reply, usually);
+ * a worker that took a job with more queued behind it writes the replies of the run together
+ * with the last one's, or before it sleeps (at most DEFER_RUN in a row; the loop's tick bounds
+ * the wait), in one sendmsg per peer (out.c). */
 #define DEFER_RUN 32
 
 static void *
@@ -435,18 +443,31 @@ worker_main(void *arg)
 {
     cnode_node *node = arg;
     server *s = srv(node);
-    int run = 0;
+    int run = 0, ran = 0;
+    pthread_mutex_lock(&s->qlock);
     for (;;) {
-        pthread_mutex_lock(&s->qlock);
+        if (ran) { /* the job before: one qlock section ends it and takes the next */
+            ran = 0;
+            s->running--;
+            if (!s->running && !s->q_head)
+                pthread_cond_broadcast(&s->idle);
+        }
         if (!s->q_head && run) {
             /* nothing more to do now: what this worker held back goes out before it sleeps */
             pthread_mutex_unlock(&s->qlock);
             cnode__out_flush_deferred();
             run = 0;
+            pthread_mutex_lock(&s->qlock);
             continue;
         }
-        while (!s->q_head && !s->stop)
-            pthread_cond_wait(&s->qcond, &s->qlock);
+        while (!s->q_head && !s->stop) {
+            /* a semaphore, not a condition: a woken worker takes qlock uncontended */
+            s->nidle++;
+            pthread_mutex_unlock(&s->qlock);
+            while (sem_wait(&s->wake) != 0 && errno == EINTR)
+                ;
+            pthread_mutex_lock(&s->qlock);
+        }
         job *j = s->q_head;
         if (s->stop || !j) {
             /* stopping: what is still queued is ended by cnode__server_stop, not run */
@@ -458,22 +479,20 @@ worker_main(void *arg)
         if (!s->q_head)
             s->q_tail = NULL;
         s->running++;
+        ran = 1;
         int more = s->q_head != NULL && run < DEFER_RUN;
         pthread_mutex_unlock(&s->qlock);
 
         cnode_args a = {.buf = j->args, .n = j->n, .idx = j->idx};
         j->h(j, &a, j->ud);
-        cnode__send_defer = more ? CNODE__DEFER_MINE : 0;
+        cnode__send_defer = CNODE__DEFER_MINE;
         complete(node, j);
         cnode__send_defer = 0;
-        run = more ? run + 1 : 0;
         job_free(j);
-
+        run = more ? run + 1 : 0;
+        if (!more)
+            cnode__out_flush_deferred(); /* no lock held */
         pthread_mutex_lock(&s->qlock);
-        s->running--;
-        if (!s->running && !s->q_head)
-            pthread_cond_broadcast(&s->idle);
-        pthread_mutex_unlock(&s->qlock);
     }
 }
 
@@ -483,7 +502,10 @@ start_workers(cnode_node *node)
     server *s = srv(node);
     if (s->threads)
         return 0;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    /* one per CPU this process may run on (a process pinned to one CPU gets one worker, as a
+     * BEAM node pinned there runs one scheduler) */
+    cpu_set_t cpus;
+    long ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : sysconf(_SC_NPROCESSORS_ONLN);
     unsigned n = node->opts.workers ? node->opts.workers : (unsigned)(ncpu > 0 ? ncpu : 1);
     s->threads = calloc(n, sizeof *s->threads);
     if (!s->threads)
@@ -512,8 +534,34 @@ submit(cnode_node *node, job *j, cnode__peer *from)
     else
         s->q_head = j;
     s->q_tail = j;
-    pthread_cond_signal(&s->qcond);
+    if (cnode__loop_thread_node == node) {
+        /* woken after the loop lets go of node->lock (server_wake): a worker woken now would
+         * first wait for the locks the loop holds */
+        s->to_wake++;
+        pthread_mutex_unlock(&s->qlock);
+        return;
+    }
+    int post = s->nidle > 0;
+    s->nidle -= (unsigned)post;
     pthread_mutex_unlock(&s->qlock);
+    if (post)
+        sem_post(&s->wake);
+}
+
+/* Loop post hook (no lock held): wake idle workers for the jobs of this turn, at most one each;
+ * busy workers find the rest when they look at the queue again. */
+static void
+server_wake(cnode_node *node, void *ud)
+{
+    (void)node;
+    server *s = ud;
+    pthread_mutex_lock(&s->qlock);
+    unsigned n = s->to_wake < s->nidle ? s->to_wake : s->nidle;
+    s->to_wake = 0;
+    s->nidle -= n;
+    pthread_mutex_unlock(&s->qlock);
+    while (n--)
+        sem_post(&s->wake);
 }
 
 /* ---- erpc: spawn requests ---------------------------------------------------------------------------- */
@@ -649,7 +697,10 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         return 1;
     }
     p->sys_handler = drop_msgs;
+    /* a worker will answer: its reply takes the spawn reply along (one sendmsg for both) */
+    cnode__send_defer = f ? CNODE__DEFER_HOLD : 0;
     reply_spawn(node, peer, c, p, cast ? 0 : wanted_flags(&c->opts));
+    cnode__send_defer = 0;
     if (!f) {
         if (cast) {
             cnode__log(node, CNODE_LOG_WARNING, "erpc:cast from %s to %s:%s/%d: undef", peer->name, mod, fun, n);
@@ -920,11 +971,12 @@ cnode__server_start(cnode_node *node)
     if (!s)
         return CNODE_ENOMEM;
     pthread_mutex_init(&s->qlock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
+    sem_init(&s->wake, 0, 0);
     pthread_cond_init(&s->idle, NULL);
     node->server = s;
     cnode__add_ctl_hook(node, server_ctl, s);
     cnode__add_peer_hook(node, server_peer, s);
+    cnode__add_post_hook(node, server_wake, s);
     return 0;
 }
 
@@ -942,8 +994,11 @@ cnode__server_stop(cnode_node *node)
     pthread_mutex_unlock(&node->lock);
     pthread_mutex_lock(&s->qlock);
     s->stop = 1;
-    pthread_cond_broadcast(&s->qcond);
+    unsigned n = s->nidle;
+    s->nidle = 0;
     pthread_mutex_unlock(&s->qlock);
+    while (n--)
+        sem_post(&s->wake);
     for (unsigned i = 0; i < s->nthreads; i++)
         pthread_join(s->threads[i], NULL);
     s->nthreads = 0;
@@ -982,7 +1037,7 @@ cnode__server_free(cnode_node *node)
         f = nx;
     }
     pthread_mutex_destroy(&s->qlock);
-    pthread_cond_destroy(&s->qcond);
+    sem_destroy(&s->wake);
     pthread_cond_destroy(&s->idle);
     free(s);
     node->server = NULL;

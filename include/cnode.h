@@ -155,7 +155,7 @@ typedef struct cnode_node_opts {
     int no_io_thread;      /* 1: no I/O thread; the application drives the loop (cnode_poll) */
     unsigned max_frame;    /* largest accepted frame in bytes; 0 means 128 MiB, at most INT_MAX
                               (a larger frame takes the link down) */
-    unsigned workers;      /* handler threads for served calls; 0 means one per core */
+    unsigned workers;      /* handler threads for served calls; 0 means one per CPU the process may run on */
     cnode_log_cb *log;     /* NULL: no logging */
     int log_level;         /* most verbose level passed to log */
     cnode_nodeup_cb *on_nodeup;

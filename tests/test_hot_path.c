@@ -531,7 +531,8 @@ window_main(void *arg)
         if (slot[k]) {
             reply.index = 0;
             cnode_error err = {0};
-            if (cnode_receive_response(slot[k], (int)tu_ms(20000), &reply, &err) != 0 || !is_pair(&reply, t, i - WINDOW))
+            if (cnode_receive_response(slot[k], (int)tu_ms(20000), &reply, &err) != 0 ||
+                !is_pair(&reply, t, i - WINDOW))
                 atomic_fetch_add(&wrong, 1);
             cnode_error_clear(&err);
             slot[k] = NULL;
@@ -716,8 +717,8 @@ test_peer_dies_mid_batch(void)
     cnode_req *r[DOOMED + DOOMED / 2] = {0};
     ei_x_buff a = arg_long(60000);
     for (int i = 0; i < DOOMED; i++)
-        CU_ASSERT_EQUAL(cnode_send_request(cli, full, "cnode_demo", "sleep", &a, (unsigned)tu_ms(60000), NULL, NULL, &r[i]),
-                        0);
+        CU_ASSERT_EQUAL(
+            cnode_send_request(cli, full, "cnode_demo", "sleep", &a, (unsigned)tu_ms(60000), NULL, NULL, &r[i]), 0);
     kill(pid, SIGKILL); /* right after the burst: part of it may still be in our queue */
     int started = DOOMED;
     for (int i = 0; i < DOOMED / 2; i++) /* and more after, on a link going down (refused once it is gone) */
@@ -760,7 +761,8 @@ test_poll_mode(void)
     /* a window of requests: nothing is held back for batching there (the caller runs the loop) */
     cnode_req *w[16] = {0};
     for (int i = 0; i < 16; i++)
-        CU_ASSERT_EQUAL(cnode_send_request(pn, srv_name, "hot", "echo", &a, (unsigned)tu_ms(20000), NULL, NULL, &w[i]), 0);
+        CU_ASSERT_EQUAL(
+            cnode_send_request(pn, srv_name, "hot", "echo", &a, (unsigned)tu_ms(20000), NULL, NULL, &w[i]), 0);
     for (int i = 0; i < 16; i++) {
         reply.index = 0;
         CU_ASSERT_EQUAL(w[i] ? cnode_receive_response(w[i], (int)tu_ms(20000), &reply, NULL) : -1, 0);
