@@ -1214,11 +1214,14 @@ cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done
     int64_t young_until = cnode__now_ms() + LEAD_YOUNG_MS;
     for (int got = 0;; got = 1) {
         pthread_mutex_lock(&node->lock);
+        cnode__erpc_defer_wakes(1); /* the callers whose replies we complete wake once we let go */
         int rc = lead_frames(node, peer, c, got);
         int fin = done(arg);
         size_t w = want && c->ilen == c->skip ? want(arg) : 0;
         c->rearm_now = peer->inflight > 0; /* others' replies are due: whoever reads next is the loop */
+        cnode__erpc_defer_wakes(0);
         pthread_mutex_unlock(&node->lock);
+        cnode__erpc_wake();
         if (fin)
             return 1;
         if (rc < 0 || c->skip)

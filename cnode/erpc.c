@@ -4,6 +4,7 @@
  * in a deadline heap; all of that is under node->lock. Completions wake their
  * own waiter (one condition variable per request, never a broadcast) or are
  * handed to their callback after the loop lets go of node->lock. */
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,15 @@ struct cnode_req {
     ei_x_buff *out;    /* cnode_call: the caller's buffer, which a result is decoded straight into */
     int delivered;     /* ... and was */
     uint64_t wire_mark; /* held back for batching: on the wire once the peer's q_out reaches this (out.c) */
+    int sleeping;       /* its caller waits on cond (node->lock) */
+    _Atomic int pins;   /* completers that will still signal cond after letting go of node->lock */
+    struct cnode_req *wnext; /* a completer's list of those */
 };
+
+/* Set by a completer that wakes waiters only after it let go of node->lock (the loop's turn, a
+ * reading caller): a waiter woken under the lock would first block on it. */
+static __thread int defer_wakes;
+static __thread cnode_req *wake_head;
 
 typedef struct cnode__erpc {
     cnode_proc *caller; /* the From of every spawn request */
@@ -357,8 +366,32 @@ complete(cnode_node *node, cnode_req *r, int status)
         else
             st->done_head = r;
         st->done_tail = r;
-    } else {
+    } else if (r->sleeping && defer_wakes) {
+        atomic_fetch_add(&r->pins, 1); /* r stays while we hold it: its caller waits for 0 */
+        r->wnext = wake_head;
+        wake_head = r;
+    } else if (r->sleeping) {
         pthread_cond_signal(&r->cond);
+    }
+}
+
+void
+cnode__erpc_defer_wakes(int on)
+{
+    defer_wakes = on;
+}
+
+/* node->lock not held: signal the waiters this thread completed while it held it. */
+void
+cnode__erpc_wake(void)
+{
+    cnode_req *r = wake_head;
+    wake_head = NULL;
+    while (r) {
+        cnode_req *nx = r->wnext;
+        pthread_cond_signal(&r->cond);
+        atomic_fetch_sub_explicit(&r->pins, 1, memory_order_release); /* from here its caller may free r */
+        r = nx;
     }
 }
 
@@ -946,9 +979,13 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             pthread_mutex_lock(&node->lock);
             continue;
         }
+        req->sleeping = 1;
         cnode__cond_wait_until(&req->cond, &node->lock, until);
+        req->sleeping = 0;
     }
     pthread_mutex_unlock(&node->lock);
+    while (atomic_load_explicit(&req->pins, memory_order_acquire)) /* a completer is about to signal */
+        sched_yield();
     if (lead)
         cnode__conn_release(node, req->peer, lead);
     int status = req->status;

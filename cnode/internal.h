@@ -496,6 +496,10 @@ int64_t cnode__erpc_next_deadline(cnode_node *node);
 void cnode__erpc_expire(cnode_node *node);
 void cnode__erpc_fire(cnode_node *node);
 /* node->lock held, any thread: complete the call c answers if a caller waits for it (no callback); 1 if taken. */
+/* A completer that defers waking waiters until it let go of node->lock (set around the locked
+ * part), then wakes them (cnode__erpc_wake, no lock held). */
+void cnode__erpc_defer_wakes(int on);
+void cnode__erpc_wake(void);
 int cnode__erpc_claim(cnode_node *node, const cnode__ctl *c);
 
 /* server.c */

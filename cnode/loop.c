@@ -174,6 +174,7 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     }
     pthread_mutex_lock(&node->lock);
     cnode__log_defer_node = node;
+    cnode__erpc_defer_wakes(1); /* callers whose replies this turn completes wake once we let go */
     for (int i = 0; i < n; i++) {
         void *ptr = evs[i].data.ptr;
         if (ptr == &node->listen_fd) {
@@ -206,6 +207,8 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     int nposthooks = node->nposthooks; /* hooks are added under node->lock */
     cnode__log_defer_node = NULL;
     pthread_mutex_unlock(&node->lock);
+    cnode__erpc_defer_wakes(0);
+    cnode__erpc_wake();
     cnode__conn_reap(node);
     cnode__log_flush(node);
     flush_dirty(node, 1);
