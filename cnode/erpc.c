@@ -2,9 +2,12 @@
  * spawn requests (protocol.md §5). Requests live in a table keyed by their
  * request id (which is also the monitor reference of the spawned process) and
  * in a deadline heap; all of that is under node->lock. Completions wake their
- * own waiter (one condition variable per request, never a broadcast) or are
+ * own waiter (one semaphore per request, posted after the completer lets go of
+ * node->lock when it can) or are
  * handed to their callback after the loop lets go of node->lock. */
+#include <errno.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +20,8 @@
 enum { RQ_PENDING_CONN, RQ_SENT, RQ_SPAWNED, RQ_DONE };
 
 struct cnode_req {
-    pthread_cond_t cond; /* first: a pooled request keeps it initialised (reset clears what follows) */
+    sem_t wake; /* first: a pooled request keeps it initialised (reset clears what follows); its caller
+                 * sleeps here (a semaphore: woken, it takes node->lock as any thread would) */
     cnode_node *node;
     struct cnode_req *hnext; /* table chain */
     struct cnode_req *dnext; /* callbacks to fire */
@@ -44,8 +48,8 @@ struct cnode_req {
     ei_x_buff *out;    /* cnode_call: the caller's buffer, which a result is decoded straight into */
     int delivered;     /* ... and was */
     uint64_t wire_mark; /* held back for batching: on the wire once the peer's q_out reaches this (out.c) */
-    int sleeping;       /* its caller waits on cond (node->lock) */
-    _Atomic int pins;   /* completers that will still signal cond after letting go of node->lock */
+    int sleeping;       /* its caller sleeps on wake (node->lock) */
+    _Atomic int pins;   /* completers that will still post wake after letting go of node->lock */
     struct cnode_req *wnext; /* a completer's list of those */
 };
 
@@ -238,7 +242,7 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void
 req_destroy(cnode_req *r)
 {
-    pthread_cond_destroy(&r->cond);
+    sem_destroy(&r->wake);
     free(r);
 }
 
@@ -288,7 +292,7 @@ req_alloc(void)
     }
     if (!(r = calloc(1, sizeof *r)))
         return NULL;
-    cnode__cond_init(&r->cond);
+    sem_init(&r->wake, 0, 0);
     return r;
 }
 
@@ -367,11 +371,13 @@ complete(cnode_node *node, cnode_req *r, int status)
             st->done_head = r;
         st->done_tail = r;
     } else if (r->sleeping && defer_wakes) {
+        r->sleeping = 0;
         atomic_fetch_add(&r->pins, 1); /* r stays while we hold it: its caller waits for 0 */
         r->wnext = wake_head;
         wake_head = r;
     } else if (r->sleeping) {
-        pthread_cond_signal(&r->cond);
+        r->sleeping = 0; /* one post per sleep */
+        sem_post(&r->wake);
     }
 }
 
@@ -389,7 +395,7 @@ cnode__erpc_wake(void)
     wake_head = NULL;
     while (r) {
         cnode_req *nx = r->wnext;
-        pthread_cond_signal(&r->cond);
+        sem_post(&r->wake);
         atomic_fetch_sub_explicit(&r->pins, 1, memory_order_release); /* from here its caller may free r */
         r = nx;
     }
@@ -962,7 +968,7 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             continue;
         }
         /* leader/follower: read the socket ourselves when nobody else does; otherwise whoever
-         * reads (the loop or another caller) completes this request and signals its cond */
+         * reads (the loop or another caller) completes this request and posts its semaphore */
         int fresh = 0;
         if (!lead && may_lead && (req->state == RQ_SENT || req->state == RQ_SPAWNED)) {
             lead = cnode__conn_take_locked(node, req->peer);
@@ -980,12 +986,17 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             continue;
         }
         req->sleeping = 1;
-        cnode__cond_wait_until(&req->cond, &node->lock, until);
+        pthread_mutex_unlock(&node->lock);
+        while (sem_clockwait(&req->wake, CLOCK_MONOTONIC, until) != 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&node->lock);
         req->sleeping = 0;
     }
     pthread_mutex_unlock(&node->lock);
-    while (atomic_load_explicit(&req->pins, memory_order_acquire)) /* a completer is about to signal */
+    while (atomic_load_explicit(&req->pins, memory_order_acquire)) /* a completer is about to post */
         sched_yield();
+    while (sem_trywait(&req->wake) == 0) /* a post that came after a timed-out sleep: not for the next use */
+        ;
     if (lead)
         cnode__conn_release(node, req->peer, lead);
     int status = req->status;
