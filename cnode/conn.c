@@ -1218,7 +1218,10 @@ cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done
         int rc = lead_frames(node, peer, c, got);
         int fin = done(arg);
         size_t w = want && c->ilen == c->skip ? want(arg) : 0;
-        c->rearm_now = peer->inflight > 0; /* others' replies are due: whoever reads next is the loop */
+        /* replies that only another reader completes are due (callbacks, callers asleep): whoever
+         * reads next is the loop; replies to callers that will come back and read (a window of
+         * requests) leave the socket to them, the loop re-arms it after LAZY_MS otherwise */
+        c->rearm_now = peer->loop_waits > 0;
         cnode__erpc_defer_wakes(0);
         pthread_mutex_unlock(&node->lock);
         cnode__erpc_wake();

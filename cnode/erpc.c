@@ -111,8 +111,10 @@ table_put(erpc_state *st, cnode_req *r)
     st->buckets[h] = r;
     st->count++;
     r->in_table = 1;
-    if (r->peer)
+    if (r->peer) {
         r->peer->inflight++;
+        r->peer->loop_waits += r->cb != NULL;
+    }
     return 0;
 }
 
@@ -132,8 +134,10 @@ table_del(erpc_state *st, cnode_req *r)
 {
     if (!r->in_table)
         return;
-    if (r->peer)
+    if (r->peer) {
         r->peer->inflight--;
+        r->peer->loop_waits -= r->cb != NULL;
+    }
     for (cnode_req **pp = &st->buckets[ref_hash(&r->reqid, st->nbuckets)]; *pp; pp = &(*pp)->hnext)
         if (*pp == r) {
             *pp = r->hnext;
@@ -320,6 +324,17 @@ set_details(cnode_req *r)
     r->err.arity = r->arity;
 }
 
+/* node->lock held. A caller asleep on r needs whoever reads next to be the loop if no caller reads. */
+static void
+set_sleeping(cnode_req *r, int on)
+{
+    if (r->sleeping == on)
+        return;
+    r->sleeping = on;
+    if (r->peer)
+        r->peer->loop_waits += on ? 1u : (unsigned)-1;
+}
+
 /* Completes r (node->lock held). Abandoning a spawned call demonitors it, as
  * erpc does; the remote process is never killed. */
 static void
@@ -371,12 +386,12 @@ complete(cnode_node *node, cnode_req *r, int status)
             st->done_head = r;
         st->done_tail = r;
     } else if (r->sleeping && defer_wakes) {
-        r->sleeping = 0;
+        set_sleeping(r, 0);
         atomic_fetch_add(&r->pins, 1); /* r stays while we hold it: its caller waits for 0 */
         r->wnext = wake_head;
         wake_head = r;
     } else if (r->sleeping) {
-        r->sleeping = 0; /* one post per sleep */
+        set_sleeping(r, 0); /* one post per sleep */
         sem_post(&r->wake);
     }
 }
@@ -985,12 +1000,12 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             pthread_mutex_lock(&node->lock);
             continue;
         }
-        req->sleeping = 1;
+        set_sleeping(req, 1);
         pthread_mutex_unlock(&node->lock);
         while (sem_clockwait(&req->wake, CLOCK_MONOTONIC, until) != 0 && errno == EINTR)
             ;
         pthread_mutex_lock(&node->lock);
-        req->sleeping = 0;
+        set_sleeping(req, 0);
     }
     pthread_mutex_unlock(&node->lock);
     while (atomic_load_explicit(&req->pins, memory_order_acquire)) /* a completer is about to post */

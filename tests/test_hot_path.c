@@ -615,6 +615,37 @@ test_windows_batched(void)
     cnode_proc_close(sink);
 }
 
+/* A caller reads the reply to the first of a window and lets go of the socket with the others
+ * still in flight (no callback, nobody asleep: it leaves the socket unarmed for a moment);
+ * polled with no wait, the others still complete (the loop takes the socket back). */
+static void
+test_window_polled(void)
+{
+    cnode_req *r[8] = {0};
+    for (long i = 0; i < 8; i++) {
+        ei_x_buff a = args_of(4000, i);
+        CU_ASSERT_EQUAL(
+            cnode_send_request(cli, srv_name, "hot", "echo", &a, (unsigned)tu_ms(20000), NULL, NULL, &r[i]), 0);
+        ei_x_free(&a);
+    }
+    ei_x_buff reply;
+    ei_x_new(&reply);
+    CU_ASSERT_EQUAL(r[0] ? cnode_receive_response(r[0], (int)tu_ms(20000), &reply, NULL) : -1, 0);
+    CU_ASSERT(is_pair(&reply, 4000, 0));
+    long long end = tu_now_ms() + tu_ms(20000);
+    for (long i = 1; i < 8; i++) {
+        int rc = CNODE_EAGAIN;
+        reply.index = 0;
+        while (r[i] && (rc = cnode_receive_response(r[i], 0, &reply, NULL)) == CNODE_EAGAIN && tu_now_ms() < end)
+            usleep(1000);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(rc == 0 && is_pair(&reply, 4000, i));
+        if (rc == CNODE_EAGAIN)
+            cnode_req_abandon(r[i]);
+    }
+    ei_x_free(&reply);
+}
+
 static atomic_int order_next, order_bad;
 
 static void
@@ -785,6 +816,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_disconnect_while_reading);
     ADD_TEST(s, test_peer_killed_while_reading);
     ADD_TEST(s, test_windows_batched);
+    ADD_TEST(s, test_window_polled);
     ADD_TEST(s, test_served_replies_batched);
     ADD_TEST(s, test_peer_dies_mid_batch);
     ADD_TEST(s, test_poll_mode);
