@@ -869,8 +869,9 @@ cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
         ssize_t n = read_max(c, budget - got, &asked);
         if (n > 0) {
             got += (size_t)n;
-            if ((size_t)n < asked) { /* the socket had no more: level-triggered epoll brings what
-                                      * comes next, so no recv just to hear EAGAIN */
+            if ((size_t)n < asked && !(events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))) {
+                /* the socket had no more: level-triggered epoll brings what comes next, so no
+                 * recv just to hear EAGAIN (after a hang-up, read on to the end of file) */
                 c->rd = 2;
                 break;
             }
