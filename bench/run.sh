@@ -312,5 +312,11 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - STARTED))
 cp "$RAW" "$ROOT/bench/raw.txt" 2>/dev/null
 escript bench/report.escript "$RAW" "$ROOT/bench/results.json" "$COMMIT" "$MACHINE" "$LOAD" "$ELAPSED" "$REPS"
-# the picture and the README's table of the figures just written
-sh bench/plot.sh bench/results.json bench/report.png
+# the picture and the README's table of the figures just written; a partial run (BENCH_ONLY) would
+# leave only its own rows there, so it plots beside results.json instead and leaves both as they are
+if [ -n "${BENCH_ONLY:-}" ]; then
+    sh bench/plot.sh bench/results.json "$ROOT/build/bench-partial.png"
+    echo "bench: partial run (BENCH_ONLY=$BENCH_ONLY): bench/report.png and the README's table left as they were"
+else
+    sh bench/plot.sh bench/results.json bench/report.png
+fi
