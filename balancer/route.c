@@ -417,8 +417,7 @@ term_of(const ei_x_buff *x, const char **p, size_t *len)
 }
 
 static int
-select_gen(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, uint64_t *gen,
-           cnode_error *err)
+select_gen(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, uint64_t *gen, cnode_error *err)
 {
     *gen = 0;
     if (!b || !node || cap == 0)

@@ -946,7 +946,6 @@ test_local_member_outcomes(void)
     ei_x_free(&args);
 }
 
-
 /* ---- the pick's record: node and pg snapshot generation ---- */
 
 typedef struct {
@@ -1107,7 +1106,6 @@ test_pick_generation(void)
     ei_x_free(&reply);
     cnode_proc_close(p);
 }
-
 
 /* A static-list balancer picks through its prepared per-thread view
  * (cnode_balancer_select); the same algorithm over the same list through

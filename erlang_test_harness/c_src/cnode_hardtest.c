@@ -258,8 +258,8 @@ name_index(const char *nm)
 }
 
 static void
-on_change(cnode_pg_scope *sc, int event, uint64_t gen, const char *group, size_t glen, const char *nd,
-          const erlang_pid *pids, size_t n, void *ud)
+on_change(cnode_pg_scope *sc, int event, uint64_t gen, const char *group, size_t glen, const char *nd, const erlang_pid *pids,
+          size_t n, void *ud)
 {
     (void)sc;
     (void)nd;
@@ -417,7 +417,6 @@ check_picks(long n_threads, long misattributed)
         free(recs[t]);
     free(hist);
 }
-
 
 static cnode_balancer *lb;
 static atomic_long next_id = 1, n_calls, n_ok, n_err, n_dup, n_served, n_misattributed;
