@@ -30,8 +30,8 @@ test_host_check(void)
         CU_ASSERT_PTR_NULL(cnode__host_check(fine[i], AF_INET6));
     }
     /* IPv6 literals, as BEAM's inet6_tcp_dist accepts them (inet_parse:ipv6strict_address) */
-    static const char *const v6[] = {"::1", "fdaa::3", "fdaa:0:1:2::3", "::", "2001:db8::ff00:42:8329",
-                                     "::ffff:127.0.0.1", "1:2:3:4:5:6:7:8"};
+    static const char *const v6[] = {
+        "::1", "fdaa::3", "fdaa:0:1:2::3", "::", "2001:db8::ff00:42:8329", "::ffff:127.0.0.1", "1:2:3:4:5:6:7:8"};
     for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
         CU_ASSERT_PTR_NULL(cnode__host_check(v6[i], AF_INET6));
         /* on an IPv4 transport an IPv6 literal can never be reached: said, not resolved */
@@ -40,7 +40,7 @@ test_host_check(void)
         CU_ASSERT_PTR_NOT_NULL(strstr(why, "inet6_tcp"));
     }
     static const char *const malformed[] = {"::1::2", "fdaa:::3", "1:2:3:4:5:6:7:8:9", "fdaa::g", ":", "fe80::1%lo",
-                                            "::1:", "12345::"};
+                                            "::1:",   "12345::"};
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
         const char *why = cnode__host_check(malformed[i], AF_INET6);
         CU_ASSERT_PTR_NOT_NULL_FATAL(why);
@@ -122,10 +122,8 @@ test_node_names(void)
         cnode_proto_dist proto;
         const char *says;
     } bad[] = {
-        {"c@[::1]", CNODE_PROTO_INET6_TCP, "brackets"},
-        {"c@::1::2", CNODE_PROTO_INET6_TCP, "malformed"},
-        {"c@fdaa:::3", CNODE_PROTO_INET6_TCP, "malformed"},
-        {"c@::1", CNODE_PROTO_DEFAULT, "inet6_tcp"},
+        {"c@[::1]", CNODE_PROTO_INET6_TCP, "brackets"},     {"c@::1::2", CNODE_PROTO_INET6_TCP, "malformed"},
+        {"c@fdaa:::3", CNODE_PROTO_INET6_TCP, "malformed"}, {"c@::1", CNODE_PROTO_DEFAULT, "inet6_tcp"},
         {"c@fdaa::3", CNODE_PROTO_INET_TCP, "inet6_tcp"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
