@@ -123,6 +123,6 @@ cnode__host_check(const char *host, int family)
     if (inet_pton(AF_INET6, host, &a) != 1)
         return "malformed IPv6 address";
     if (family != AF_INET6)
-        return "an IPv6 address needs the inet6_tcp or inet6_tls transport (--proto-dist inet6_tcp)";
+        return "an IPv6 address needs the inet6_tcp or inet6_tls transport: --proto-dist inet6_tcp";
     return NULL;
 }

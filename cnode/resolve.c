@@ -7,9 +7,9 @@
  * addresses never leave the loop. The family is the node's (A records for
  * inet_*, AAAA for inet6_*, as BEAM's inet:getaddr(Host, Family) in
  * inet_tcp_dist's address_please): an inet6 node does not fall back to an
- * IPv4 address, so a host with no AAAA record cannot be resolved. A dial that waits longer than its handshake
- * deadline fails as "cannot resolve host (timed out)"; the late answer still
- * fills the cache. */
+ * IPv4 address, so a host with no AAAA record cannot be resolved. A dial
+ * that waits longer than its handshake deadline fails as "cannot resolve
+ * host (timed out)"; the late answer still fills the cache. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
