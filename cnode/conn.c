@@ -62,20 +62,6 @@ conn_new(cnode_node *node, int fd, int outgoing, uint32_t ev)
     return c;
 }
 
-static int
-start_connect(const struct in_addr *addr, uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = *addr};
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* A failed attempt: waiters learn it, queued output is dropped (as Erlang drops
  * messages to an unreachable node), and monitors and links of processes on
  * that node fire with noconnection, as BEAM's do when the connection cannot
@@ -103,7 +89,9 @@ dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 static const char *
 dial_epmd(cnode_node *node, cnode__conn *c)
 {
-    int fd = start_connect(&c->haddr, node->epmd_port);
+    cnode__sockaddr sa = c->haddr;
+    cnode__sockaddr_set_port(&sa, node->epmd_port);
+    int fd = cnode__dial(&sa);
     if (fd < 0)
         return "cannot reach epmd";
     struct epoll_event e = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
@@ -122,6 +110,13 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
     const char *at = strchr(peer->name, '@');
     if (!at) {
         dial_failed(node, peer, "cannot resolve host");
+        return;
+    }
+    const char *bad = cnode__host_check(at + 1, cnode__node_family(node));
+    if (bad) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot resolve host (%s)", bad);
+        dial_failed(node, peer, why);
         return;
     }
     cnode__conn *c = calloc(1, sizeof *c);
@@ -149,7 +144,7 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
 }
 
 void
-cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr)
+cnode__conn_resolved(cnode_node *node, const char *host, const cnode__sockaddr *addr)
 {
     for (cnode__conn *c = node->conns, *nx; c; c = nx) {
         nx = c->next;
@@ -209,6 +204,12 @@ hs_untrack(cnode_node *node, cnode__conn *c)
     CNODE__STAT_SUB(node, handshakes_now, 1);
 }
 
+static int
+same_addr(const struct in6_addr *a, const struct in6_addr *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
 /* Peer-supplied text made fit for a log line. */
 static void
 printable(char *out, size_t cap, const char *in)
@@ -229,22 +230,21 @@ hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char
     cnode__hs_logslot *slot = &node->hs_log[0];
     for (size_t i = 0; i < sizeof node->hs_log / sizeof node->hs_log[0]; i++) {
         cnode__hs_logslot *s = &node->hs_log[i];
-        if (s->addr == c->addr && s->cookie == cookie && s->until_ms) {
+        if (same_addr(&s->addr, &c->addr) && s->cookie == cookie && s->until_ms) {
             slot = s;
             break;
         }
         if (s->until_ms < slot->until_ms)
             slot = s;
     }
-    if (slot->addr == c->addr && slot->cookie == cookie && now < slot->until_ms) {
+    if (same_addr(&slot->addr, &c->addr) && slot->cookie == cookie && now < slot->until_ms) {
         slot->suppressed++;
         return;
     }
-    unsigned more = slot->addr == c->addr && slot->cookie == cookie ? slot->suppressed : 0;
+    unsigned more = same_addr(&slot->addr, &c->addr) && slot->cookie == cookie ? slot->suppressed : 0;
     *slot = (cnode__hs_logslot){.addr = c->addr, .cookie = cookie, .until_ms = now + HS_LOG_QUIET_MS};
-    char ip[INET_ADDRSTRLEN], name[CNODE__NAME_MAX];
-    struct in_addr a = {.s_addr = c->addr};
-    inet_ntop(AF_INET, &a, ip, sizeof ip);
+    char ip[INET6_ADDRSTRLEN], name[CNODE__NAME_MAX];
+    cnode__addr_key_str(&c->addr, ip, sizeof ip);
     printable(name, sizeof name, c->hs && c->hs->named ? c->hs->peer_name : "-");
     if (more)
         cnode__log(node, level, "handshake from %s (%s) failed: %s (and %u more from there before)", ip, name, what,
@@ -258,15 +258,15 @@ hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char
  * the per-address bound) is closed to make room: silent sockets cannot lock
  * out a node, even one on the same host as the attacker. */
 static int
-hs_admit(cnode_node *node, uint32_t addr)
+hs_admit(cnode_node *node, const struct in6_addr *addr)
 {
     unsigned from_addr = 0;
     cnode__conn *silent = NULL, *silent_here = NULL;
     for (cnode__conn *c = node->hs_head; c; c = c->hs_next) {
-        from_addr += c->addr == addr;
+        from_addr += same_addr(&c->addr, addr);
         if (!silent && !c->hs->named)
             silent = c; /* the oldest that has not sent its name */
-        if (!silent_here && !c->hs->named && c->addr == addr)
+        if (!silent_here && !c->hs->named && same_addr(&c->addr, addr))
             silent_here = c;
     }
     cnode__conn *evict = NULL;
@@ -287,9 +287,10 @@ void
 cnode__conn_accept(cnode_node *node)
 {
     for (;;) {
-        struct sockaddr_in sa = {0};
+        cnode__sockaddr sa;
+        memset(&sa, 0, sizeof sa);
         socklen_t sl = sizeof sa;
-        int fd = accept4(node->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(node->listen_fd, &sa.sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -301,8 +302,9 @@ cnode__conn_accept(cnode_node *node)
             close(fd);
             continue;
         }
-        uint32_t addr = sa.sin_family == AF_INET ? sa.sin_addr.s_addr : 0;
-        if (!hs_admit(node, addr)) {
+        struct in6_addr addr;
+        cnode__addr_key(&sa, &addr);
+        if (!hs_admit(node, &addr)) {
             CNODE__STAT_ADD(node, handshakes_refused, 1);
             cnode__conn tmp = {.addr = addr};
             hs_log(node, &tmp, CNODE_LOG_WARNING, 0, "too many connections in the handshake, refused");
@@ -624,7 +626,9 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     if (resp.highest < 6 || resp.lowest > 6)
         return "peer does not speak distribution version 6";
     /* epmd's part is done: dial the node itself on the same conn */
-    int fd = start_connect(&c->haddr, resp.port);
+    cnode__sockaddr sa = c->haddr;
+    cnode__sockaddr_set_port(&sa, resp.port);
+    int fd = cnode__dial(&sa);
     if (fd < 0)
         return "cannot connect";
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -28,6 +29,13 @@
 typedef struct cnode__peer cnode__peer;
 typedef struct cnode__conn cnode__conn;
 typedef struct cnode__resolver cnode__resolver;
+
+/* A socket address of either family (addr.c). */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} cnode__sockaddr;
 
 /* A pid kept compactly: peer NULL means this node. */
 typedef struct {
@@ -56,10 +64,10 @@ struct cnode__conn {
     size_t hlen, hoff;
     cnode__hs *hs;         /* CONN_HANDSHAKE: the machine, holding the peer's name until it is proven */
     int hs_pollout;        /* EPOLLOUT armed for handshake output */
-    uint32_t addr;         /* accept: the source IPv4 address (network order) */
+    struct in6_addr addr;  /* accept: the source address (cnode__addr_key: IPv4 as IPv4-mapped) */
     cnode__conn *hs_prev, *hs_next; /* accept, in the handshake: node->hs_head list, oldest first */
     char host[CNODE__NAME_MAX];
-    struct in_addr haddr;     /* outgoing: host's address, once resolved */
+    cnode__sockaddr haddr;    /* outgoing: host's address (port 0), once resolved */
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
     int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
@@ -81,7 +89,7 @@ struct cnode__conn {
 
 /* One source address whose handshake failures were logged lately (conn.c). */
 typedef struct {
-    uint32_t addr;
+    struct in6_addr addr; /* cnode__addr_key form */
     int cookie;        /* wrong cookies and other failures are logged apart */
     int64_t until_ms;  /* quiet until then */
     unsigned suppressed;
@@ -325,7 +333,7 @@ int cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct t
 uint16_t cnode__epmd_port(void);
 /* pthread_create with every signal blocked in the new thread. */
 int cnode__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
-int cnode__connect_tmo(const void *sockaddr_in, int timeout_ms);
+int cnode__connect_tmo(const cnode__sockaddr *sa, int timeout_ms);
 
 /* node.c */
 cnode__peer *cnode__peer_get(cnode_node *node, const char *name, int create);
@@ -375,9 +383,30 @@ extern __thread cnode_node *cnode__loop_thread_node;
 /* Set while the loop runs user callbacks: their sends never wait for room. */
 extern __thread int cnode__send_nowait;
 
+/* addr.c: the address family of a transport, in one place for TCP and TLS */
+int cnode__proto_family(cnode_proto_dist proto); /* AF_INET6 for inet6_*, else AF_INET */
+int cnode__node_family(const cnode_node *node);
+socklen_t cnode__sockaddr_len(const cnode__sockaddr *a);
+void cnode__sockaddr_set_port(cnode__sockaddr *a, uint16_t port);
+uint16_t cnode__sockaddr_port(const cnode__sockaddr *a);
+/* 1: host is a numeric address of family (*out set, port 0); 0: it is not */
+int cnode__sockaddr_literal(int family, const char *host, cnode__sockaddr *out);
+void cnode__sockaddr_loopback(int family, uint16_t port, cnode__sockaddr *out);
+/* A non-blocking, close-on-exec stream socket of family; -1 with errno */
+int cnode__socket(int family);
+/* A socket of a's family with its connect to a started (non-blocking): fd, or -1 with errno */
+int cnode__dial(const cnode__sockaddr *a);
+/* The source address as the per-address bounds and logs key it: IPv4 as IPv4-mapped IPv6 */
+void cnode__addr_key(const cnode__sockaddr *a, struct in6_addr *key);
+/* The key as text (IPv4-mapped ones as dotted quads); cap >= INET6_ADDRSTRLEN */
+void cnode__addr_key_str(const struct in6_addr *key, char *out, size_t cap);
+/* A node name's host part for a node of family: NULL if fine, else why not (brackets, a
+ * malformed IPv6 literal, an IPv6 literal on an IPv4 transport). Host names pass. */
+const char *cnode__host_check(const char *host, int family);
+
 /* resolve.c: host names off the loop thread (loop thread only, but stop) */
 /* 0: *out is the address now; 1: asked, cnode__conn_resolved follows; -1: cannot */
-int cnode__resolve(cnode_node *node, const char *host, struct in_addr *out);
+int cnode__resolve(cnode_node *node, const char *host, cnode__sockaddr *out);
 /* Answers that came in: cache them, move waiting dials on (node->lock held). */
 void cnode__resolve_poll(cnode_node *node);
 /* After the loop stopped: ends the resolver thread. */
@@ -412,7 +441,7 @@ int cnode__conn_lazy(cnode_node *node);
  * if fd (c's, read while c was certainly alive) is no longer peer's. */
 void cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd);
 /* resolve.c's answer for host (NULL addr: no address): dials waiting for it go on */
-void cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr);
+void cnode__conn_resolved(cnode_node *node, const char *host, const cnode__sockaddr *addr);
 /* Without node->lock: read what an up connection has, up to limits.read_budget. */
 void cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events);
 /* Free the connections closed this turn (loop thread, end of turn). */

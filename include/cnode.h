@@ -138,7 +138,13 @@ typedef struct cnode_limits {
 } cnode_limits;
 
 /* The distribution transport, named as BEAM's -proto_dist names it. Both ends of a
- * connection must use the same one (epmd does not say which a node runs). */
+ * connection must use the same one (epmd does not say which a node runs).
+ * The inet6 ones, as inet6_tcp_dist: host parts are resolved to IPv6 (AAAA)
+ * addresses only, IPv6 literals are written without brackets (`app@fdaa::3`,
+ * `c@::1`, as node() gives them on BEAM), the node registers with epmd at ::1
+ * (127.0.0.1 if epmd does not listen on ::1) and listens on IPv6, taking IPv4
+ * too where the host allows dual-stack sockets. The inet ones take no IPv6
+ * literal: a name with one is refused (CNODE_EINVAL) and cannot be dialled. */
 typedef enum cnode_proto_dist {
     CNODE_PROTO_DEFAULT = 0, /* inet_tcp (inet_tls once TLS options are given) */
     CNODE_PROTO_INET_TCP,    /* TCP over IPv4 */
@@ -165,12 +171,14 @@ typedef struct cnode_node_opts {
     cnode_proto_dist proto_dist; /* 0: inet_tcp */
 } cnode_node_opts;
 
-/* Creates a node: listens on loopback-and-all (an ephemeral port), registers
- * with epmd as a hidden node (ERL_EPMD_PORT honoured, the epmd socket held open
+/* Creates a node: listens on every address of its transport's family (an
+ * ephemeral port; see cnode_proto_dist), registers with epmd as a hidden node (ERL_EPMD_PORT honoured, the epmd socket held open
  * for the node's life) and, unless no_io_thread, starts its I/O thread.
  * opts: borrowed for the call. *out: yours, close with cnode_node_close().
- * Errors: CNODE_EINVAL (bad name), CNODE_ECONFIG (no cookie), CNODE_EEPMD,
- * CNODE_ENAMETAKEN, CNODE_ESYS, CNODE_ENOMEM. */
+ * Errors: CNODE_EINVAL (bad name: also an IPv6 literal in brackets, a malformed
+ * one, or one on an inet transport), CNODE_ECONFIG (no cookie), CNODE_EEPMD,
+ * CNODE_ENAMETAKEN, CNODE_ESYS (also: an inet6 transport on a host without
+ * IPv6, said in err), CNODE_ENOTSUP (a transport not built), CNODE_ENOMEM. */
 int cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err);
 /* Stops the node: every live process exits with reason `shutdown`, every
  * connection closes, epmd forgets the name, the I/O thread is joined.
