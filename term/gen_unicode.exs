@@ -110,6 +110,9 @@ decomp =
   for c <- ident_cps, c > 0x7F, not hangul_syllable?.(c), d = :unicode.characters_to_nfd_list([c]), d != [c],
       do: {c, d}
 
+# (the C side makes room for 4 code points a code point)
+true = Enum.all?(decomp, fn {_, d} -> length(d) <= 4 end)
+
 {decomp_rows, decomp_flat} =
   Enum.map_reduce(decomp, [], fn {c, d}, flat -> {{c, length(flat), length(d)}, flat ++ d} end)
 

@@ -189,13 +189,12 @@ compose(uint32_t first, uint32_t second)
     return 0;
 }
 
-/* Whether the code points (of an atom: at most 255) are in NFC, as
- * unicode:characters_to_nfc_list/1 would give them back: decompose, order
- * the marks by combining class, compose again (Unicode's algorithm), compare. */
-static int
-in_nfc(const uint32_t *cp, size_t n)
+/* The NFC form of the code points of an atom (at most 255) in d (room for
+ * 4 * 256), as unicode:characters_to_nfc_list/1 gives it: decompose, order the
+ * marks by combining class, compose again (Unicode's algorithm); its length. */
+static size_t
+to_nfc(const uint32_t *cp, size_t n, uint32_t *d)
 {
-    uint32_t d[256 * 4];
     int cc[256 * 4];
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -228,12 +227,7 @@ in_nfc(const uint32_t *cp, size_t n)
         d[out] = d[i];
         cc[out++] = cc[i];
     }
-    if (out != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (d[i] != cp[i])
-            return 0;
-    return 1;
+    return out;
 }
 
 /* The tokenizer's highly_restrictive?: every code point shares a script with
@@ -325,11 +319,11 @@ bare_atom(const char *s, size_t n)
         }
     }
     if (!ascii) {
-        if (!in_nfc(cp, m))
+        uint32_t nfc[256 * 4];
+        size_t k = to_nfc(cp, m, nfc);
+        if (k != m || memcmp(nfc, cp, m * sizeof cp[0]) != 0)
             nfkc = 1;
-        /* Elixir judges the scripts of the NFC form; of a text not in NFC
-           this judges the text as it is (see term/README.md) */
-        if (ss == 0 && !highly_restrictive(cp, m))
+        if (ss == 0 && !highly_restrictive(nfc, k))
             return 0;
     }
     return not_identifier || at || !nfkc;
