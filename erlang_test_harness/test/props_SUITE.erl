@@ -3,7 +3,7 @@
 %%% props) and must come back as BEAM says: echo (erpc round trip), print
 %%% (io_lib:format("~0p")), parse (the C parser on BEAM's text gives the term
 %%% back), phash2 (erlang:phash2(T, 2^32)) and inspect (Elixir's
-%%% Kernel.inspect/1, where Elixir is installed). And random byte strings
+%%% Kernel.inspect/1, where Elixir is installed; inspect_atoms: atoms only). And random byte strings
 %%% (mutated encodings) are judged by BEAM's binary_to_term and by the C
 %%% bounded walker, which must agree on every one.
 %%%
@@ -27,14 +27,13 @@
 %%% Identifiers in the encodings name another node (BEAM refuses its own
 %%% node's pids with out-of-range fields, which says nothing of the wire format).
 %%%
-%%% KNOWN GAP of inspect (term/inspect_text.c): Elixir's identifier tokenizer
-%%% takes letters of any Unicode script it recommends (one script per atom,
-%%% NFC); the C side knows the letters of U+00C0..U+024F, U+0370..U+052F and
-%%% U+1E00..U+1EFF that Elixir takes (Latin, Greek, Cyrillic) and quotes an
-%%% atom with any other character past U+00FF (Han, Tai Le, combining marks...),
-%%% where Elixir leaves some bare. A disagreement on a term holding an atom with
-%%% a character outside those ranges is counted as inspect_atom_script; any
-%%% other fails the case.
+%%% Inspect has NO known gap left: atoms of any script are left bare or
+%%% quoted as Elixir 1.14's tokenizer decides (identifier ranges, scripts, NFC:
+%%% term/ident_tables.h, made by term/gen_unicode.exs from Elixir's own tables),
+%%% so any disagreement fails the case; inspect_atoms compares every code point
+%%% of planes 0-3 and 14 as an atom (alone and after `a`), every decomposable
+%%% one in NFD (marks also reversed) and pairs and triples of letters of many
+%%% scripts with Elixir's answers.
 %%%
 %%% The seed is printed (PROPS_SEED sets it); PROPS_N scales the counts (default 1).
 -module(props_SUITE).
