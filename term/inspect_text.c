@@ -195,17 +195,17 @@ compose(uint32_t first, uint32_t second)
 static size_t
 to_nfc(const uint32_t *cp, size_t n, uint32_t *d)
 {
-    int cc[256 * 4];
+    uint8_t cc[256 * 4]; /* classes are at most 240 */
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         k = decompose(cp[i], d, k);
     for (size_t i = 0; i < k; i++)
-        cc[i] = combining_class(d[i]);
+        cc[i] = (uint8_t)combining_class(d[i]);
     /* canonical order: a stable sort of each run of marks by class */
     for (size_t i = 1; i < k; i++)
         for (size_t j = i; j > 0 && cc[j] != 0 && cc[j - 1] > cc[j]; j--) {
             uint32_t t = d[j];
-            int tc = cc[j];
+            uint8_t tc = cc[j];
             d[j] = d[j - 1], cc[j] = cc[j - 1];
             d[j - 1] = t, cc[j - 1] = tc;
         }
