@@ -11,7 +11,7 @@ CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS    := -L$(EI_DIR)/lib -lei -lmd -lbsd -ldl -lpthread -lm
+LDLIBS    := -L$(EI_DIR)/lib -lei -lbsd -ldl -lpthread -lm
 
 # For `cnode --version`: the OTP release and erl_interface this copy is built and tested with.
 OTP_RELEASE := $(shell cat $(EI_DIR)/../../releases/*/OTP_VERSION 2>/dev/null | head -n 1)
