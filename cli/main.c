@@ -52,6 +52,8 @@ usage(FILE *f)
                "  --proto-dist P                 the transport, as BEAM's -proto_dist: inet_tcp (default),\n"
                "                                 inet6_tcp, inet_tls, inet6_tls; inet6_* for IPv6 names\n"
                "                                 such as --name c@::1 or app@fdaa::3 (no brackets)\n"
+               "  --probe-timeout MS             pg scopes (members, serve, balance): a node whose liveness\n"
+               "                                 probe goes unanswered this long is suspect (default 1000)\n"
                "  -v                             log to stderr (repeat for more)\n"
                "  -h, --help                     this text; COMMAND --help: that command's\n"
                "  --version                      library version, OTP release, distribution flags\n"
@@ -237,7 +239,9 @@ static const command commands[] = {
      "usage: cnode members --scope S [--group G] [--watch] [--connect NODE]... [NODE...]\n"
      "  Joins the cluster through the NODEs and prints the pg mirror after discovery, one member\n"
      "  per line: SCOPE GROUP NODE PID. --group G: only that group. --watch: then one timestamped\n"
-     "  line per change (join, leave, nodedown, suspect, clear) until SIGTERM or SIGINT.\n" GLOBAL_HINT},
+     "  line per change (join, leave, nodedown, suspect, clear) until SIGTERM or SIGINT.\n"
+     "  --probe-timeout MS: a node is suspect after its liveness probe goes unanswered this long\n"
+     "  (default 1000).\n" GLOBAL_HINT},
     {"balance", cmd_balance, 3, 3,
      "usage: cnode balance --scope S --group G [--algorithm A] [--key K] [--filter F] [--sticky] [-n N]\n"
      "                     [--connect NODE]... MOD FUN ARGS\n"
@@ -266,6 +270,7 @@ main(int argc, char **argv)
         {"limit", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"proto-dist", required_argument, NULL, 'P'},
+        {"probe-timeout", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -303,6 +308,16 @@ main(int argc, char **argv)
             }
             o.timeout_ms = (unsigned)v;
             o.timeout_set = 1;
+            break;
+        }
+        case 'T': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || v <= 0 || v > 86400000) {
+                fprintf(stderr, "cnode: --probe-timeout takes milliseconds (1..86400000), not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.probe_timeout_ms = (unsigned)v;
             break;
         }
         case 'w': {

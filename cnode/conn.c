@@ -496,7 +496,10 @@ hs_flush(cnode_node *node, cnode__conn *c)
     return 0;
 }
 
-#define IBUF_ROOM 16384
+/* The least room a read asks for. Small, so that an idle link's buffer fits in one page next to
+ * the others' (a pg observer keeps a link to every node of the cluster; 16 KB each cost a watching
+ * node a page per link); under load the buffer doubles. */
+#define IBUF_ROOM 2048
 
 /* Read what the socket has, at most max bytes: the count (> 0), 0 EOF, -1
  * error, -2 nothing now. */

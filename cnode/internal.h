@@ -149,8 +149,20 @@ typedef struct {
     uint64_t unlink_id; /* 0: active; else unlinking, waiting for the ack */
 } cnode__link;
 
+/* A monitor's reference without erlang_ref's 1 KB node name buffer (a node keeps one or two per
+ * monitored process: a pg scope, one per node of the cluster): the numbers, and the node as a
+ * pointer to a name the record outlives (this node's, or the name of a peer the record holds),
+ * or a copy it owns (own). */
 typedef struct {
-    erlang_ref ref;
+    const char *node;
+    char *own;
+    uint32_t n[5];
+    uint32_t creation;
+    int len;
+} cnode__mref;
+
+typedef struct {
+    cnode__mref ref; /* made by this node (cnode_make_ref): node is this node's name */
     int by_name;
     cnode__xpid target;   /* by pid */
     char *name;           /* by name (malloc'd) */
@@ -158,7 +170,7 @@ typedef struct {
 } cnode__mon;
 
 typedef struct {
-    erlang_ref ref;
+    cnode__mref ref; /* made by the watcher's node, as a rule */
     cnode__xpid watcher;
     int by_name; /* the watcher monitors our registered name */
 } cnode__monby;

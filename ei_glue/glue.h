@@ -121,8 +121,18 @@ ptrdiff_t cnode__hs_challenge_reply_decode(const char *body, size_t len, uint32_
                                            const char **why);
 ptrdiff_t cnode__hs_challenge_ack_decode(const char *body, size_t len, unsigned char digest[16], const char **why);
 
-/* MD5(cookie ++ decimal(challenge)) with OpenSSL's EVP API. 0, or -1 on an OpenSSL failure. */
+/* MD5(cookie ++ decimal(challenge)) (cnode__md5). Always 0. */
 int cnode__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge, unsigned char out[16]);
+/* MD5 (RFC 1321), ei_glue/md5.c: init, update with the bytes, final. */
+typedef struct {
+    uint32_t h[4];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t n;
+} cnode__md5_ctx;
+void cnode__md5_init(cnode__md5_ctx *c);
+void cnode__md5_update(cnode__md5_ctx *c, const void *data, size_t len);
+void cnode__md5_final(cnode__md5_ctx *c, unsigned char out[16]);
 
 /* ---- the handshake as a state machine (ei_glue/handshake.c) ---------------
  * Bytes in, bytes out, verdict: no sockets, no clock, no malloc, no locks.
