@@ -28,6 +28,7 @@ typedef struct {
     int sticky;           /* balance --sticky */
     cnode_limits limits;  /* --limit NAME=VALUE, repeatable; 0: the library's default */
     cnode_proto_dist proto_dist; /* --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls */
+    cnode_tls_opts tls;   /* --tls-cert, --tls-key, --tls-ca, --tls-verify, --ssl-dist-optfile */
     int argc;             /* the command's positional arguments */
     char **argv;
 } cli_opts;
