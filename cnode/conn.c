@@ -1037,12 +1037,16 @@ cnode__conn_housekeeping(cnode_node *node)
     while (c) {
         cnode__conn *nx = c->next;
         if (c->state != CONN_UP) {
+            /* a plain node reads a ClientHello as a 5635-byte handshake message and waits for it */
+            const char *tmo = c->state == CONN_TLS && c->outgoing
+                                  ? "TLS: no answer to the TLS handshake (does the peer run plain TCP?)"
+                                  : "handshake timed out";
             if (!cnode__past(&c->deadline)) {
             } else if (c->outgoing) {
-                cnode__conn_close(node, c, "handshake timed out");
+                cnode__conn_close(node, c, tmo);
             } else {
                 CNODE__STAT_ADD(node, handshakes_timed_out, 1);
-                hs_log(node, c, CNODE_LOG_INFO, 0, "handshake timed out");
+                hs_log(node, c, CNODE_LOG_INFO, 0, tmo);
                 cnode__conn_close(node, c, NULL);
             }
         } else {
