@@ -13,7 +13,7 @@
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
 -export([beam_to_c/1, c_to_beam/1, message_echo/1, pg_both_ways/1, tls13/1,
-         untrusted_ca/1, expired/1, wrong_host/1, options/1, plain_meets_tls/1]).
+         untrusted_ca/1, expired/1, wrong_host/1, options/1, plain_meets_tls/1, silent_sockets/1]).
 
 -define(H, cnode_harness).
 -define(TMO, cnode_harness:ms(15000)).
@@ -24,7 +24,7 @@ suite() ->
 
 all() ->
     [beam_to_c, c_to_beam, message_echo, pg_both_ways, tls13,
-     untrusted_ca, expired, wrong_host, options, plain_meets_tls].
+     untrusted_ca, expired, wrong_host, options, plain_meets_tls, silent_sockets].
 
 init_per_suite(Config) ->
     Config1 = ?H:init_per_suite(?MODULE, Config),
@@ -299,5 +299,21 @@ plain_meets_tls(Config) ->
             %% the plain C node dialled by the TLS one logged its failure and serves on too
             ?assertEqual(pong, net_adm:ping(Plain))
         end),
+        still_serving(Config, S)
+    end).
+
+%% Sockets that open TCP and never send a ClientHello are handshakes like any other: the
+%% handshake bounds evict them to let a real peer in, and the handshake deadline closes them.
+silent_sockets(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S} = H = serve(Config, good, ["--limit", "handshake_ms=1500", "--limit", "handshakes=2"]),
+        Port = ?H:dist_port(S),
+        Socks = [begin {ok, T} = gen_tcp:connect("127.0.0.1", Port, [binary, {active, false}]), T end
+                 || _ <- [1, 2, 3]],
+        with(Config, [good], fun([B]) ->
+            ?assertEqual(pong, on(B, fun() -> net_adm:ping(S) end))
+        end),
+        [?assertEqual(closed, ?H:await_close(T, ?H:ms(10000))) || T <- Socks],
+        ?H:wait_line(H, "handshake from 127.0.0.1 .* handshake timed out", ?TMO),
         still_serving(Config, S)
     end).
