@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1088,9 +1089,7 @@ cnode__conn_take_locked(cnode_node *node, cnode__peer *peer)
 {
     cnode__conn *c = peer ? peer->up : NULL;
     int expect = RT_FREE;
-    /* not over TLS (cnode/README.md, "Callers that read"): the caller's blocking recv would read
-     * ciphertext past the session, and a session cannot be read and written by two threads */
-    if (!node->has_io_thread || !c || c->state != CONN_UP || c->tls ||
+    if (!node->has_io_thread || !c || c->state != CONN_UP ||
         !atomic_compare_exchange_strong(&c->rtoken, &expect, RT_CALLER))
         return NULL;
     return c;
@@ -1110,6 +1109,8 @@ cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c)
 static void
 set_lowat(cnode__conn *c, int v)
 {
+    if (c->tls)
+        return; /* the kernel counts ciphertext: a plaintext length means nothing to it */
     if (c->lowat != v && setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
         c->lowat = v;
 }
@@ -1131,7 +1132,8 @@ rearm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
 void
 cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c)
 {
-    int fd = c->fd, pend = c->skip > 0;
+    /* TLS: records the session decrypted and nobody read are the loop's too (conn_pending) */
+    int fd = c->fd, pend = c->skip > 0 || (c->tls && cnode__tx_buffered(c));
     if (pend)
         atomic_store(&c->pending_in, 1);
     if (pend || c->rearm_now) {
@@ -1243,7 +1245,7 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
             if (us < (int64_t)slice * 1000)
                 slice = (int)((us + 999) / 1000);
         }
-        if (c->rcvtimeo_ms != slice) {
+        if (!c->tls && c->rcvtimeo_ms != slice) {
             struct timeval tv = {.tv_sec = slice / 1000, .tv_usec = (slice % 1000) * 1000};
             if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
                 return -1;
@@ -1256,6 +1258,24 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
                 return -1;
             c->ibuf = nb;
             c->icap = ncap;
+        }
+        if (c->tls) {
+            /* TLS: what the session holds first, then wait for the socket without any lock and read
+             * again (tls->lock only around each non-blocking SSL_read; writers go on meanwhile) */
+            ssize_t n = cnode__tx_recv(c, c->ibuf + c->ilen, c->icap - c->ilen);
+            if (n > 0) {
+                c->ilen += (size_t)n;
+                return n;
+            }
+            if (n == 0 || errno != EAGAIN)
+                return n == 0 ? 0 : -1;
+            struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+            int r = poll(&pf, 1, slice);
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if (r == 0 && quick)
+                return 1;
+            continue; /* readable (perhaps only part of a record), or the slice passed: the deadline */
         }
         ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
         if (n > 0) {
@@ -1309,6 +1329,8 @@ cnode__conn_pending(cnode_node *node)
                 continue;
             c->rd = 2;
             const char *err = read_frames(node, c);
+            if (!err && c->tls && cnode__tx_buffered(c))
+                c->tx_more = node->tx_more = 1; /* a reading caller left decrypted records */
             atomic_store(&c->rtoken, RT_FREE);
             if (err && c->state != CONN_DEAD)
                 cnode__conn_close(node, c, *err ? err : NULL);
