@@ -1277,6 +1277,7 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
                 return 1;
             continue; /* readable (perhaps only part of a record), or the slice passed: the deadline */
         }
+        /* plain: the one blocking read of a connection (not cnode__tx_recv, which never waits) */
         ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
         if (n > 0) {
             c->ilen += (size_t)n;

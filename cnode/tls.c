@@ -40,58 +40,58 @@
 
 /* ---- libssl, loaded on first use ---------------------------------------------------------- */
 
-#define SSL_FNS(X)                                                                                                     \
-    X(OPENSSL_init_ssl)                                                                                                \
-    X(TLS_method)                                                                                                      \
-    X(SSL_CTX_new)                                                                                                     \
-    X(SSL_CTX_free)                                                                                                    \
-    X(SSL_CTX_ctrl)                                                                                                    \
-    X(SSL_CTX_set_options)                                                                                             \
-    X(SSL_CTX_use_certificate_chain_file)                                                                              \
-    X(SSL_CTX_use_PrivateKey_file)                                                                                     \
-    X(SSL_CTX_check_private_key)                                                                                       \
-    X(SSL_CTX_load_verify_locations)                                                                                   \
-    X(SSL_CTX_set_verify)                                                                                              \
-    X(SSL_CTX_set_verify_depth)                                                                                        \
-    X(SSL_CTX_set_cipher_list)                                                                                         \
-    X(SSL_CTX_set_ciphersuites)                                                                                        \
-    X(SSL_CTX_set_num_tickets)                                                                                         \
-    X(SSL_new)                                                                                                         \
-    X(SSL_free)                                                                                                        \
-    X(SSL_ctrl)                                                                                                        \
-    X(SSL_set_bio)                                                                                                     \
-    X(SSL_set_connect_state)                                                                                           \
-    X(SSL_set_accept_state)                                                                                            \
-    X(SSL_do_handshake)                                                                                                \
-    X(SSL_read)                                                                                                        \
-    X(SSL_write)                                                                                                       \
-    X(SSL_get_error)                                                                                                   \
-    X(SSL_pending)                                                                                                     \
-    X(SSL_set1_host)                                                                                                   \
-    X(SSL_get0_param)                                                                                                  \
-    X(SSL_get_verify_result)                                                                                           \
-    X(SSL_get_rbio)                                                                                                    \
-    X(SSL_get_ex_data_X509_STORE_CTX_idx)                                                                              \
-    X(X509_STORE_CTX_get_ex_data)                                                                                      \
-    X(SSL_get_version)                                                                                                 \
-    X(SSL_get_current_cipher)                                                                                          \
-    X(SSL_CIPHER_get_name)                                                                                             \
-    X(X509_VERIFY_PARAM_set1_ip_asc)                                                                                   \
-    X(X509_verify_cert_error_string)                                                                                   \
-    X(ERR_get_error)                                                                                                   \
-    X(ERR_peek_error)                                                                                                  \
-    X(ERR_clear_error)                                                                                                 \
-    X(ERR_reason_error_string)                                                                                         \
-    X(BIO_meth_new)                                                                                                    \
-    X(BIO_meth_set_write)                                                                                              \
-    X(BIO_meth_set_read)                                                                                               \
-    X(BIO_meth_set_ctrl)                                                                                               \
-    X(BIO_get_new_index)                                                                                               \
-    X(BIO_new)                                                                                                         \
-    X(BIO_set_data)                                                                                                    \
-    X(BIO_get_data)                                                                                                    \
-    X(BIO_set_init)                                                                                                    \
-    X(BIO_set_flags)                                                                                                   \
+#define SSL_FNS(X)                                                                                                                 \
+    X(OPENSSL_init_ssl)                                                                                                            \
+    X(TLS_method)                                                                                                                  \
+    X(SSL_CTX_new)                                                                                                                 \
+    X(SSL_CTX_free)                                                                                                                \
+    X(SSL_CTX_ctrl)                                                                                                                \
+    X(SSL_CTX_set_options)                                                                                                         \
+    X(SSL_CTX_use_certificate_chain_file)                                                                                          \
+    X(SSL_CTX_use_PrivateKey_file)                                                                                                 \
+    X(SSL_CTX_check_private_key)                                                                                                   \
+    X(SSL_CTX_load_verify_locations)                                                                                               \
+    X(SSL_CTX_set_verify)                                                                                                          \
+    X(SSL_CTX_set_verify_depth)                                                                                                    \
+    X(SSL_CTX_set_cipher_list)                                                                                                     \
+    X(SSL_CTX_set_ciphersuites)                                                                                                    \
+    X(SSL_CTX_set_num_tickets)                                                                                                     \
+    X(SSL_new)                                                                                                                     \
+    X(SSL_free)                                                                                                                    \
+    X(SSL_ctrl)                                                                                                                    \
+    X(SSL_set_bio)                                                                                                                 \
+    X(SSL_set_connect_state)                                                                                                       \
+    X(SSL_set_accept_state)                                                                                                        \
+    X(SSL_do_handshake)                                                                                                            \
+    X(SSL_read)                                                                                                                    \
+    X(SSL_write)                                                                                                                   \
+    X(SSL_get_error)                                                                                                               \
+    X(SSL_pending)                                                                                                                 \
+    X(SSL_set1_host)                                                                                                               \
+    X(SSL_get0_param)                                                                                                              \
+    X(SSL_get_verify_result)                                                                                                       \
+    X(SSL_get_rbio)                                                                                                                \
+    X(SSL_get_ex_data_X509_STORE_CTX_idx)                                                                                          \
+    X(X509_STORE_CTX_get_ex_data)                                                                                                  \
+    X(SSL_get_version)                                                                                                             \
+    X(SSL_get_current_cipher)                                                                                                      \
+    X(SSL_CIPHER_get_name)                                                                                                         \
+    X(X509_VERIFY_PARAM_set1_ip_asc)                                                                                               \
+    X(X509_verify_cert_error_string)                                                                                               \
+    X(ERR_get_error)                                                                                                               \
+    X(ERR_peek_error)                                                                                                              \
+    X(ERR_clear_error)                                                                                                             \
+    X(ERR_reason_error_string)                                                                                                     \
+    X(BIO_meth_new)                                                                                                                \
+    X(BIO_meth_set_write)                                                                                                          \
+    X(BIO_meth_set_read)                                                                                                           \
+    X(BIO_meth_set_ctrl)                                                                                                           \
+    X(BIO_get_new_index)                                                                                                           \
+    X(BIO_new)                                                                                                                     \
+    X(BIO_set_data)                                                                                                                \
+    X(BIO_get_data)                                                                                                                \
+    X(BIO_set_init)                                                                                                                \
+    X(BIO_set_flags)                                                                                                               \
     X(BIO_clear_flags)
 
 static struct {
@@ -108,17 +108,17 @@ static pthread_once_t p_once = PTHREAD_ONCE_INIT;
 
 struct cnode__tls_ctx {
     SSL_CTX *server, *client;
-    int client_verify;   /* dialling checks the peer's certificate */
-    int sni_disable;     /* dialling sends no SNI and checks no host */
-    char *sni;           /* dialling: this name instead of the dialled host */
+    int client_verify; /* dialling checks the peer's certificate */
+    int sni_disable;   /* dialling sends no SNI and checks no host */
+    char *sni;         /* dialling: this name instead of the dialled host */
 };
 
 struct cnode__tls {
     pthread_mutex_t lock; /* every SSL_* call on ssl */
     SSL *ssl;
     int fd;
-    int sys_errno;        /* what recv/send said last (BIO) */
-    int mute;             /* accepting: the peer's certificate failed; its alert is not sent (BIO) */
+    int sys_errno; /* what recv/send said last (BIO) */
+    int mute;      /* accepting: the peer's certificate failed; its alert is not sent (BIO) */
     int failed;
     char why[200];        /* "TLS: ..." once failed */
     char scratch[RECORD]; /* a record's plaintext gathered from several pieces */
@@ -191,10 +191,10 @@ p_load(void)
         snprintf(p_err, sizeof p_err, "TLS: cannot load OpenSSL (libssl.so.3): %s", dlerror());
         return;
     }
-#define LOAD(f)                                                                                                        \
-    if (!(*(void **)&P.f = dlsym(h, #f))) {                                                                            \
-        snprintf(p_err, sizeof p_err, "TLS: OpenSSL lacks %s", #f);                                                    \
-        return;                                                                                                        \
+#define LOAD(f)                                                                                                                    \
+    if (!(*(void **)&P.f = dlsym(h, #f))) {                                                                                        \
+        snprintf(p_err, sizeof p_err, "TLS: OpenSSL lacks %s", #f);                                                                \
+        return;                                                                                                                    \
     }
     SSL_FNS(LOAD)
 #undef LOAD
@@ -243,8 +243,7 @@ ctx_build(SSL_CTX **out, const cnode__tls_side *s, int server, cnode_error *err)
     P.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_PROTO_VERSION, (v & CNODE_TLS_V1_3) ? TLS1_3_VERSION : TLS1_2_VERSION, NULL);
     P.SSL_CTX_ctrl(ctx, SSL_CTRL_MODE,
                    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS, NULL);
-    P.SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                                   SSL_OP_NO_COMPRESSION);
+    P.SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
     P.SSL_CTX_set_num_tickets(ctx, 0);
     if (s->certfile) {
         const char *key = s->keyfile ? s->keyfile : s->certfile;
@@ -300,8 +299,8 @@ static int
 tls_wanted(const cnode_node_opts *o)
 {
     const cnode_tls_opts *t = &o->tls;
-    return o->proto_dist == CNODE_PROTO_INET_TLS || o->proto_dist == CNODE_PROTO_INET6_TLS || t->certfile ||
-           t->keyfile || t->cafile || t->optfile || t->verify || t->server_name || t->versions || t->ciphers;
+    return o->proto_dist == CNODE_PROTO_INET_TLS || o->proto_dist == CNODE_PROTO_INET6_TLS || t->certfile || t->keyfile ||
+           t->cafile || t->optfile || t->verify || t->server_name || t->versions || t->ciphers;
 }
 
 static char *
@@ -462,8 +461,7 @@ cnode__tls_conn_new(cnode_node *node, cnode__conn *c)
             if (!literal) /* RFC 6066: SNI names a host, never an address */
                 P.SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)host);
             if (x->client_verify) {
-                int ok = literal ? P.X509_VERIFY_PARAM_set1_ip_asc(P.SSL_get0_param(t->ssl), host)
-                                 : P.SSL_set1_host(t->ssl, host);
+                int ok = literal ? P.X509_VERIFY_PARAM_set1_ip_asc(P.SSL_get0_param(t->ssl), host) : P.SSL_set1_host(t->ssl, host);
                 if (ok != 1) {
                     P.ERR_clear_error();
                     P.SSL_free(t->ssl);
@@ -509,8 +507,7 @@ fail_why(cnode__tls *t, int handshake, int sslerr)
         const char *r = ssl_reason();
         int alert = strstr(r, "alert") != NULL;
         int plain = reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
-                    reason == SSL_R_RECORD_LENGTH_MISMATCH || reason == SSL_R_UNEXPECTED_MESSAGE ||
-                    reason == SSL_R_HTTP_REQUEST;
+                    reason == SSL_R_RECORD_LENGTH_MISMATCH || reason == SSL_R_UNEXPECTED_MESSAGE || reason == SSL_R_HTTP_REQUEST;
         snprintf(t->why, sizeof t->why, "TLS: %s%s%s", alert ? "refused by the peer: " : "", r,
                  plain ? " (does the peer run plain TCP?)" : "");
     } else if (handshake) {

@@ -259,8 +259,7 @@ one_option(walk *w, void *ud)
             return bad(w, "server_name_indication is a client option");
         int type, size;
         ei_get_type(w->buf, &w->idx, &type, &size);
-        if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_UTF8_EXT || type == ERL_ATOM_UTF8_EXT ||
-            type == ERL_SMALL_ATOM_EXT) {
+        if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_UTF8_EXT || type == ERL_ATOM_UTF8_EXT || type == ERL_SMALL_ATOM_EXT) {
             char a[MAXATOMLEN_UTF8];
             get_atom(w, a);
             if (strcmp(a, "disable") != 0)
