@@ -560,7 +560,13 @@ cnode__tls_describe(cnode__conn *c, char *buf, size_t cap)
 const char *
 cnode__tx_error(const cnode__conn *c)
 {
-    return c->tls && c->tls->failed ? c->tls->why : NULL;
+    cnode__tls *t = c->tls;
+    if (!t)
+        return NULL;
+    pthread_mutex_lock(&t->lock); /* a writer may be failing it now; why is written once, under the lock */
+    int failed = t->failed;
+    pthread_mutex_unlock(&t->lock);
+    return failed ? t->why : NULL;
 }
 
 ssize_t
