@@ -61,6 +61,7 @@ init_per_suite(Config) ->
     Files = #{good => Opts("node", []),
               tls13 => Opts("node", [{versions, ['tlsv1.3']}]),
               bad => Opts("bad", []),
+              bad13 => Opts("bad", [{versions, ['tlsv1.3']}]),
               expired => Opts("expired", []),
               other => Opts("other", []),
               pem => fun(P) -> filename:join(Dir, P) end},
@@ -205,6 +206,14 @@ tls13(Config) ->
             ?H:wait_line(H, "nodeup .*incoming, TLSv1.3 ", ?TMO),
             ?assertEqual({0, "pong\n"}, cli(Config, tls13, ["ping", atom_to_list(Bn)])),
             ?assertEqual({0, "3\n"}, cli(Config, tls13, ["call", atom_to_list(Bn), "erlang", "abs", "[-3]"])),
+            %% TLS 1.3: the server judges the client's certificate after the client's handshake
+            %% is done; the refusal comes as an alert on the first read, still exit 3, both ways
+            {3, Out13} = cli(Config, bad13, ["ping", atom_to_list(Bn)]),
+            ?assertMatch({match, _}, re:run(Out13, "TLS: refused by the peer: ")),
+            with(Config, [bad13], fun([Bad]) ->
+                ?assertEqual(pang, on(Bad, fun() -> net_adm:ping(S) end)),
+                ?H:wait_line(H, "handshake from .* failed: TLS: peer certificate refused", ?TMO)
+            end),
             %% a TLS 1.2-only C node and a TLS 1.3-only BEAM node do not agree
             {3, Out} = cli(Config, good, ["ping", atom_to_list(Bn)]),
             ?assertMatch({match, _}, re:run(Out, "TLS"))
