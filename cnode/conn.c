@@ -976,7 +976,7 @@ read_frames(cnode_node *node, cnode__conn *c)
     if (c->rd == 0)
         return "connection closed by peer";
     if (c->rd == -1)
-        return "read error";
+        return cnode__tx_error(c) ? cnode__tx_error(c) : "read error"; /* TLS: the alert or the failure */
     return NULL;
 }
 
