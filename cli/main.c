@@ -24,7 +24,7 @@ usage(FILE *f)
     fprintf(f, "usage: cnode [GLOBAL OPTIONS] COMMAND [ARGS]\n"
                "\n"
                "commands:\n"
-               "  ping NODE                      pong (exit 0) or pang (exit 1)\n"
+               "  ping NODE                      pong (exit 0) or pang (exit 1; 3 when TLS refused it)\n"
                "  call [--timeout MS] NODE MOD FUN ARGS\n"
                "                                 erpc:call: prints the result as ~0p prints it\n"
                "  cast NODE MOD FUN ARGS         erpc:cast (ARGS: Erlang term text of a list)\n"
@@ -54,6 +54,12 @@ usage(FILE *f)
                "                                 such as --name c@::1 or app@fdaa::3 (no brackets)\n"
                "  --probe-timeout MS             pg scopes (members, serve, balance): a node whose liveness\n"
                "                                 probe goes unanswered this long is suspect (default 1000)\n"
+               "  --tls-cert F, --tls-key F      PEM certificate and key of this node (TLS options mean\n"
+               "                                 inet_tls unless --proto-dist says otherwise)\n"
+               "  --tls-ca F                     PEM CAs that peers' certificates must chain to\n"
+               "  --tls-verify V                 peer (default with --tls-ca: the peer's certificate must\n"
+               "                                 chain to the CAs and name the host dialled) or none\n"
+               "  --ssl-dist-optfile F           BEAM's -ssl_dist_optfile: [{server,Opts},{client,Opts}]\n"
                "  -v                             log to stderr (repeat for more)\n"
                "  -h, --help                     this text; COMMAND --help: that command's\n"
                "  --version                      library version, OTP release, distribution flags\n"
@@ -109,12 +115,14 @@ cli_node_start(const cli_opts *o, cnode_node **node)
     no.workers = o->workers;
     no.limits = o->limits;
     no.proto_dist = o->proto_dist;
+    no.tls = o->tls;
     no.log = o->verbose ? cli_log : NULL;
     no.log_level = o->verbose ? o->verbose : 0;
     cnode_error err = {0};
     int rc = cnode_node_new(&no, node, &err);
     if (rc != 0) {
         fprintf(stderr, "cnode: cannot start node: %s\n", err.message[0] ? err.message : cnode_strerror(rc));
+        cnode_error_clear(&err);
         return rc == CNODE_EEPMD ? EXIT_NOCONN : EXIT_USAGE;
     }
     return 0;
@@ -217,7 +225,8 @@ typedef struct {
 static const command commands[] = {
     {"ping", cmd_ping, 1, 1,
      "usage: cnode ping NODE\n"
-     "  Connects to NODE as net_adm:ping/1 does and prints pong (exit 0) or pang (exit 1).\n"
+     "  Connects to NODE as net_adm:ping/1 does and prints pong (exit 0) or pang (exit 1;\n"
+     "  exit 3 when the TLS layer refused the connection, with the reason on stderr).\n"
      "  --timeout MS bounds the attempt (default 5000); -v says why on pang.\n" GLOBAL_HINT},
     {"serve", cmd_serve, 0, 0,
      "usage: cnode serve [--workers N] [--scope S [--group G]] [--connect NODE]...\n"
@@ -271,6 +280,9 @@ main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"proto-dist", required_argument, NULL, 'P'},
         {"probe-timeout", required_argument, NULL, 'T'},
+        {"tls-cert", required_argument, NULL, 1},  {"tls-key", required_argument, NULL, 2},
+        {"tls-ca", required_argument, NULL, 3},    {"tls-verify", required_argument, NULL, 4},
+        {"ssl-dist-optfile", required_argument, NULL, 5},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -342,6 +354,28 @@ main(int argc, char **argv)
             o.proto_dist = i < 4 ? (cnode_proto_dist)(CNODE_PROTO_INET_TCP + i) : CNODE_PROTO_DEFAULT;
             break;
         }
+        case 1:
+            o.tls.certfile = optarg;
+            break;
+        case 2:
+            o.tls.keyfile = optarg;
+            break;
+        case 3:
+            o.tls.cafile = optarg;
+            break;
+        case 4:
+            if (strcmp(optarg, "peer") == 0 || strcmp(optarg, "verify_peer") == 0) {
+                o.tls.verify = CNODE_TLS_VERIFY_PEER;
+            } else if (strcmp(optarg, "none") == 0 || strcmp(optarg, "verify_none") == 0) {
+                o.tls.verify = CNODE_TLS_VERIFY_NONE;
+            } else {
+                fprintf(stderr, "cnode: --tls-verify takes peer or none, not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            break;
+        case 5:
+            o.tls.optfile = optarg;
+            break;
         case 'S':
             o.scope = optarg;
             break;

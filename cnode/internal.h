@@ -17,7 +17,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -29,6 +31,8 @@
 typedef struct cnode__peer cnode__peer;
 typedef struct cnode__conn cnode__conn;
 typedef struct cnode__resolver cnode__resolver;
+typedef struct cnode__tls cnode__tls;         /* tls.c: one connection's TLS session */
+typedef struct cnode__tls_ctx cnode__tls_ctx; /* tls.c: a node's TLS configuration */
 
 /* A socket address of either family (addr.c). */
 typedef union {
@@ -50,7 +54,7 @@ typedef struct cnode__obuf {
     char data[];
 } cnode__obuf;
 
-enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_DEAD };
+enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_TLS, CONN_HANDSHAKE, CONN_UP, CONN_DEAD };
 
 /* One socket: an epmd lookup, a handshake in either direction, or an up connection. */
 struct cnode__conn {
@@ -84,6 +88,8 @@ struct cnode__conn {
     int armed;                /* epoll has read interest (peer->wlock) */
     _Atomic int64_t released_ms; /* a caller let go of the token, leaving the socket unarmed (lazy) */
     int close_later;          /* closed while a caller read: the fd is closed at reap, after its release */
+    cnode__tls *tls;          /* TLS nodes, from the TCP connect on (CONN_TLS); freed at reap */
+    int tx_more;              /* loop thread: the transport holds input epoll cannot see (TLS buffers) */
     struct cnode__conn *next; /* node->conns */
 };
 
@@ -113,6 +119,7 @@ struct cnode__peer {
     cnode__conn *up;       /* the up connection, or NULL */
     cnode__conn *dialling; /* our outgoing attempt, or NULL */
     int fd;                /* up->fd, or -1; readable without node->lock by writers holding wlock */
+    cnode__conn *wconn;    /* up, as writers see it (with fd, under wlock): what cnode__tx_writev writes to */
     uint64_t flags;        /* flags in force */
     uint32_t creation;
     unsigned generation;   /* bumped at every nodedown */
@@ -133,6 +140,7 @@ struct cnode__peer {
     size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
     unsigned inflight;     /* erpc requests to it in the table (node->lock) */
     int connect_failed;    /* bumped when an attempt fails */
+    int tls_refused;       /* the last attempt failed in the TLS layer (node->lock) */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
 
@@ -325,6 +333,8 @@ struct cnode_node {
     int accept_paused;               /* listen socket out of epoll (EMFILE) */
     struct timespec accept_resume;
     int64_t accept_logged_ms;
+    cnode__tls_ctx *tls;             /* TLS node (tls.c), else NULL */
+    int tx_more;                     /* loop thread: some connection has c->tx_more */
 };
 
 /* util.c */
@@ -461,6 +471,51 @@ void cnode__conn_reap(cnode_node *node);
 /* accept failed for want of descriptors: stop polling the listen socket a while */
 void cnode__accept_pause(cnode_node *node, int err);
 void cnode__push_event(cnode_node *node, int up, const char *name, const char *reason);
+
+/* Add an event for each connection whose transport holds input epoll cannot report (c->tx_more),
+ * after the n in evs (at most cap); the new n. Loop thread. */
+int cnode__conn_more(cnode_node *node, struct epoll_event *evs, int n, int cap);
+
+/* tls.c: the transport. Every read and write of a distribution connection's socket goes
+ * through these two (epmd's do not): plain, recv/sendmsg with MSG_DONTWAIT (and MSG_NOSIGNAL);
+ * TLS, SSL_read/SSL_write under the connection's own lock (one SSL object is never used by two
+ * threads at once). Like recv/sendmsg: bytes, 0 at EOF (recv), or -1 with errno (EAGAIN when
+ * it would block; EPROTO for a TLS failure, named by cnode__tx_error). */
+ssize_t cnode__tx_recv(cnode__conn *c, void *buf, size_t len);
+ssize_t cnode__tx_writev(cnode__conn *c, const struct iovec *iov, int iovcnt);
+/* TLS: decrypted bytes wait in the session (a read stopped short of them): epoll will not tell. */
+int cnode__tx_buffered(cnode__conn *c);
+/* Why the TLS session failed ("TLS: ..."), or NULL. Valid until the connection is freed. */
+const char *cnode__tx_error(const cnode__conn *c);
+/* Node set-up: opts' TLS fields and optfile into node->tls (OpenSSL loaded now). 0, or
+ * CNODE_ECONFIG / CNODE_ENOMEM with err filled. */
+int cnode__tls_setup(cnode_node *node, const cnode_node_opts *opts, cnode_error *err);
+void cnode__tls_ctx_free(cnode__tls_ctx *t);
+/* A TLS session on c->fd, client (c->outgoing: SNI and host check from c->host) or server. 0 or -1. */
+int cnode__tls_conn_new(cnode_node *node, cnode__conn *c);
+void cnode__tls_conn_free(cnode__conn *c);
+/* Drive the TLS handshake: 1 done, 0 again (*want_write: wait for EPOLLOUT too), -1 failed
+ * (cnode__tx_error says why). Loop thread. */
+int cnode__tls_step(cnode__conn *c, int *want_write);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" (static or the session's) for the nodeup log line. */
+const char *cnode__tls_describe(cnode__conn *c, char *buf, size_t cap);
+
+/* tls_opts.c: the options of one side (server: accepting, client: dialling), from
+ * cnode_tls_opts and the ssl_dist_optfile. Strings are malloc'd. */
+typedef struct {
+    char *certfile, *keyfile, *cafile, *ciphers, *sni;
+    int verify;               /* -1 unset, else CNODE_TLS_VERIFY_PEER / _NONE */
+    int fail_if_no_peer_cert; /* -1 unset, 0, 1 */
+    int sni_disable;          /* client: server_name_indication disable */
+    unsigned versions;        /* CNODE_TLS_V1_* bits; 0 unset */
+    int depth;                /* -1 unset */
+} cnode__tls_side;
+void cnode__tls_side_init(cnode__tls_side *s);
+void cnode__tls_side_free(cnode__tls_side *s);
+/* Parse ssl_dist_optfile text into the two sides (fields it sets replace theirs). 0, or -1
+ * with why ("{server, ...}: verify_fun cannot be honoured (...)"). */
+int cnode__tls_optfile_parse(const char *text, cnode__tls_side *server, cnode__tls_side *client, char *why,
+                             size_t cap);
 
 /* proc.c (node->lock held unless noted) */
 cnode_proc *cnode__proc_by_pid(cnode_node *node, const erlang_pid *pid);

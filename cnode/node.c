@@ -298,6 +298,7 @@ node_free(cnode_node *node)
     }
     free(node->peer_tab);
     free(node->procs);
+    cnode__tls_ctx_free(node->tls);
     pthread_mutex_destroy(&node->lock);
     pthread_mutex_destroy(&node->loop_lock);
     pthread_cond_destroy(&node->loop_cond);
@@ -344,10 +345,9 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: missing options or name");
         return CNODE_EINVAL;
     }
-    if (opts->proto_dist != CNODE_PROTO_DEFAULT && opts->proto_dist != CNODE_PROTO_INET_TCP &&
-        opts->proto_dist != CNODE_PROTO_INET6_TCP) {
-        cnode__seterr(err, CNODE_ENOTSUP, NULL, "cnode_node_new: only the inet_tcp and inet6_tcp transports are built so far");
-        return CNODE_ENOTSUP;
+    if (opts->proto_dist < CNODE_PROTO_DEFAULT || opts->proto_dist > CNODE_PROTO_INET6_TLS) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: unknown proto_dist %d", (int)opts->proto_dist);
+        return CNODE_EINVAL;
     }
     pthread_once(&ei_once, do_ei_init);
     if (ei_init_rc != 0) {
@@ -362,6 +362,7 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     node->opts = *opts;
     node->opts.name = NULL; /* borrowed for the call only */
     node->opts.cookie = NULL;
+    memset(&node->opts.tls, 0, sizeof node->opts.tls); /* read below, during this call only */
     node->listen_fd = node->epmd_fd = node->epfd = node->evfd = -1;
     pthread_mutex_init(&node->lock, NULL);
     pthread_mutex_init(&node->loop_lock, NULL);
@@ -401,6 +402,8 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         rc = CNODE_ECONFIG;
         goto fail;
     }
+    if ((rc = cnode__tls_setup(node, opts, err)) != 0)
+        goto fail;
     node->epfd = epoll_create1(EPOLL_CLOEXEC);
     node->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (node->epfd < 0 || node->evfd < 0) {
@@ -860,13 +863,13 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
             }
         }
         if (!p->up)
-            rc = p->connect_failed != failed0 ? CNODE_ENOCONNECTION : CNODE_ETIMEOUT;
+            rc = p->connect_failed == failed0 ? CNODE_ETIMEOUT : p->tls_refused ? CNODE_EAUTH : CNODE_ENOCONNECTION;
     }
     char why[sizeof p->last_error];
     snprintf(why, sizeof why, "%s", p->last_error);
     cnode__peer_release(p);
     pthread_mutex_unlock(&node->lock);
-    if (rc == CNODE_ENOCONNECTION)
+    if (rc == CNODE_ENOCONNECTION || rc == CNODE_EAUTH)
         cnode__seterr(err, rc, peer, "cannot connect to %s%s%s", peer, why[0] ? ": " : "", why);
     else if (rc == CNODE_ETIMEOUT)
         cnode__seterr(err, rc, peer, "connecting to %s timed out after %u ms", peer, timeout_ms);

@@ -136,11 +136,7 @@ send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, i
     }
     size_t skip = 0;
     if (peer->fd >= 0 && !peer->oq_head && !on_loop) {
-        struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
-        ssize_t n;
-        do
-            n = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = cnode__tx_writev(peer->wconn, v, nv);
         if (n == (ssize_t)flen) {
             atomic_store(&peer->last_write_ms, cnode__now_ms());
             pthread_mutex_unlock(&peer->wlock);
@@ -261,11 +257,8 @@ cnode__flush_peer(cnode_node *node, cnode__peer *peer)
             iov[n].iov_base = o->data + o->off;
             iov[n].iov_len = o->len - o->off;
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = cnode__tx_writev(peer->wconn, iov, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
             if (errno != EAGAIN) /* the read side will see the error and close */
                 cnode__drop_output(peer);
             break;

@@ -567,6 +567,7 @@ main(int argc, char **argv)
     unsigned ticktime = 0;
     int verbose = 0;
     cnode_limits limits = {0};
+    const char *optfile = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sname") && i + 1 < argc)
             sname = argv[++i];
@@ -580,14 +581,16 @@ main(int argc, char **argv)
             ticktime = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v"))
             verbose = 3;
+        else if (!strcmp(argv[i], "--ssl-dist-optfile") && i + 1 < argc)
+            optfile = argv[++i];
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "mailbox_len=", 12))
             limits.mailbox_len = (size_t)strtoul(argv[++i] + 12, NULL, 10);
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "served_in_flight=", 17))
             limits.served_in_flight = (unsigned)strtoul(argv[++i] + 17, NULL, 10);
         else {
             fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME|--name N@H --cookie C [--proto-dist inet6_tcp] "
-                            "[--ticktime S] "
-                            "[--limit mailbox_len=N] [--limit served_in_flight=N] [-v]\n");
+                            "[--ticktime S] [--limit mailbox_len=N] [--limit served_in_flight=N] "
+                            "[--ssl-dist-optfile F] [-v]\n");
             return 2;
         }
     }
@@ -600,7 +603,8 @@ main(int argc, char **argv)
                          .log_level = verbose ? verbose : CNODE_LOG_WARNING,
                          .on_nodeup = on_up,
                          .on_nodedown = on_down,
-                         .limits = limits};
+                         .limits = limits,
+                         .tls = {.optfile = optfile}};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
         fprintf(stderr, "testnode: cannot start: %s\n", err.message);
