@@ -11,7 +11,7 @@ CPPFLAGS  += -D_GNU_SOURCE -D_REENTRANT -DCNODE_VERSION='"$(VERSION)"' -Iinclude
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -fPIC -pthread $(WARN)
 SANFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS    := -L$(EI_DIR)/lib -lei -lmd -lbsd -ldl -lpthread -lm
+LDLIBS    := -L$(EI_DIR)/lib -lei -lbsd -ldl -lpthread -lm
 
 # For `cnode --version`: the OTP release and erl_interface this copy is built and tested with.
 OTP_RELEASE := $(shell cat $(EI_DIR)/../../releases/*/OTP_VERSION 2>/dev/null | head -n 1)
@@ -42,10 +42,11 @@ EXAMPLES  := $(EX_SRC:examples/%.c=build/examples/%)
 .PHONY: fuzz fuzz-build chaos partition soak
 all: build/libcnode.a build/libcnode.so build/cnode $(EXAMPLES)
 
+# Release objects: one section per function, for build/cnode's link order below.
 build/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -ffunction-sections -c $< -o $@
 build/asan/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
@@ -68,8 +69,14 @@ build/libcnode.map: libcnode.map.in $(EI_DIR)/include/ei.h
 build/libcnode.so: $(LIB_OBJ) build/libcnode.map
 	$(CC) -shared -Wl,-soname,libcnode.so.$(SOVERSION) -Wl,--version-script=build/libcnode.map -pthread -o $@ \
 	  $(LIB_OBJ) -Wl,--whole-archive $(EI_LIB) -Wl,--no-whole-archive $(filter-out -lei,$(LDLIBS))
-build/cnode: $(CLI_SRC:%.c=build/obj/%.o) build/libcnode.a
-	$(CC) -pthread -o $@ $(filter %.o,$^) build/libcnode.a $(LDLIBS)
+# build/cnode: with ld.lld at hand, the functions an idle node runs (cli/hot.syms) are linked
+# together at the end of .text, so a watching `cnode members` maps about 140 KB less of the
+# binary (cli/README.md); without it, the plain link.
+LLD       := $(shell command -v ld.lld 2>/dev/null)
+LLD_ORDER := -fuse-ld=lld -Wl,--symbol-ordering-file=build/cnode.order -Wl,--no-warn-symbol-ordering
+build/cnode: $(CLI_SRC:%.c=build/obj/%.o) build/libcnode.a cli/hot.syms cli/link-order.sh
+	$(if $(LLD),sh cli/link-order.sh cli/hot.syms $(EI_LIB) $(filter %.o,$^) build/libcnode.a >build/cnode.order)
+	$(CC) -pthread $(if $(LLD),$(LLD_ORDER)) -o $@ $(filter %.o,$^) build/libcnode.a $(LDLIBS)
 build/examples/%: examples/%.c build/libcnode.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libcnode.a $(LDLIBS)

@@ -169,8 +169,9 @@ typedef struct {
     const char *key;
     size_t key_len;
 } cnode__lb_params;
+/* picked: NULL, or the last attempt's pick (node, snapshot generation, attempt). */
 int cnode__lb_route(cnode_balancer *b, const cnode__lb_params *p, int cast, const char *mod, const char *fun, const ei_x_buff *args,
-                    ei_x_buff *reply, char *served_by, size_t cap, cnode_error *err);
+                    ei_x_buff *reply, char *served_by, size_t cap, cnode_balancer_picked *picked, cnode_error *err);
 void cnode__lb_default_params(const cnode_balancer *b, cnode__lb_params *p);
 /* The distinct candidate nodes the source gives now (no filter for lists),
  * for LeastCpu's poller: *names yours (cnode_strv_free), may be 0. */

@@ -366,11 +366,14 @@ no_member(size_t members, size_t suspect, size_t filtered, cnode_error *err)
     return cnode__lb_fail(err, CNODE_EUNAVAILABLE, "no live members (%zu suspect, %zu filtered out)", suspect, filtered);
 }
 
-/* Pick a candidate, waiting up to wait_ms for one (pg source); name into out. */
+/* Pick a candidate, waiting up to wait_ms for one (pg source); name into out, and into *gen the
+ * generation of the pg snapshot the candidates came from (the view's: a pick never reads another), 0 for
+ * other sources. */
 static int
 pick_member(cnode_balancer *b, const char *key, size_t key_len, const char *args, size_t args_len, const char *const *avoid,
-            size_t navoid, char *out, size_t cap, cnode_error *err)
+            size_t navoid, char *out, size_t cap, uint64_t *gen, cnode_error *err)
 {
+    *gen = 0;
     if (b->source == CNODE__SRC_PG && !b->scope)
         return cnode__lb_fail(err, CNODE_EINVAL, "this balancer has no pg scope and no node list: use cnode_balancer_select_from");
     if (b->source == CNODE__SRC_PROVIDER) {
@@ -394,6 +397,8 @@ pick_member(cnode_balancer *b, const char *key, size_t key_len, const char *args
         int rc = current_view(b, &v);
         if (rc)
             return cnode__lb_fail(err, rc, "out of memory");
+        if (b->source == CNODE__SRC_PG)
+            *gen = v->gen;
         if (v->n > 0) {
             rc = pick_view(b, v, key, key_len, args, args_len, avoid, navoid, out, cap);
             return rc ? pick_failed(rc, err) : 0;
@@ -411,9 +416,10 @@ term_of(const ei_x_buff *x, const char **p, size_t *len)
     *len = *p ? (size_t)x->index : 0;
 }
 
-int
-cnode_balancer_select(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, cnode_error *err)
+static int
+select_gen(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, uint64_t *gen, cnode_error *err)
 {
+    *gen = 0;
     if (!b || !node || cap == 0)
         return cnode__lb_fail(err, CNODE_EINVAL, "balancer and node buffer required");
     const char *k, *a;
@@ -432,7 +438,27 @@ cnode_balancer_select(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *
         atomic_fetch_add(&s->in_flight, 1);
         return 0;
     }
-    return pick_member(b, k, kl, a, al, NULL, 0, node, cap, err);
+    return pick_member(b, k, kl, a, al, NULL, 0, node, cap, gen, err);
+}
+
+int
+cnode_balancer_select(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, cnode_error *err)
+{
+    uint64_t gen;
+    return select_gen(b, key, args, node, cap, &gen, err);
+}
+
+int
+cnode_balancer_select_picked(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, cnode_balancer_picked *picked,
+                             cnode_error *err)
+{
+    if (!picked)
+        return cnode__lb_fail(err, CNODE_EINVAL, "picked required");
+    picked->attempt = 0;
+    int rc = select_gen(b, key, args, picked->node, sizeof picked->node, &picked->gen, err);
+    if (rc)
+        picked->node[0] = 0;
+    return rc;
 }
 
 int
@@ -532,6 +558,16 @@ copy_out(char *dst, size_t cap, const char *src)
         snprintf(dst, cap, "%s", src);
 }
 
+static void
+picked_clear(cnode_balancer_picked *picked)
+{
+    if (picked) {
+        picked->node[0] = 0;
+        picked->gen = 0;
+        picked->attempt = 0;
+    }
+}
+
 static int64_t
 now_us(void)
 {
@@ -555,7 +591,7 @@ cnode__lb_default_params(const cnode_balancer *b, cnode__lb_params *p)
 static int
 attempt_once(cnode_balancer *b, const cnode__lb_params *p, int cast, const char *mod, const char *fun, int arity,
              const ei_x_buff *args, const char *const *avoid, size_t navoid, unsigned attempt, ei_x_buff *reply, char *target,
-             cnode_error *err)
+             uint64_t *gen, cnode_error *err)
 {
     const char *a;
     size_t al;
@@ -566,7 +602,7 @@ attempt_once(cnode_balancer *b, const cnode__lb_params *p, int cast, const char 
             cnode__rpc_log_call(b, p, mod, fun, arity, target, attempt);
         return b->local(mod, fun, args, cast ? NULL : reply, err, b->local_data);
     }
-    int rc = pick_member(b, p->key, p->key_len, a, al, avoid, navoid, target, CNODE_BALANCER_NODE_MAX, err);
+    int rc = pick_member(b, p->key, p->key_len, a, al, avoid, navoid, target, CNODE_BALANCER_NODE_MAX, gen, err);
     if (rc != 0)
         return rc;
     if (p->log)
@@ -583,18 +619,20 @@ attempt_once(cnode_balancer *b, const cnode__lb_params *p, int cast, const char 
 }
 
 static void
-observe(cnode_balancer *b, const char *mod, const char *fun, const char *node, int rc, unsigned attempt, int last, int64_t t0)
+observe(cnode_balancer *b, const char *mod, const char *fun, const char *node, int rc, unsigned attempt, int last, int64_t t0,
+        uint64_t gen)
 {
     if (!b->observer)
         return;
-    cnode_balancer_event ev = {b->group, mod, fun, node, rc, attempt, last, now_us() - t0};
+    cnode_balancer_event ev = {b->group, mod, fun, node, rc, attempt, last, now_us() - t0, gen};
     b->observer(&ev, b->observer_data);
 }
 
 int
 cnode__lb_route(cnode_balancer *b, const cnode__lb_params *p, int cast, const char *mod, const char *fun, const ei_x_buff *args,
-                ei_x_buff *reply, char *served_by, size_t cap, cnode_error *err)
+                ei_x_buff *reply, char *served_by, size_t cap, cnode_balancer_picked *picked, cnode_error *err)
 {
+    picked_clear(picked);
     if (!b || !mod || !fun || (!cast && !reply))
         return cnode__lb_fail(err, CNODE_EINVAL, "balancer, module, function and reply required");
     int arity = args_arity(args);
@@ -613,22 +651,28 @@ cnode__lb_route(cnode_balancer *b, const cnode__lb_params *p, int cast, const ch
         if (err)
             cnode_error_clear(err);
         target[0] = 0;
+        uint64_t gen = 0;
         int64_t t0 = now_us();
         if (reply)
             reply->index = (int)reply_at; /* a failed local attempt may have written */
-        int rc = attempt_once(b, p, cast, mod, fun, arity, args, avoid, navoid, attempt, reply, target, err);
+        int rc = attempt_once(b, p, cast, mod, fun, arity, args, avoid, navoid, attempt, reply, target, &gen, err);
         copy_out(served_by, cap, target);
+        if (picked) {
+            memcpy(picked->node, target, sizeof target);
+            picked->gen = gen;
+            picked->attempt = attempt;
+        }
         if (rc == 0) {
             if (err)
                 cnode_error_clear(err);
             if (p->log)
                 cnode__rpc_log_ok(b, mod, fun, arity, target, reply, reply_at);
-            observe(b, mod, fun, target, 0, attempt, 1, t0);
+            observe(b, mod, fun, target, 0, attempt, 1, t0, gen);
             return 0;
         }
         int again = (long)attempt < p->retries && should_retry(cast ? CNODE_LB_RETRY_NO_ROUTE : p->policy, rc);
         fill_details(err, rc, mod, fun, arity, attempt, target);
-        observe(b, mod, fun, target, rc, attempt, !again, t0);
+        observe(b, mod, fun, target, rc, attempt, !again, t0, gen);
         /* EasyRpc's bare path logs only a failed selection; the handled path every failure */
         if (p->log && (p->handled || !target[0]))
             cnode__rpc_log_failed(b, p, mod, fun, arity, target, attempt, !again, err);
@@ -656,7 +700,7 @@ cnode_balancer_call(cnode_balancer *b, const char *mod, const char *fun, const e
     cnode__lb_params p;
     cnode__lb_default_params(b, &p);
     term_of(key, &p.key, &p.key_len);
-    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, served_by, cap, err);
+    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, served_by, cap, NULL, err);
 }
 
 int
@@ -668,5 +712,31 @@ cnode_balancer_cast(cnode_balancer *b, const char *mod, const char *fun, const e
     cnode__lb_params p;
     cnode__lb_default_params(b, &p);
     term_of(key, &p.key, &p.key_len);
-    return cnode__lb_route(b, &p, 1, mod, fun, args, NULL, served_by, cap, err);
+    return cnode__lb_route(b, &p, 1, mod, fun, args, NULL, served_by, cap, NULL, err);
+}
+
+int
+cnode_balancer_call_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+                           ei_x_buff *reply, cnode_balancer_picked *picked, cnode_error *err)
+{
+    picked_clear(picked);
+    if (!b)
+        return cnode__lb_fail(err, CNODE_EINVAL, "balancer required");
+    cnode__lb_params p;
+    cnode__lb_default_params(b, &p);
+    term_of(key, &p.key, &p.key_len);
+    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, NULL, 0, picked, err);
+}
+
+int
+cnode_balancer_cast_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+                           cnode_balancer_picked *picked, cnode_error *err)
+{
+    picked_clear(picked);
+    if (!b)
+        return cnode__lb_fail(err, CNODE_EINVAL, "balancer required");
+    cnode__lb_params p;
+    cnode__lb_default_params(b, &p);
+    term_of(key, &p.key, &p.key_len);
+    return cnode__lb_route(b, &p, 1, mod, fun, args, NULL, NULL, 0, picked, err);
 }

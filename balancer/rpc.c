@@ -592,7 +592,7 @@ cnode__rpc_run(cnode_balancer *b, const char *mod, const char *fun, int arity, c
     p.log = !b->no_rpc_log && o->log != 0;
     if (o->key_arg && list_element(t, len, o->key_arg - 1, &p.key, &p.key_len) != 0)
         return cnode__lb_fail(err, CNODE_EVALIDATION, "key_arg %ld: no such argument term in the list", o->key_arg);
-    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, NULL, 0, err);
+    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, NULL, 0, NULL, err);
 }
 
 static int

@@ -202,6 +202,7 @@ int
 main(int argc, char **argv)
 {
     const char *sname = "bench_call", *cookie = NULL, *mode = "lat", *windows = "1,8,64", *threads = "8", *spid = NULL;
+    const char *optfile = NULL; /* --ssl-dist-optfile: the same over TLS */
     long n = 20000, warm = 2000;
     double secs = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -226,10 +227,12 @@ main(int argc, char **argv)
             secs = atof(v);
         else if (!strcmp(k, "--server-pid"))
             spid = v;
+        else if (!strcmp(k, "--ssl-dist-optfile"))
+            optfile = v;
     }
     if (!peer)
         return 2;
-    cnode_node_opts o = {.name = sname, .cookie = cookie};
+    cnode_node_opts o = {.name = sname, .cookie = cookie, .tls = {.optfile = optfile}};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
         fprintf(stderr, "bench_call: %s\n", err.message);

@@ -86,8 +86,8 @@ wait_name() { # NODE NAME: the node is up and NAME is registered there (ping alo
     done
 }
 
-# only PART: BENCH_ONLY (a comma list of calls, pg, pgscale, pick; all by default) names PART
-only() { case ",${BENCH_ONLY:-calls,pg,pgscale,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
+# only PART: BENCH_ONLY (a comma list of calls, pg, tls, pgscale, pick; all by default) names PART
+only() { case ",${BENCH_ONLY:-calls,pg,tls,pgscale,pick}," in *,"$1",*) return 0 ;; esac; return 1; }
 # get KEY < output: the value on the line "KEY value"
 get() { awk -v k="$1" '$1 == k {print $2; exit}'; }
 # emit FIGURE PLACEMENT REP C ANCHOR UNIT GOAL ANCHOR_NAME
@@ -101,6 +101,13 @@ beam() {
     shift 2
     taskset -c "$A" timeout 300 erl -sname "$name" -setcookie "$COOKIE" -noshell -noinput -pa "$TMP" \
         -run bench_anchor "$fun" "$@" 2>>"$TMP/client.log"
+}
+# the same on inet_tls with the optfile $TD/optfile (the tls part makes it)
+beam_tls() {
+    name=$1 fun=$2
+    shift 2
+    taskset -c "$A" timeout 300 erl -sname "$name" -setcookie "$COOKIE" -proto_dist inet_tls \
+        -ssl_dist_optfile "$TD/optfile" -noshell -noinput -pa "$TMP" -run bench_anchor "$fun" "$@" 2>>"$TMP/client.log"
 }
 # pv PROG EVENT [SCALE]: a perf stat -x, count per call (times SCALE)
 pv() { awk -F, -v e="$2" -v n="$N" -v s="${3:-1}" '$3 == e {printf "%.3f", $1 / n * s}' "$TMP/perf_$1" 2>/dev/null; }
@@ -248,6 +255,57 @@ for placement in 1cpu 2cpu; do
     fi
 done
 
+# issue 18: calls over TLS (-proto_dist inet_tls), C -> BEAM against BEAM -> BEAM, both over TLS:
+# sequential latency (1cpu, 2cpu) and 64 in flight (1cpu, 2cpu). Certificates made here.
+if only tls; then
+    TD=$TMP/tls
+    mkdir -p "$TD"
+    (
+        cd "$TD" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca &&
+            printf 'subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n' "$HOST" >ext &&
+            openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj "/CN=$HOST" &&
+            openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 2 -extfile ext
+    ) >"$TMP/openssl.log" 2>&1 || { echo "bench: openssl could not make the TLS certificates" >&2; exit 1; }
+    o="[{certfile,\"$TD/node.pem\"},{keyfile,\"$TD/node.key\"},{cacertfile,\"$TD/ca.pem\"},{verify,verify_peer}]"
+    echo "[{server,[{fail_if_no_peer_cert,true}|$o]},{client,$o}]." >"$TD/optfile"
+    TLS_ERL="-proto_dist inet_tls -ssl_dist_optfile $TD/optfile" # the server's (word-split on purpose)
+    NT=${BENCH_TLS_N:-$((N1 / 2))}
+    for placement in 1cpu 2cpu; do
+        if [ $placement = 1cpu ]; then SCPU=$A; else SCPU=$B; fi
+        SRV=btls_${placement}_$$
+        S=$SRV@$HOST
+        # shellcheck disable=SC2086
+        taskset -c "$SCPU" erl -sname "$SRV" -setcookie "$COOKIE" $TLS_ERL -noshell -noinput -pa "$TMP" \
+            -eval 'bench_anchor:server()' >/dev/null 2>&1 &
+        SPID=$!
+        PIDS="$PIDS $SPID"
+        i=0
+        until timeout 10 build/cnode --cookie "$COOKIE" --ssl-dist-optfile "$TD/optfile" ping "$S" >/dev/null 2>&1; do
+            i=$((i + 1)); [ $i -gt 50 ] && { echo "bench: $S (TLS) did not start" >&2; exit 1; }
+            sleep 0.2
+        done
+        for rep in $(seq 1 "$REPS"); do
+            t=tls_${placement}_$$_$rep
+            cc=$(c_prog bench_call --ssl-dist-optfile "$TD/optfile" --sname "btc_$t" --peer "$S" --n "$NT" \
+                --warmup "$WARM" | get call_us)
+            ca=$(beam_tls "bbtc_$t" client_call "$S" erlang abs '[-1]' "$NT" "$WARM" | get call_us)
+            emit tls_call_latency $placement "$rep" "$cc" "$ca" us_per_call - beam_erpc_call_tls
+            c_prog bench_call --ssl-dist-optfile "$TD/optfile" --sname "btt_$t" --peer "$S" --mode tput \
+                --secs "$SECS" --windows 64 --threads "" --server-pid "$SPID" >"$TMP/tct.out"
+            beam_tls "bbtt_$t" client_tput "$S" erlang abs '[-1]' 64 "$SECS" "$SPID" "$HZ" \
+                >"$TMP/tbt.out"
+            emit tls_call_throughput_64 $placement "$rep" "$(get tput_async_64 <"$TMP/tct.out")" \
+                "$(get tput_64 <"$TMP/tbt.out")" calls_per_s - beam_erpc_64_procs_tls
+            emit tls_call_srvcpu_64 $placement "$rep" "$(get srvcpu_async_64 <"$TMP/tct.out")" \
+                "$(get srvcpu_64 <"$TMP/tbt.out")" server_cpu_us_per_call - beam_erpc_64_procs_tls
+            echo "bench: TLS $placement rep $rep: call C $cc / BEAM $ca us; 64 in flight C" \
+                "$(get tput_async_64 <"$TMP/tct.out") / BEAM $(get tput_64 <"$TMP/tbt.out") calls/s" >&2
+        done
+        stop_pids "$SPID"
+    done
+fi
+
 # issue 16: pg at cluster scale (RSS against a BEAM observer, join burst, join p99 under churn)
 if only pgscale; then
     bash bench/pg_scale.sh "$RAW" "$COOKIE" "$TMP" "$PIDFILE" "${BENCH_PGS_REPS:-1}"
@@ -312,5 +370,11 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - STARTED))
 cp "$RAW" "$ROOT/bench/raw.txt" 2>/dev/null
 escript bench/report.escript "$RAW" "$ROOT/bench/results.json" "$COMMIT" "$MACHINE" "$LOAD" "$ELAPSED" "$REPS"
-# the picture and the README's table of the figures just written
-sh bench/plot.sh bench/results.json bench/report.png
+# the picture and the README's table of the figures just written; a partial run (BENCH_ONLY) would
+# leave only its own rows there, so it plots beside results.json instead and leaves both as they are
+if [ -n "${BENCH_ONLY:-}" ]; then
+    sh bench/plot.sh bench/results.json "$ROOT/build/bench-partial.png"
+    echo "bench: partial run (BENCH_ONLY=$BENCH_ONLY): bench/report.png and the README's table left as they were"
+else
+    sh bench/plot.sh bench/results.json bench/report.png
+fi

@@ -26,8 +26,10 @@ typedef struct {
     int watch;            /* members --watch */
     int dump;             /* members --dump */
     int sticky;           /* balance --sticky */
+    unsigned probe_timeout_ms; /* --probe-timeout MS: pg's liveness probe (members, serve, balance); 0: the library's */
     cnode_limits limits;  /* --limit NAME=VALUE, repeatable; 0: the library's default */
     cnode_proto_dist proto_dist; /* --proto-dist inet_tcp|inet6_tcp|inet_tls|inet6_tls */
+    cnode_tls_opts tls;   /* --tls-cert, --tls-key, --tls-ca, --tls-verify, --ssl-dist-optfile */
     int argc;             /* the command's positional arguments */
     char **argv;
 } cli_opts;

@@ -226,7 +226,8 @@ static int
 run_calls(const cli_opts *o, cnode_node *node, balance_args *a)
 {
     cnode_pg_scope *scope;
-    int rc = cnode_pg_scope_start(node, o->scope, NULL, &scope);
+    cnode_pg_opts po = {.probe_timeout_ms = o->probe_timeout_ms};
+    int rc = cnode_pg_scope_start(node, o->scope, &po, &scope);
     if (rc != 0) {
         fprintf(stderr, "cnode: balance: cannot start scope '%s': %s\n", o->scope, cnode_strerror(rc));
         return cli_exit_code(rc);

@@ -162,7 +162,7 @@ cmd_members(cli_opts *o)
         ei_x_free(&gkey);
         return rc;
     }
-    cnode_pg_opts po = {0};
+    cnode_pg_opts po = {.probe_timeout_ms = o->probe_timeout_ms};
     if (o->watch)
         po.on_change = on_change;
     cnode_pg_scope *scope;

@@ -35,7 +35,8 @@ cmd_serve(cli_opts *o)
         return EXIT_USAGE;
     }
     if (o->scope) {
-        rc = cnode_pg_scope_start(node, o->scope, NULL, &scope);
+        cnode_pg_opts po = {.probe_timeout_ms = o->probe_timeout_ms};
+        rc = cnode_pg_scope_start(node, o->scope, &po, &scope);
         if (rc != 0) {
             fprintf(stderr, "cnode: serve: cannot start scope '%s': %s\n", o->scope, cnode_strerror(rc));
             cnode_node_close(node);

@@ -24,7 +24,7 @@ usage(FILE *f)
     fprintf(f, "usage: cnode [GLOBAL OPTIONS] COMMAND [ARGS]\n"
                "\n"
                "commands:\n"
-               "  ping NODE                      pong (exit 0) or pang (exit 1)\n"
+               "  ping NODE                      pong (exit 0) or pang (exit 1; 3 when TLS refused it)\n"
                "  call [--timeout MS] NODE MOD FUN ARGS\n"
                "                                 erpc:call: prints the result as ~0p prints it\n"
                "  cast NODE MOD FUN ARGS         erpc:cast (ARGS: Erlang term text of a list)\n"
@@ -50,7 +50,16 @@ usage(FILE *f)
                "  --limit NAME=VALUE             a field of cnode_limits (repeatable), e.g.\n"
                "                                 served_in_flight=64, mailbox_len=1000\n"
                "  --proto-dist P                 the transport, as BEAM's -proto_dist: inet_tcp (default),\n"
-               "                                 inet6_tcp, inet_tls, inet6_tls\n"
+               "                                 inet6_tcp, inet_tls, inet6_tls; inet6_* for IPv6 names\n"
+               "                                 such as --name c@::1 or app@fdaa::3 (no brackets)\n"
+               "  --probe-timeout MS             pg scopes (members, serve, balance): a node whose liveness\n"
+               "                                 probe goes unanswered this long is suspect (default 1000)\n"
+               "  --tls-cert F, --tls-key F      PEM certificate and key of this node (TLS options mean\n"
+               "                                 inet_tls unless --proto-dist says otherwise)\n"
+               "  --tls-ca F                     PEM CAs that peers' certificates must chain to\n"
+               "  --tls-verify V                 peer (default with --tls-ca: the peer's certificate must\n"
+               "                                 chain to the CAs and name the host dialled) or none\n"
+               "  --ssl-dist-optfile F           BEAM's -ssl_dist_optfile: [{server,Opts},{client,Opts}]\n"
                "  -v                             log to stderr (repeat for more)\n"
                "  -h, --help                     this text; COMMAND --help: that command's\n"
                "  --version                      library version, OTP release, distribution flags\n"
@@ -106,12 +115,14 @@ cli_node_start(const cli_opts *o, cnode_node **node)
     no.workers = o->workers;
     no.limits = o->limits;
     no.proto_dist = o->proto_dist;
+    no.tls = o->tls;
     no.log = o->verbose ? cli_log : NULL;
     no.log_level = o->verbose ? o->verbose : 0;
     cnode_error err = {0};
     int rc = cnode_node_new(&no, node, &err);
     if (rc != 0) {
         fprintf(stderr, "cnode: cannot start node: %s\n", err.message[0] ? err.message : cnode_strerror(rc));
+        cnode_error_clear(&err);
         return rc == CNODE_EEPMD ? EXIT_NOCONN : EXIT_USAGE;
     }
     return 0;
@@ -214,7 +225,8 @@ typedef struct {
 static const command commands[] = {
     {"ping", cmd_ping, 1, 1,
      "usage: cnode ping NODE\n"
-     "  Connects to NODE as net_adm:ping/1 does and prints pong (exit 0) or pang (exit 1).\n"
+     "  Connects to NODE as net_adm:ping/1 does and prints pong (exit 0) or pang (exit 1;\n"
+     "  exit 3 when the TLS layer refused the connection, with the reason on stderr).\n"
      "  --timeout MS bounds the attempt (default 5000); -v says why on pang.\n" GLOBAL_HINT},
     {"serve", cmd_serve, 0, 0,
      "usage: cnode serve [--workers N] [--scope S [--group G]] [--connect NODE]...\n"
@@ -236,7 +248,9 @@ static const command commands[] = {
      "usage: cnode members --scope S [--group G] [--watch] [--connect NODE]... [NODE...]\n"
      "  Joins the cluster through the NODEs and prints the pg mirror after discovery, one member\n"
      "  per line: SCOPE GROUP NODE PID. --group G: only that group. --watch: then one timestamped\n"
-     "  line per change (join, leave, nodedown, suspect, clear) until SIGTERM or SIGINT.\n" GLOBAL_HINT},
+     "  line per change (join, leave, nodedown, suspect, clear) until SIGTERM or SIGINT.\n"
+     "  --probe-timeout MS: a node is suspect after its liveness probe goes unanswered this long\n"
+     "  (default 1000).\n" GLOBAL_HINT},
     {"balance", cmd_balance, 3, 3,
      "usage: cnode balance --scope S --group G [--algorithm A] [--key K] [--filter F] [--sticky] [-n N]\n"
      "                     [--connect NODE]... MOD FUN ARGS\n"
@@ -265,6 +279,10 @@ main(int argc, char **argv)
         {"limit", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"proto-dist", required_argument, NULL, 'P'},
+        {"probe-timeout", required_argument, NULL, 'T'},
+        {"tls-cert", required_argument, NULL, 1},  {"tls-key", required_argument, NULL, 2},
+        {"tls-ca", required_argument, NULL, 3},    {"tls-verify", required_argument, NULL, 4},
+        {"ssl-dist-optfile", required_argument, NULL, 5},
         {NULL, 0, NULL, 0},
     };
     cli_opts o = {0};
@@ -304,6 +322,16 @@ main(int argc, char **argv)
             o.timeout_set = 1;
             break;
         }
+        case 'T': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || v <= 0 || v > 86400000) {
+                fprintf(stderr, "cnode: --probe-timeout takes milliseconds (1..86400000), not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            o.probe_timeout_ms = (unsigned)v;
+            break;
+        }
         case 'w': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -326,6 +354,28 @@ main(int argc, char **argv)
             o.proto_dist = i < 4 ? (cnode_proto_dist)(CNODE_PROTO_INET_TCP + i) : CNODE_PROTO_DEFAULT;
             break;
         }
+        case 1:
+            o.tls.certfile = optarg;
+            break;
+        case 2:
+            o.tls.keyfile = optarg;
+            break;
+        case 3:
+            o.tls.cafile = optarg;
+            break;
+        case 4:
+            if (strcmp(optarg, "peer") == 0 || strcmp(optarg, "verify_peer") == 0) {
+                o.tls.verify = CNODE_TLS_VERIFY_PEER;
+            } else if (strcmp(optarg, "none") == 0 || strcmp(optarg, "verify_none") == 0) {
+                o.tls.verify = CNODE_TLS_VERIFY_NONE;
+            } else {
+                fprintf(stderr, "cnode: --tls-verify takes peer or none, not '%s'\n", optarg);
+                status = EXIT_USAGE;
+            }
+            break;
+        case 5:
+            o.tls.optfile = optarg;
+            break;
         case 'S':
             o.scope = optarg;
             break;

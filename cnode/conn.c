@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +63,6 @@ conn_new(cnode_node *node, int fd, int outgoing, uint32_t ev)
     return c;
 }
 
-static int
-start_connect(const struct in_addr *addr, uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = *addr};
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* A failed attempt: waiters learn it, queued output is dropped (as Erlang drops
  * messages to an unreachable node), and monitors and links of processes on
  * that node fire with noconnection, as BEAM's do when the connection cannot
@@ -84,9 +71,11 @@ static void
 dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 {
     /* a cookie mismatch is the user's to fix: say it at warning level */
-    cnode__log(node, strstr(why, "cookie") ? CNODE_LOG_WARNING : CNODE_LOG_INFO, "connection to %s failed: %s",
+    int tls = strncmp(why, "TLS", 3) == 0; /* a certificate, or a peer on the other transport */
+    cnode__log(node, strstr(why, "cookie") || tls ? CNODE_LOG_WARNING : CNODE_LOG_INFO, "connection to %s failed: %s",
                peer->name, why);
     snprintf(peer->last_error, sizeof peer->last_error, "%s", why);
+    peer->tls_refused = tls;
     peer->connect_failed++;
     if (!peer->up) {
         pthread_mutex_lock(&peer->wlock);
@@ -103,7 +92,9 @@ dial_failed(cnode_node *node, cnode__peer *peer, const char *why)
 static const char *
 dial_epmd(cnode_node *node, cnode__conn *c)
 {
-    int fd = start_connect(&c->haddr, node->epmd_port);
+    cnode__sockaddr sa = c->haddr;
+    cnode__sockaddr_set_port(&sa, node->epmd_port);
+    int fd = cnode__dial(&sa);
     if (fd < 0)
         return "cannot reach epmd";
     struct epoll_event e = {.events = EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
@@ -122,6 +113,13 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
     const char *at = strchr(peer->name, '@');
     if (!at) {
         dial_failed(node, peer, "cannot resolve host");
+        return;
+    }
+    const char *bad = cnode__host_check(at + 1, cnode__node_family(node));
+    if (bad) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot resolve host (%s)", bad);
+        dial_failed(node, peer, why);
         return;
     }
     cnode__conn *c = calloc(1, sizeof *c);
@@ -149,7 +147,7 @@ cnode__conn_start_outgoing(cnode_node *node, cnode__peer *peer)
 }
 
 void
-cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr)
+cnode__conn_resolved(cnode_node *node, const char *host, const cnode__sockaddr *addr)
 {
     for (cnode__conn *c = node->conns, *nx; c; c = nx) {
         nx = c->next;
@@ -209,6 +207,12 @@ hs_untrack(cnode_node *node, cnode__conn *c)
     CNODE__STAT_SUB(node, handshakes_now, 1);
 }
 
+static int
+same_addr(const struct in6_addr *a, const struct in6_addr *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
 /* Peer-supplied text made fit for a log line. */
 static void
 printable(char *out, size_t cap, const char *in)
@@ -229,22 +233,21 @@ hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char
     cnode__hs_logslot *slot = &node->hs_log[0];
     for (size_t i = 0; i < sizeof node->hs_log / sizeof node->hs_log[0]; i++) {
         cnode__hs_logslot *s = &node->hs_log[i];
-        if (s->addr == c->addr && s->cookie == cookie && s->until_ms) {
+        if (same_addr(&s->addr, &c->addr) && s->cookie == cookie && s->until_ms) {
             slot = s;
             break;
         }
         if (s->until_ms < slot->until_ms)
             slot = s;
     }
-    if (slot->addr == c->addr && slot->cookie == cookie && now < slot->until_ms) {
+    if (same_addr(&slot->addr, &c->addr) && slot->cookie == cookie && now < slot->until_ms) {
         slot->suppressed++;
         return;
     }
-    unsigned more = slot->addr == c->addr && slot->cookie == cookie ? slot->suppressed : 0;
+    unsigned more = same_addr(&slot->addr, &c->addr) && slot->cookie == cookie ? slot->suppressed : 0;
     *slot = (cnode__hs_logslot){.addr = c->addr, .cookie = cookie, .until_ms = now + HS_LOG_QUIET_MS};
-    char ip[INET_ADDRSTRLEN], name[CNODE__NAME_MAX];
-    struct in_addr a = {.s_addr = c->addr};
-    inet_ntop(AF_INET, &a, ip, sizeof ip);
+    char ip[INET6_ADDRSTRLEN], name[CNODE__NAME_MAX];
+    cnode__addr_key_str(&c->addr, ip, sizeof ip);
     printable(name, sizeof name, c->hs && c->hs->named ? c->hs->peer_name : "-");
     if (more)
         cnode__log(node, level, "handshake from %s (%s) failed: %s (and %u more from there before)", ip, name, what,
@@ -258,15 +261,15 @@ hs_log(cnode_node *node, const cnode__conn *c, int level, int cookie, const char
  * the per-address bound) is closed to make room: silent sockets cannot lock
  * out a node, even one on the same host as the attacker. */
 static int
-hs_admit(cnode_node *node, uint32_t addr)
+hs_admit(cnode_node *node, const struct in6_addr *addr)
 {
     unsigned from_addr = 0;
     cnode__conn *silent = NULL, *silent_here = NULL;
     for (cnode__conn *c = node->hs_head; c; c = c->hs_next) {
-        from_addr += c->addr == addr;
+        from_addr += same_addr(&c->addr, addr);
         if (!silent && !c->hs->named)
             silent = c; /* the oldest that has not sent its name */
-        if (!silent_here && !c->hs->named && c->addr == addr)
+        if (!silent_here && !c->hs->named && same_addr(&c->addr, addr))
             silent_here = c;
     }
     cnode__conn *evict = NULL;
@@ -287,9 +290,10 @@ void
 cnode__conn_accept(cnode_node *node)
 {
     for (;;) {
-        struct sockaddr_in sa = {0};
+        cnode__sockaddr sa;
+        memset(&sa, 0, sizeof sa);
         socklen_t sl = sizeof sa;
-        int fd = accept4(node->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(node->listen_fd, &sa.sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -301,8 +305,9 @@ cnode__conn_accept(cnode_node *node)
             close(fd);
             continue;
         }
-        uint32_t addr = sa.sin_family == AF_INET ? sa.sin_addr.s_addr : 0;
-        if (!hs_admit(node, addr)) {
+        struct in6_addr addr;
+        cnode__addr_key(&sa, &addr);
+        if (!hs_admit(node, &addr)) {
             CNODE__STAT_ADD(node, handshakes_refused, 1);
             cnode__conn tmp = {.addr = addr};
             hs_log(node, &tmp, CNODE_LOG_WARNING, 0, "too many connections in the handshake, refused");
@@ -323,6 +328,16 @@ cnode__conn_accept(cnode_node *node)
         c->hs = hs;
         c->addr = addr;
         c->state = CONN_HANDSHAKE;
+        if (node->tls) {
+            /* TLS first; the handshake inside it, 4-byte framed. Until the peer's name comes it is a
+             * silent handshake to hs_admit, evicted first, and the deadline covers both. */
+            cnode__hs_use_packet4(hs);
+            c->state = CONN_TLS;
+            if (cnode__tls_conn_new(node, c) != 0) {
+                cnode__conn_close(node, c, NULL);
+                continue;
+            }
+        }
         hs_track(node, c);
     }
 }
@@ -360,6 +375,7 @@ cnode__conn_reap(cnode_node *node)
         }
         if (c->close_later)
             close(c->fd);
+        cnode__tls_conn_free(c);
         free(c->hs);
         free(c->ibuf);
         free(c->hbuf);
@@ -408,6 +424,7 @@ conn_detach(cnode_node *node, cnode__conn *c, const char *reason)
     if (peer && peer->up == c) {
         pthread_mutex_lock(&peer->wlock);
         peer->fd = -1;
+        peer->wconn = NULL;
         peer->epollout = 0;
         cnode__drop_output(peer);
         pthread_mutex_unlock(&peer->wlock);
@@ -494,7 +511,10 @@ hs_flush(cnode_node *node, cnode__conn *c)
     return 0;
 }
 
-#define IBUF_ROOM 16384
+/* The least room a read asks for. Small, so that an idle link's buffer fits in one page next to
+ * the others' (a pg observer keeps a link to every node of the cluster; 16 KB each cost a watching
+ * node a page per link); under load the buffer doubles. */
+#define IBUF_ROOM 2048
 
 /* Read what the socket has, at most max bytes: the count (> 0), 0 EOF, -1
  * error, -2 nothing now. *asked: how much the recv could have taken (NULL: not wanted). */
@@ -515,9 +535,7 @@ read_max(cnode__conn *c, size_t max, size_t *asked)
     ssize_t n;
     if (asked)
         *asked = room < max ? room : max;
-    do
-        n = recv(c->fd, c->ibuf + c->ilen, room < max ? room : max, MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    n = cnode__tx_recv(c, c->ibuf + c->ilen, room < max ? room : max);
     if (n > 0) {
         c->ilen += (size_t)n;
         return n;
@@ -559,6 +577,7 @@ conn_up(cnode_node *node, cnode__conn *c, uint64_t peer_flags, uint32_t peer_cre
     c->hlen = c->hoff = 0;
     pthread_mutex_lock(&peer->wlock);
     peer->fd = c->fd;
+    peer->wconn = c;
     peer->dirty = peer->oq_head != NULL;
     int dirty = peer->dirty;
     atomic_store(&peer->last_write_ms, cnode__now_ms());
@@ -575,8 +594,13 @@ conn_up(cnode_node *node, cnode__conn *c, uint64_t peer_flags, uint32_t peer_cre
     c->armed = 1;
     c->lowat = 1;
     set_events(node, c, EPOLLIN);
-    cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, flags 0x%llx)", peer->name, c->outgoing ? "outgoing" : "incoming",
+    char tx[96];
+    cnode__log(node, CNODE_LOG_INFO, "nodeup %s (%s, %s, flags 0x%llx)", peer->name,
+               c->outgoing ? "outgoing" : "incoming", cnode__tls_describe(c, tx, sizeof tx),
                (unsigned long long)peer->flags);
+    /* the peer's first frames may already sit decrypted in the session: epoll will not say so */
+    if (c->tls && cnode__tx_buffered(c))
+        c->tx_more = node->tx_more = 1;
     pthread_cond_broadcast(&peer->up_cond);
     cnode__push_event(node, 1, peer->name, NULL);
     for (int i = 0; i < node->npeerhooks; i++)
@@ -626,7 +650,9 @@ epmd_step(cnode_node *node, cnode__conn *c, uint32_t events)
     if (resp.highest < 6 || resp.lowest > 6)
         return "peer does not speak distribution version 6";
     /* epmd's part is done: dial the node itself on the same conn */
-    int fd = start_connect(&c->haddr, resp.port);
+    cnode__sockaddr sa = c->haddr;
+    cnode__sockaddr_set_port(&sa, resp.port);
+    int fd = cnode__dial(&sa);
     if (fd < 0)
         return "cannot connect";
     epoll_ctl(node->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -650,9 +676,8 @@ hs_send(cnode_node *node, cnode__conn *c)
     const char *p;
     size_t n;
     while ((n = cnode__hs_output(c->hs, &p)) > 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0 && errno == EINTR)
-            continue;
+        struct iovec v = {(void *)p, n};
+        ssize_t w = cnode__tx_writev(c, &v, 1);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
         if (w < 0)
@@ -666,7 +691,46 @@ hs_send(cnode_node *node, cnode__conn *c)
     return 0;
 }
 
-/* Our dial's TCP connect completed: start the machine, which queues send_name. */
+static const char *hs_step(cnode_node *node, cnode__conn *c, uint32_t events);
+
+/* Our dial's connection is ready for the handshake: start the machine, which queues send_name. */
+static const char *
+dial_hs_start(cnode_node *node, cnode__conn *c)
+{
+    c->hs = malloc(sizeof *c->hs);
+    if (!c->hs)
+        return "out of memory";
+    cnode__hs_init_dial(c->hs, node->name, node->flags, node->creation, node->cookie, strlen(node->cookie),
+                        c->peer->name, random_u32());
+    if (c->tls)
+        cnode__hs_use_packet4(c->hs); /* inet_tls_dist: {packet, 4} from the start */
+    c->state = CONN_HANDSHAKE;
+    return hs_send(node, c) != 0 ? "write failed" : NULL;
+}
+
+/* CONN_TLS: drive the TLS handshake; once done, the distribution handshake starts inside it
+ * (the dialler speaks first; the acceptor reads what may already be there). */
+static const char *
+tls_phase(cnode_node *node, cnode__conn *c)
+{
+    int want_write = 0;
+    int r = cnode__tls_step(c, &want_write);
+    if (r < 0)
+        return cnode__tx_error(c);
+    if (r == 0) {
+        if (want_write != c->hs_pollout) {
+            c->hs_pollout = want_write;
+            set_events(node, c, EPOLLIN | (want_write ? EPOLLOUT : 0));
+        }
+        return NULL;
+    }
+    if (c->outgoing)
+        return dial_hs_start(node, c);
+    c->state = CONN_HANDSHAKE;
+    return hs_step(node, c, EPOLLIN);
+}
+
+/* Our dial's TCP connect completed: TLS first on a TLS node, else the handshake. */
 static const char *
 dial_connected(cnode_node *node, cnode__conn *c, uint32_t events)
 {
@@ -676,14 +740,14 @@ dial_connected(cnode_node *node, cnode__conn *c, uint32_t events)
     socklen_t sl = sizeof soerr;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr)
         return "connection refused";
-    c->hs = malloc(sizeof *c->hs);
-    if (!c->hs)
-        return "out of memory";
-    cnode__hs_init_dial(c->hs, node->name, node->flags, node->creation, node->cookie, strlen(node->cookie),
-                        c->peer->name, random_u32());
-    c->state = CONN_HANDSHAKE;
     c->hs_pollout = 1; /* armed for the connect */
-    return hs_send(node, c) != 0 ? "write failed" : NULL;
+    if (node->tls) {
+        if (cnode__tls_conn_new(node, c) != 0)
+            return "TLS: cannot start a session";
+        c->state = CONN_TLS;
+        return tls_phase(node, c);
+    }
+    return dial_hs_start(node, c);
 }
 
 /* What net_kernel answers to a send_name: looked up, nothing created. */
@@ -810,15 +874,15 @@ hs_step(cnode_node *node, cnode__conn *c, uint32_t events)
     int v = CNODE__HS_AGAIN;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         for (;;) {
-            char buf[2 + CNODE__HS_BODY_MAX];
+            char buf[4 + CNODE__HS_BODY_MAX];
             size_t want = cnode__hs_want(c->hs);
             if (want == 0)
                 break;
-            ssize_t n = recv(c->fd, buf, want, MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR)
-                continue;
+            ssize_t n = cnode__tx_recv(c, buf, want);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 break;
+            if (n < 0 && cnode__tx_error(c))
+                return cnode__tx_error(c); /* e.g. TLS 1.3: the peer refused our certificate after its Finished */
             if (n < 0)
                 n = 0; /* a reset is a close */
             v = cnode__hs_input(c->hs, buf, (size_t)n, NULL);
@@ -869,9 +933,10 @@ cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
         ssize_t n = read_max(c, budget - got, &asked);
         if (n > 0) {
             got += (size_t)n;
-            if ((size_t)n < asked && !(events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))) {
+            if ((size_t)n < asked && !c->tls && !(events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))) {
                 /* the socket had no more: level-triggered epoll brings what comes next, so no
-                 * recv just to hear EAGAIN (after a hang-up, read on to the end of file) */
+                 * recv just to hear EAGAIN (after a hang-up, read on to the end of file). Not over
+                 * TLS: a read gives one record, and what the session holds epoll cannot see */
                 c->rd = 2;
                 break;
             }
@@ -882,8 +947,11 @@ cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events)
     }
     if (got) {
         clock_gettime(CLOCK_MONOTONIC, &c->peer->last_read);
-        if (c->rd == 2 && got >= budget)
+        if (c->rd == 2 && got >= budget) {
             c->rd = 1; /* more may wait */
+            if (c->tls)
+                c->tx_more = node->tx_more = 1; /* perhaps decrypted already, where epoll cannot see it */
+        }
     }
 }
 
@@ -926,7 +994,7 @@ read_frames(cnode_node *node, cnode__conn *c)
     if (c->rd == 0)
         return "connection closed by peer";
     if (c->rd == -1)
-        return "read error";
+        return cnode__tx_error(c) ? cnode__tx_error(c) : "read error"; /* TLS: the alert or the failure */
     return NULL;
 }
 
@@ -942,11 +1010,19 @@ cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events)
     case CONN_CONNECTING:
         err = dial_connected(node, c, events);
         break;
+    case CONN_TLS:
+        err = tls_phase(node, c);
+        if (err && *err && !c->outgoing) {
+            hs_log(node, c, CNODE_LOG_WARNING, 0, err); /* one line per address and 10 s, like every stranger */
+            err = "";
+        }
+        break;
     case CONN_HANDSHAKE:
         /* the frames after the handshake are still in the socket: the next turn reads them */
         err = hs_step(node, c, events);
         if (err && *err && !c->outgoing) {
-            hs_log(node, c, CNODE_LOG_INFO, 0, err); /* socket errors of strangers: rate-limited too */
+            /* socket errors of strangers: rate-limited too */
+            hs_log(node, c, strncmp(err, "TLS", 3) == 0 ? CNODE_LOG_WARNING : CNODE_LOG_INFO, 0, err);
             err = "";
         }
         break;
@@ -980,12 +1056,16 @@ cnode__conn_housekeeping(cnode_node *node)
     while (c) {
         cnode__conn *nx = c->next;
         if (c->state != CONN_UP) {
+            /* a plain node reads a ClientHello as a 5635-byte handshake message and waits for it */
+            const char *tmo = c->state == CONN_TLS && c->outgoing
+                                  ? "TLS: no answer to the TLS handshake (does the peer run plain TCP?)"
+                                  : "handshake timed out";
             if (!cnode__past(&c->deadline)) {
             } else if (c->outgoing) {
-                cnode__conn_close(node, c, "handshake timed out");
+                cnode__conn_close(node, c, tmo);
             } else {
                 CNODE__STAT_ADD(node, handshakes_timed_out, 1);
-                hs_log(node, c, CNODE_LOG_INFO, 0, "handshake timed out");
+                hs_log(node, c, CNODE_LOG_INFO, 0, tmo);
                 cnode__conn_close(node, c, NULL);
             }
         } else {
@@ -1047,6 +1127,8 @@ cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c)
 static void
 set_lowat(cnode__conn *c, int v)
 {
+    if (c->tls)
+        return; /* the kernel counts ciphertext: a plaintext length means nothing to it */
     if (c->lowat != v && setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
         c->lowat = v;
 }
@@ -1068,7 +1150,8 @@ rearm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd)
 void
 cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c)
 {
-    int fd = c->fd, pend = c->skip > 0;
+    /* TLS: records the session decrypted and nobody read are the loop's too (conn_pending) */
+    int fd = c->fd, pend = c->skip > 0 || (c->tls && cnode__tx_buffered(c));
     if (pend)
         atomic_store(&c->pending_in, 1);
     if (pend || c->rearm_now) {
@@ -1180,7 +1263,7 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
             if (us < (int64_t)slice * 1000)
                 slice = (int)((us + 999) / 1000);
         }
-        if (c->rcvtimeo_ms != slice) {
+        if (!c->tls && c->rcvtimeo_ms != slice) {
             struct timeval tv = {.tv_sec = slice / 1000, .tv_usec = (slice % 1000) * 1000};
             if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
                 return -1;
@@ -1194,6 +1277,25 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
             c->ibuf = nb;
             c->icap = ncap;
         }
+        if (c->tls) {
+            /* TLS: what the session holds first, then wait for the socket without any lock and read
+             * again (tls->lock only around each non-blocking SSL_read; writers go on meanwhile) */
+            ssize_t n = cnode__tx_recv(c, c->ibuf + c->ilen, c->icap - c->ilen);
+            if (n > 0) {
+                c->ilen += (size_t)n;
+                return n;
+            }
+            if (n == 0 || errno != EAGAIN)
+                return n == 0 ? 0 : -1;
+            struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+            int r = poll(&pf, 1, slice);
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if (r == 0 && quick)
+                return 1;
+            continue; /* readable (perhaps only part of a record), or the slice passed: the deadline */
+        }
+        /* plain: the one blocking read of a connection (not cnode__tx_recv, which never waits) */
         ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
         if (n > 0) {
             c->ilen += (size_t)n;
@@ -1256,6 +1358,8 @@ cnode__conn_pending(cnode_node *node)
                 continue;
             c->rd = 2;
             const char *err = read_frames(node, c);
+            if (!err && c->tls && cnode__tx_buffered(c))
+                c->tx_more = node->tx_more = 1; /* a reading caller left decrypted records */
             atomic_store(&c->rtoken, RT_FREE);
             if (err && c->state != CONN_DEAD)
                 cnode__conn_close(node, c, *err ? err : NULL);
@@ -1263,4 +1367,27 @@ cnode__conn_pending(cnode_node *node)
             break;
         }
     }
+}
+
+int
+cnode__conn_more(cnode_node *node, struct epoll_event *evs, int n, int cap)
+{
+    if (!node->tx_more)
+        return n;
+    node->tx_more = 0;
+    for (cnode__conn *c = node->conns; c; c = c->next) {
+        if (!c->tx_more)
+            continue;
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++)
+            seen = evs[i].data.ptr == c;
+        if (!seen && n == cap) {
+            node->tx_more = 1; /* no room this turn: the next one */
+            continue;
+        }
+        c->tx_more = 0;
+        if (!seen)
+            evs[n++] = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
+    }
+    return n;
 }

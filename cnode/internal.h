@@ -17,6 +17,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -28,6 +31,15 @@
 typedef struct cnode__peer cnode__peer;
 typedef struct cnode__conn cnode__conn;
 typedef struct cnode__resolver cnode__resolver;
+typedef struct cnode__tls cnode__tls;         /* tls.c: one connection's TLS session */
+typedef struct cnode__tls_ctx cnode__tls_ctx; /* tls.c: a node's TLS configuration */
+
+/* A socket address of either family (addr.c). */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} cnode__sockaddr;
 
 /* A pid kept compactly: peer NULL means this node. */
 typedef struct {
@@ -43,7 +55,7 @@ typedef struct cnode__obuf {
     char data[];
 } cnode__obuf;
 
-enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_DEAD };
+enum { CONN_RESOLVING, CONN_EPMD_CONNECT, CONN_EPMD_READ, CONN_CONNECTING, CONN_TLS, CONN_HANDSHAKE, CONN_UP, CONN_DEAD };
 
 /* One socket: an epmd lookup, a handshake in either direction, or an up connection. */
 struct cnode__conn {
@@ -57,10 +69,10 @@ struct cnode__conn {
     size_t hlen, hoff;
     cnode__hs *hs;         /* CONN_HANDSHAKE: the machine, holding the peer's name until it is proven */
     int hs_pollout;        /* EPOLLOUT armed for handshake output */
-    uint32_t addr;         /* accept: the source IPv4 address (network order) */
+    struct in6_addr addr;  /* accept: the source address (cnode__addr_key: IPv4 as IPv4-mapped) */
     cnode__conn *hs_prev, *hs_next; /* accept, in the handshake: node->hs_head list, oldest first */
     char host[CNODE__NAME_MAX];
-    struct in_addr haddr;     /* outgoing: host's address, once resolved */
+    cnode__sockaddr haddr;    /* outgoing: host's address (port 0), once resolved */
     uint16_t port;
     struct timespec deadline; /* handshake must finish by then */
     int rd;                   /* CONN_UP: what the last fill saw: 1 data, 2 nothing more, 0 EOF, -1 error */
@@ -77,12 +89,14 @@ struct cnode__conn {
     int armed;                /* epoll has read interest (peer->wlock) */
     _Atomic int64_t released_ms; /* a caller let go of the token, leaving the socket unarmed (lazy) */
     int close_later;          /* closed while a caller read: the fd is closed at reap, after its release */
+    cnode__tls *tls;          /* TLS nodes, from the TCP connect on (CONN_TLS); freed at reap */
+    int tx_more;              /* loop thread: the transport holds input epoll cannot see (TLS buffers) */
     struct cnode__conn *next; /* node->conns */
 };
 
 /* One source address whose handshake failures were logged lately (conn.c). */
 typedef struct {
-    uint32_t addr;
+    struct in6_addr addr; /* cnode__addr_key form */
     int cookie;        /* wrong cookies and other failures are logged apart */
     int64_t until_ms;  /* quiet until then */
     unsigned suppressed;
@@ -106,6 +120,7 @@ struct cnode__peer {
     cnode__conn *up;       /* the up connection, or NULL */
     cnode__conn *dialling; /* our outgoing attempt, or NULL */
     int fd;                /* up->fd, or -1; readable without node->lock by writers holding wlock */
+    cnode__conn *wconn;    /* up, as writers see it (with fd, under wlock): what cnode__tx_writev writes to */
     uint64_t flags;        /* flags in force */
     uint32_t creation;
     unsigned generation;   /* bumped at every nodedown */
@@ -135,6 +150,7 @@ struct cnode__peer {
     unsigned loop_waits;   /* of those, the ones only a reader other than their caller completes: callbacks
                             * in flight, callers asleep (node->lock); a reading caller re-arms at once for them */
     int connect_failed;    /* bumped when an attempt fails */
+    int tls_refused;       /* the last attempt failed in the TLS layer (node->lock) */
     char last_error[128]; /* why the last attempt failed (for cnode_error) */
 };
 
@@ -151,8 +167,20 @@ typedef struct {
     uint64_t unlink_id; /* 0: active; else unlinking, waiting for the ack */
 } cnode__link;
 
+/* A monitor's reference without erlang_ref's 1 KB node name buffer (a node keeps one or two per
+ * monitored process: a pg scope, one per node of the cluster): the numbers, and the node as a
+ * pointer to a name the record outlives (this node's, or the name of a peer the record holds),
+ * or a copy it owns (own). */
 typedef struct {
-    erlang_ref ref;
+    const char *node;
+    char *own;
+    uint32_t n[5];
+    uint32_t creation;
+    int len;
+} cnode__mref;
+
+typedef struct {
+    cnode__mref ref; /* made by this node (cnode_make_ref): node is this node's name */
     int by_name;
     cnode__xpid target;   /* by pid */
     char *name;           /* by name (malloc'd) */
@@ -160,7 +188,7 @@ typedef struct {
 } cnode__mon;
 
 typedef struct {
-    erlang_ref ref;
+    cnode__mref ref; /* made by the watcher's node, as a rule */
     cnode__xpid watcher;
     int by_name; /* the watcher monitors our registered name */
 } cnode__monby;
@@ -317,6 +345,8 @@ struct cnode_node {
     int accept_paused;               /* listen socket out of epoll (EMFILE) */
     struct timespec accept_resume;
     int64_t accept_logged_ms;
+    cnode__tls_ctx *tls;             /* TLS node (tls.c), else NULL */
+    int tx_more;                     /* loop thread: some connection has c->tx_more */
 };
 
 /* util.c */
@@ -337,7 +367,7 @@ int cnode__cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct t
 uint16_t cnode__epmd_port(void);
 /* pthread_create with every signal blocked in the new thread. */
 int cnode__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
-int cnode__connect_tmo(const void *sockaddr_in, int timeout_ms);
+int cnode__connect_tmo(const cnode__sockaddr *sa, int timeout_ms);
 
 /* node.c */
 cnode__peer *cnode__peer_get(cnode_node *node, const char *name, int create);
@@ -412,9 +442,30 @@ void cnode__out_flush(cnode_node *node, cnode__peer *peer);
 /* Loop thread, before it sleeps: how long it may sleep while deferred frames wait (-1: no bound). */
 int cnode__out_defer_tick(cnode_node *node);
 
+/* addr.c: the address family of a transport, in one place for TCP and TLS */
+int cnode__proto_family(cnode_proto_dist proto); /* AF_INET6 for inet6_*, else AF_INET */
+int cnode__node_family(const cnode_node *node);
+socklen_t cnode__sockaddr_len(const cnode__sockaddr *a);
+void cnode__sockaddr_set_port(cnode__sockaddr *a, uint16_t port);
+uint16_t cnode__sockaddr_port(const cnode__sockaddr *a);
+/* 1: host is a numeric address of family (*out set, port 0); 0: it is not */
+int cnode__sockaddr_literal(int family, const char *host, cnode__sockaddr *out);
+void cnode__sockaddr_loopback(int family, uint16_t port, cnode__sockaddr *out);
+/* A non-blocking, close-on-exec stream socket of family; -1 with errno */
+int cnode__socket(int family);
+/* A socket of a's family with its connect to a started (non-blocking): fd, or -1 with errno */
+int cnode__dial(const cnode__sockaddr *a);
+/* The source address as the per-address bounds and logs key it: IPv4 as IPv4-mapped IPv6 */
+void cnode__addr_key(const cnode__sockaddr *a, struct in6_addr *key);
+/* The key as text (IPv4-mapped ones as dotted quads); cap >= INET6_ADDRSTRLEN */
+void cnode__addr_key_str(const struct in6_addr *key, char *out, size_t cap);
+/* A node name's host part for a node of family: NULL if fine, else why not (brackets, a
+ * malformed IPv6 literal, an IPv6 literal on an IPv4 transport). Host names pass. */
+const char *cnode__host_check(const char *host, int family);
+
 /* resolve.c: host names off the loop thread (loop thread only, but stop) */
 /* 0: *out is the address now; 1: asked, cnode__conn_resolved follows; -1: cannot */
-int cnode__resolve(cnode_node *node, const char *host, struct in_addr *out);
+int cnode__resolve(cnode_node *node, const char *host, cnode__sockaddr *out);
 /* Answers that came in: cache them, move waiting dials on (node->lock held). */
 void cnode__resolve_poll(cnode_node *node);
 /* After the loop stopped: ends the resolver thread. */
@@ -449,7 +500,7 @@ int cnode__conn_lazy(cnode_node *node);
  * if fd (c's, read while c was certainly alive) is no longer peer's. */
 void cnode__conn_arm(cnode_node *node, cnode__peer *peer, cnode__conn *c, int fd);
 /* resolve.c's answer for host (NULL addr: no address): dials waiting for it go on */
-void cnode__conn_resolved(cnode_node *node, const char *host, const struct in_addr *addr);
+void cnode__conn_resolved(cnode_node *node, const char *host, const cnode__sockaddr *addr);
 /* Without node->lock: read what an up connection has, up to limits.read_budget. */
 void cnode__conn_fill(cnode_node *node, cnode__conn *c, uint32_t events);
 /* Free the connections closed this turn (loop thread, end of turn). */
@@ -457,6 +508,51 @@ void cnode__conn_reap(cnode_node *node);
 /* accept failed for want of descriptors: stop polling the listen socket a while */
 void cnode__accept_pause(cnode_node *node, int err);
 void cnode__push_event(cnode_node *node, int up, const char *name, const char *reason);
+
+/* Add an event for each connection whose transport holds input epoll cannot report (c->tx_more),
+ * after the n in evs (at most cap); the new n. Loop thread. */
+int cnode__conn_more(cnode_node *node, struct epoll_event *evs, int n, int cap);
+
+/* tls.c: the transport. Every read and write of a distribution connection's socket goes
+ * through these two (epmd's do not): plain, recv/sendmsg with MSG_DONTWAIT (and MSG_NOSIGNAL);
+ * TLS, SSL_read/SSL_write under the connection's own lock (one SSL object is never used by two
+ * threads at once). Like recv/sendmsg: bytes, 0 at EOF (recv), or -1 with errno (EAGAIN when
+ * it would block; EPROTO for a TLS failure, named by cnode__tx_error). */
+ssize_t cnode__tx_recv(cnode__conn *c, void *buf, size_t len);
+ssize_t cnode__tx_writev(cnode__conn *c, const struct iovec *iov, int iovcnt);
+/* TLS: decrypted bytes wait in the session (a read stopped short of them): epoll will not tell. */
+int cnode__tx_buffered(cnode__conn *c);
+/* Why the TLS session failed ("TLS: ..."), or NULL. Valid until the connection is freed. */
+const char *cnode__tx_error(const cnode__conn *c);
+/* Node set-up: opts' TLS fields and optfile into node->tls (OpenSSL loaded now). 0, or
+ * CNODE_ECONFIG / CNODE_ENOMEM with err filled. */
+int cnode__tls_setup(cnode_node *node, const cnode_node_opts *opts, cnode_error *err);
+void cnode__tls_ctx_free(cnode__tls_ctx *t);
+/* A TLS session on c->fd, client (c->outgoing: SNI and host check from c->host) or server. 0 or -1. */
+int cnode__tls_conn_new(cnode_node *node, cnode__conn *c);
+void cnode__tls_conn_free(cnode__conn *c);
+/* Drive the TLS handshake: 1 done, 0 again (*want_write: wait for EPOLLOUT too), -1 failed
+ * (cnode__tx_error says why). Loop thread. */
+int cnode__tls_step(cnode__conn *c, int *want_write);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" (static or the session's) for the nodeup log line. */
+const char *cnode__tls_describe(cnode__conn *c, char *buf, size_t cap);
+
+/* tls_opts.c: the options of one side (server: accepting, client: dialling), from
+ * cnode_tls_opts and the ssl_dist_optfile. Strings are malloc'd. */
+typedef struct {
+    char *certfile, *keyfile, *cafile, *ciphers, *sni;
+    int verify;               /* -1 unset, else CNODE_TLS_VERIFY_PEER / _NONE */
+    int fail_if_no_peer_cert; /* -1 unset, 0, 1 */
+    int sni_disable;          /* client: server_name_indication disable */
+    unsigned versions;        /* CNODE_TLS_V1_* bits; 0 unset */
+    int depth;                /* -1 unset */
+} cnode__tls_side;
+void cnode__tls_side_init(cnode__tls_side *s);
+void cnode__tls_side_free(cnode__tls_side *s);
+/* Parse ssl_dist_optfile text into the two sides (fields it sets replace theirs). 0, or -1
+ * with why ("{server, ...}: verify_fun cannot be honoured (...)"). */
+int cnode__tls_optfile_parse(const char *text, cnode__tls_side *server, cnode__tls_side *client, char *why,
+                             size_t cap);
 
 /* proc.c (node->lock held unless noted) */
 cnode_proc *cnode__proc_by_pid(cnode_node *node, const erlang_pid *pid);

@@ -161,9 +161,12 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     int df = cnode__out_defer_tick(node); /* frames deferred for batching wait at most a tick */
     if (df >= 0 && df < t)
         t = df;
+    if (node->tx_more)
+        t = 0; /* a TLS session holds input already read off its socket */
     int n = epoll_wait(node->epfd, evs, 64, t);
     if (n < 0 && errno != EINTR)
         return CNODE_ESYS;
+    n = cnode__conn_more(node, evs, n < 0 ? 0 : n, 64);
     cnode__loop_thread_node = node;
     /* reads from up connections happen here, before node->lock: a fast peer's
      * recv never holds up callers or other connections */

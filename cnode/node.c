@@ -77,6 +77,11 @@ make_names(cnode_node *node, cnode_error *err)
             cnode__seterr(err, CNODE_EINVAL, NULL, "invalid host in node name '%s'", name);
             return CNODE_EINVAL;
         }
+        const char *bad = cnode__host_check(at + 1, cnode__node_family(node));
+        if (bad) {
+            cnode__seterr(err, CNODE_EINVAL, NULL, "invalid host in node name '%s': %s", name, bad);
+            return CNODE_EINVAL;
+        }
         snprintf(node->host, sizeof node->host, "%s", at + 1);
     } else {
         char h[CNODE__NAME_MAX];
@@ -92,7 +97,7 @@ make_names(cnode_node *node, cnode_error *err)
         } else if (!strchr(h, '.')) {
             struct addrinfo hints = {0}, *res = NULL;
             hints.ai_flags = AI_CANONNAME;
-            hints.ai_family = AF_INET;
+            hints.ai_family = cnode__node_family(node);
             if (getaddrinfo(h, NULL, &hints, &res) == 0 && res && res->ai_canonname && strchr(res->ai_canonname, '.'))
                 snprintf(h, sizeof h, "%s", res->ai_canonname);
             if (res)
@@ -127,13 +132,12 @@ cnode__epmd_port(void)
 
 /* Blocking connect with a deadline; used only at start (epmd) and by callers' threads. */
 int
-cnode__connect_tmo(const void *sockaddr_in, int timeout_ms)
+cnode__connect_tmo(const cnode__sockaddr *sa, int timeout_ms)
 {
-    const struct sockaddr_in *sa = sockaddr_in;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = cnode__socket(sa->sa.sa_family);
     if (fd < 0)
         return -1;
-    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) != 0) {
+    if (connect(fd, &sa->sa, cnode__sockaddr_len(sa)) != 0) {
         if (errno != EINPROGRESS) {
             close(fd);
             return -1;
@@ -177,9 +181,20 @@ io_full(int fd, char *buf, size_t len, int out, int timeout_ms)
 static int
 epmd_register(cnode_node *node, cnode_error *err)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(node->epmd_port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* As erl_epmd registers: at the loopback address of the transport's family
+     * (::1 for inet6_*). If that fails, an inet6 node tries 127.0.0.1 as well:
+     * epmd is one registry per host whatever family reaches it, and one bound
+     * to IPv4 only (ERL_EPMD_ADDRESS=127.0.0.1, or an IPv4-only build) still
+     * serves the peers that look the name up over IPv4 loopback. BEAM has no
+     * such fallback and would fail to start there. */
+    cnode__sockaddr sa;
+    int family = cnode__node_family(node);
+    cnode__sockaddr_loopback(family, node->epmd_port, &sa);
     int fd = cnode__connect_tmo(&sa, 3000);
+    if (fd < 0 && family == AF_INET6) {
+        cnode__sockaddr_loopback(AF_INET, node->epmd_port, &sa);
+        fd = cnode__connect_tmo(&sa, 3000);
+    }
     if (fd < 0) {
         cnode__seterr(err, CNODE_EEPMD, NULL, "cannot reach epmd on port %u: %s", node->epmd_port, strerror(errno));
         return CNODE_EEPMD;
@@ -216,26 +231,42 @@ epmd_register(cnode_node *node, cnode_error *err)
     return 0;
 }
 
+/* The distribution's listen socket: IPv4 for inet_*, as inet_tcp_dist; for
+ * inet6_* IPv6, dual-stack (IPV6_V6ONLY off, so IPv4 peers reach it too, as
+ * ones of a mixed cluster may) where the host allows it. */
 static int
 open_listen(cnode_node *node, cnode_error *err)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int family = cnode__node_family(node);
+    int fd = cnode__socket(family);
+    if (fd < 0 && family == AF_INET6 && (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT)) {
+        cnode__seterr(err, CNODE_ESYS, NULL, "IPv6 is not available on this host (socket: %s); the %s transport needs it",
+                      strerror(errno), node->opts.proto_dist == CNODE_PROTO_INET6_TLS ? "inet6_tls" : "inet6_tcp");
+        return CNODE_ESYS;
+    }
     if (fd < 0) {
         cnode__seterr(err, CNODE_ESYS, NULL, "socket: %s", strerror(errno));
         return CNODE_ESYS;
     }
-    int one = 1;
+    int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+    cnode__sockaddr sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa.sa_family = (sa_family_t)family;
+    if (family == AF_INET6) {
+        sa.in6.sin6_addr = in6addr_any;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); /* refused: IPv6 only, still fine */
+    } else {
+        sa.in.sin_addr.s_addr = htonl(INADDR_ANY);
+    }
     socklen_t sl = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 128) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+    if (bind(fd, &sa.sa, cnode__sockaddr_len(&sa)) != 0 || listen(fd, 128) != 0 || getsockname(fd, &sa.sa, &sl) != 0) {
         cnode__seterr(err, CNODE_ESYS, NULL, "listen: %s", strerror(errno));
         close(fd);
         return CNODE_ESYS;
     }
     node->listen_fd = fd;
-    node->port = ntohs(sa.sin_port);
+    node->port = cnode__sockaddr_port(&sa);
     return 0;
 }
 
@@ -267,6 +298,7 @@ node_free(cnode_node *node)
     }
     free(node->peer_tab);
     free(node->procs);
+    cnode__tls_ctx_free(node->tls);
     pthread_mutex_destroy(&node->lock);
     pthread_mutex_destroy(&node->loop_lock);
     pthread_cond_destroy(&node->loop_cond);
@@ -314,9 +346,9 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: missing options or name");
         return CNODE_EINVAL;
     }
-    if (opts->proto_dist != CNODE_PROTO_DEFAULT && opts->proto_dist != CNODE_PROTO_INET_TCP) {
-        cnode__seterr(err, CNODE_ENOTSUP, NULL, "cnode_node_new: only the inet_tcp transport is built so far");
-        return CNODE_ENOTSUP;
+    if (opts->proto_dist < CNODE_PROTO_DEFAULT || opts->proto_dist > CNODE_PROTO_INET6_TLS) {
+        cnode__seterr(err, CNODE_EINVAL, NULL, "cnode_node_new: unknown proto_dist %d", (int)opts->proto_dist);
+        return CNODE_EINVAL;
     }
     pthread_once(&ei_once, do_ei_init);
     if (ei_init_rc != 0) {
@@ -331,6 +363,7 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
     node->opts = *opts;
     node->opts.name = NULL; /* borrowed for the call only */
     node->opts.cookie = NULL;
+    memset(&node->opts.tls, 0, sizeof node->opts.tls); /* read below, during this call only */
     node->listen_fd = node->epmd_fd = node->epfd = node->evfd = -1;
     pthread_mutex_init(&node->lock, NULL);
     pthread_mutex_init(&node->loop_lock, NULL);
@@ -370,6 +403,8 @@ cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err)
         rc = CNODE_ECONFIG;
         goto fail;
     }
+    if ((rc = cnode__tls_setup(node, opts, err)) != 0)
+        goto fail;
     node->epfd = epoll_create1(EPOLL_CLOEXEC);
     node->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (node->epfd < 0 || node->evfd < 0) {
@@ -829,13 +864,13 @@ cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error 
             }
         }
         if (!p->up)
-            rc = p->connect_failed != failed0 ? CNODE_ENOCONNECTION : CNODE_ETIMEOUT;
+            rc = p->connect_failed == failed0 ? CNODE_ETIMEOUT : p->tls_refused ? CNODE_EAUTH : CNODE_ENOCONNECTION;
     }
     char why[sizeof p->last_error];
     snprintf(why, sizeof why, "%s", p->last_error);
     cnode__peer_release(p);
     pthread_mutex_unlock(&node->lock);
-    if (rc == CNODE_ENOCONNECTION)
+    if (rc == CNODE_ENOCONNECTION || rc == CNODE_EAUTH)
         cnode__seterr(err, rc, peer, "cannot connect to %s%s%s", peer, why[0] ? ": " : "", why);
     else if (rc == CNODE_ETIMEOUT)
         cnode__seterr(err, rc, peer, "connecting to %s timed out after %u ms", peer, timeout_ms);

@@ -168,11 +168,8 @@ write_out(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv)
         }
         if (!n)
             break;
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(peer->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = cnode__tx_writev(peer->wconn, iov, n); /* sendmsg, or TLS records */
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             return -1;

@@ -141,17 +141,74 @@ link_put(const cnode__link *l)
     cnode__peer_release(l->pid.peer);
 }
 
+/* ---- monitor references --------------------------------------------------------------------- */
+
+/* Keeps r in *m, its node borrowed from one of names (NULL ends them; each outlives the record)
+ * when it is one of them, else copied. 0 or CNODE_ENOMEM. */
+static int
+mref_set(cnode__mref *m, const erlang_ref *r, const char *const *names)
+{
+    memset(m, 0, sizeof *m);
+    m->len = r->len < 0 ? 0 : r->len > 5 ? 5 : r->len;
+    memcpy(m->n, r->n, sizeof m->n);
+    m->creation = r->creation;
+    for (; *names; names++)
+        if (strcmp(*names, r->node) == 0) {
+            m->node = *names;
+            return 0;
+        }
+    if (!(m->own = strdup(r->node)))
+        return CNODE_ENOMEM;
+    m->node = m->own;
+    return 0;
+}
+
+static void
+mref_get(const cnode__mref *m, erlang_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->node, sizeof out->node, "%s", m->node);
+    out->len = m->len;
+    memcpy(out->n, m->n, sizeof out->n);
+    out->creation = m->creation;
+}
+
+/* As cnode__ref_eq compares two erlang_refs. */
+static int
+mref_is(const cnode__mref *m, const erlang_ref *r)
+{
+    if (m->len != r->len || m->creation != r->creation || strcmp(m->node, r->node) != 0)
+        return 0;
+    for (int i = 0; i < m->len; i++)
+        if (m->n[i] != r->n[i])
+            return 0;
+    return 1;
+}
+
+static int
+mref_eq(const cnode__mref *a, const cnode__mref *b)
+{
+    if (a->len != b->len || a->creation != b->creation || strcmp(a->node, b->node) != 0)
+        return 0;
+    for (int i = 0; i < a->len; i++)
+        if (a->n[i] != b->n[i])
+            return 0;
+    return 1;
+}
+
 static void
 mon_put(const cnode__mon *m)
 {
     cnode__peer_release(m->target.peer);
     cnode__peer_release(m->name_peer);
+    free(m->ref.own);
 }
 
 static void
 monby_put(const cnode__monby *mb)
 {
     cnode__peer_release(mb->watcher.peer);
+    free(mb->ref.own);
 }
 
 static void
@@ -282,7 +339,7 @@ static void
 remove_monby(cnode_proc *p, const erlang_ref *ref)
 {
     for (size_t i = 0; i < p->nmonby; i++)
-        if (cnode__ref_eq(&p->monby[i].ref, ref)) {
+        if (mref_is(&p->monby[i].ref, ref)) {
             monby_put(&p->monby[i]);
             p->monby[i] = p->monby[--p->nmonby];
             return;
@@ -307,9 +364,11 @@ deliver_down(cnode_proc *w, const cnode__mon *m, const char *reason, size_t rlen
     ei_x_buff x;
     if (ei_x_new(&x) != 0)
         return;
+    erlang_ref ref;
+    mref_get(&m->ref, &ref);
     ei_x_encode_tuple_header(&x, 5);
     cnode__x_atom(&x, "DOWN");
-    ei_x_encode_ref(&x, &m->ref);
+    ei_x_encode_ref(&x, &ref);
     cnode__x_atom(&x, "process");
     if (m->by_name) {
         ei_x_encode_tuple_header(&x, 2);
@@ -366,7 +425,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
             } else {
                 cnode__xpid_to_pid(node, &m->target, &c.to.pid);
             }
-            c.ref = m->ref;
+            mref_get(&m->ref, &c.ref);
             if (peer->up)
                 cnode__send_ctl(node, peer, &c, NULL, 0);
         } else {
@@ -376,8 +435,11 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
                 cnode__xpid_to_pid(node, &m->target, &tp);
                 t = cnode__proc_by_pid(node, &tp);
             }
-            if (t)
-                remove_monby(t, &m->ref);
+            if (t) {
+                erlang_ref r;
+                mref_get(&m->ref, &r);
+                remove_monby(t, &r);
+            }
         }
         mon_put(m);
         free(m->name);
@@ -391,7 +453,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
             cnode__ctl c = {.op = CNODE__OP_PAYLOAD_MONITOR_P_EXIT};
             pid_or_name(&c.from, &p->pid, mb->by_name && p->regname ? p->regname : NULL);
             cnode__xpid_to_pid(node, &mb->watcher, &c.to.pid);
-            c.ref = mb->ref;
+            mref_get(&mb->ref, &c.ref);
             if (mb->watcher.peer->up)
                 send_payload_ctl(node, mb->watcher.peer, &c, reason, rlen);
             monby_put(mb);
@@ -400,7 +462,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
             cnode__xpid_to_pid(node, &mb->watcher, &wp);
             cnode_proc *w = cnode__proc_by_pid(node, &wp);
             for (size_t j = 0; w && j < w->nmons; j++)
-                if (cnode__ref_eq(&w->mons[j].ref, &mb->ref)) {
+                if (mref_eq(&w->mons[j].ref, &mb->ref)) {
                     cnode__mon m = w->mons[j];
                     w->mons[j] = w->mons[--w->nmons];
                     deliver_down(w, &m, reason, rlen);
@@ -408,6 +470,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
                     free(m.name);
                     break;
                 }
+            monby_put(mb); /* holds no peer: frees a copied reference node */
         }
     }
     p->nmonby = 0;
@@ -887,7 +950,10 @@ cnode__add_monby(cnode_proc *p, const erlang_ref *ref, const cnode__xpid *watche
         p->monby = nm;
         p->capmonby = nc;
     }
-    p->monby[p->nmonby].ref = *ref;
+    const char *const names[] = {p->node->name, watcher->peer ? watcher->peer->name : NULL, NULL};
+    int rc = mref_set(&p->monby[p->nmonby].ref, ref, names);
+    if (rc != 0)
+        return rc;
     p->monby[p->nmonby].watcher = *watcher;
     p->monby[p->nmonby].by_name = by_name;
     p->nmonby++;
@@ -928,8 +994,11 @@ cnode__monitor_locked(cnode_proc *proc, const erlang_pid *target, const char *na
     if (proc->state != PROC_ALIVE)
         return CNODE_EEXITED;
     cnode_make_ref(node, ref);
-    cnode__mon m = {.ref = *ref, .by_name = target == NULL};
-    int rc = 0;
+    cnode__mon m = {.by_name = target == NULL};
+    const char *const ours[] = {node->name, NULL};
+    int rc = mref_set(&m.ref, ref, ours); /* borrows node->name: never fails */
+    if (rc != 0)
+        return rc;
     if (name && !(m.name = strdup(name)))
         return CNODE_ENOMEM;
     cnode__xpid self = {NULL, proc->num, proc->serial, node->creation};
@@ -997,7 +1066,7 @@ cnode__demonitor_locked(cnode_proc *proc, const erlang_ref *ref)
     cnode_node *node = proc->node;
     size_t i;
     for (i = 0; i < proc->nmons; i++)
-        if (cnode__ref_eq(&proc->mons[i].ref, ref))
+        if (mref_is(&proc->mons[i].ref, ref))
             break;
     if (i == proc->nmons)
         return CNODE_ENOTFOUND;
@@ -1219,7 +1288,7 @@ int
 cnode__monitor_fired(cnode_proc *p, const erlang_ref *ref, const char *reason, size_t rlen)
 {
     for (size_t i = 0; i < p->nmons; i++)
-        if (cnode__ref_eq(&p->mons[i].ref, ref)) {
+        if (mref_is(&p->mons[i].ref, ref)) {
             cnode__mon m = p->mons[i];
             p->mons[i] = p->mons[--p->nmons];
             deliver_down(p, &m, reason, rlen);

@@ -4,9 +4,12 @@
  * queue (so one slow name does not hold up the others) and hand answers back
  * through the loop's wake-up; the loop keeps them in a small cache
  * (RESOLVE_TTL_MS) and moves on the dials that waited for them. Numeric
- * addresses never leave the loop. A dial that waits longer than its handshake
- * deadline fails as "cannot resolve host (timed out)"; the late answer still
- * fills the cache. */
+ * addresses never leave the loop. The family is the node's (A records for
+ * inet_*, AAAA for inet6_*, as BEAM's inet:getaddr(Host, Family) in
+ * inet_tcp_dist's address_please): an inet6 node does not fall back to an
+ * IPv4 address, so a host with no AAAA record cannot be resolved. A dial
+ * that waits longer than its handshake deadline fails as "cannot resolve
+ * host (timed out)"; the late answer still fills the cache. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -21,13 +24,14 @@
 typedef struct rjob {
     struct rjob *next;
     int ok;
-    struct in_addr addr;
+    int family;
+    cnode__sockaddr addr;
     char host[CNODE__NAME_MAX];
 } rjob;
 
 typedef struct {
     char host[CNODE__NAME_MAX];
-    struct in_addr addr;
+    cnode__sockaddr addr;
     int64_t until_ms; /* 0: empty */
 } centry;
 
@@ -74,12 +78,14 @@ resolver_main(void *arg)
         r->busy = j;
         pthread_mutex_unlock(&r->lock);
         struct addrinfo hints = {0}, *res = NULL;
-        hints.ai_family = AF_INET;
+        hints.ai_family = j->family;
         hints.ai_socktype = SOCK_STREAM;
-        int ok = getaddrinfo(j->host, NULL, &hints, &res) == 0 && res;
-        struct in_addr a = {0};
+        int ok = getaddrinfo(j->host, NULL, &hints, &res) == 0 && res && res->ai_family == j->family &&
+                 res->ai_addrlen <= sizeof(cnode__sockaddr);
+        cnode__sockaddr a;
+        memset(&a, 0, sizeof a);
         if (ok)
-            a = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+            memcpy(&a, res->ai_addr, res->ai_addrlen);
         if (res)
             freeaddrinfo(res);
         pthread_mutex_lock(&r->lock);
@@ -113,11 +119,13 @@ asked(const rjob *j, const char *host)
 }
 
 int
-cnode__resolve(cnode_node *node, const char *host, struct in_addr *out)
+cnode__resolve(cnode_node *node, const char *host, cnode__sockaddr *out)
 {
-    if (inet_pton(AF_INET, host, out) == 1)
+    int family = cnode__node_family(node);
+    if (cnode__sockaddr_literal(family, host, out))
         return 0;
-    if (!*host || strlen(host) >= CNODE__NAME_MAX)
+    /* an address literal of the other family, or a malformed one, needs no resolver to fail */
+    if (!*host || strlen(host) >= CNODE__NAME_MAX || cnode__host_check(host, family))
         return -1;
     cnode__resolver *r = node->resolver;
     if (!r) {
@@ -143,6 +151,7 @@ cnode__resolve(cnode_node *node, const char *host, struct in_addr *out)
         return -1;
     }
     snprintf(j->host, sizeof j->host, "%s", host);
+    j->family = family;
     if (r->idle == 0 && r->nthreads < RESOLVER_THREADS &&
         cnode__thread_create(&r->threads[r->nthreads], resolver_main, node) == 0)
         r->nthreads++;

@@ -121,8 +121,18 @@ ptrdiff_t cnode__hs_challenge_reply_decode(const char *body, size_t len, uint32_
                                            const char **why);
 ptrdiff_t cnode__hs_challenge_ack_decode(const char *body, size_t len, unsigned char digest[16], const char **why);
 
-/* MD5(cookie ++ decimal(challenge)) with OpenSSL's EVP API. 0, or -1 on an OpenSSL failure. */
+/* MD5(cookie ++ decimal(challenge)) (cnode__md5). Always 0. */
 int cnode__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge, unsigned char out[16]);
+/* MD5 (RFC 1321), ei_glue/md5.c: init, update with the bytes, final. */
+typedef struct {
+    uint32_t h[4];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t n;
+} cnode__md5_ctx;
+void cnode__md5_init(cnode__md5_ctx *c);
+void cnode__md5_update(cnode__md5_ctx *c, const void *data, size_t len);
+void cnode__md5_final(cnode__md5_ctx *c, unsigned char out[16]);
 
 /* ---- the handshake as a state machine (ei_glue/handshake.c) ---------------
  * Bytes in, bytes out, verdict: no sockets, no clock, no malloc, no locks.
@@ -182,8 +192,9 @@ typedef struct {
     uint32_t peer_challenge; /* accept: the challenge in their reply, answered by our ack */
     int named;     /* accept: a whole send_name arrived */
     int replacing; /* accept: we said alive and the peer answered true */
-    /* the message being read, its 2-byte length first */
-    unsigned char in[2 + CNODE__HS_BODY_MAX];
+    int hdr; /* length prefix: 2 (plain TCP), 4 (inside TLS, as inet_tls_dist's {packet,4}) */
+    /* the message being read, its length prefix first */
+    unsigned char in[4 + CNODE__HS_BODY_MAX];
     size_t in_len;
     char out[CNODE__HS_OUT_MAX];
     size_t out_len, out_off;
@@ -195,7 +206,10 @@ void cnode__hs_init_dial(cnode__hs *hs, const char *name, uint64_t flags, uint32
                          size_t cookie_len, const char *dialled, uint32_t challenge);
 void cnode__hs_init_accept(cnode__hs *hs, const char *name, uint64_t flags, uint32_t creation, const char *cookie,
                            size_t cookie_len, uint32_t challenge);
-/* Bytes the machine takes now (1..CNODE__HS_BODY_MAX + 2), 0 while it waits for an answer or is done. */
+/* 4-byte length prefixes both ways instead of 2 (the handshake inside TLS, protocol.md §10).
+ * Call it right after init, before any input or output is taken. */
+void cnode__hs_use_packet4(cnode__hs *hs);
+/* Bytes the machine takes now (1..CNODE__HS_BODY_MAX + 4), 0 while it waits for an answer or is done. */
 size_t cnode__hs_want(const cnode__hs *hs);
 /* Feed buf[0, len); *used (may be NULL) gets the bytes taken: it stops after a
  * message that needs an answer or ends the handshake. len 0 means the peer

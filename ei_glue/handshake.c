@@ -55,6 +55,15 @@ emit(cnode__hs *hs, const char *tmp, size_t n)
 {
     if (n == 0)
         return fail(hs, CNODE__HS_F_PROTOCOL, "handshake: cannot encode our message");
+    char wide[CNODE__HS_OUT_MAX];
+    if (hs->hdr == 4) { /* the encoders write a 2-byte length: widen it to 4 */
+        if (n + 2 > sizeof wide)
+            return fail(hs, CNODE__HS_F_PROTOCOL, "handshake: cannot encode our message");
+        wide[0] = wide[1] = 0;
+        memcpy(wide + 2, tmp, n);
+        tmp = wide;
+        n += 2;
+    }
     if (hs->out_off) {
         memmove(hs->out, hs->out + hs->out_off, hs->out_len - hs->out_off);
         hs->out_len -= hs->out_off;
@@ -93,6 +102,7 @@ init(cnode__hs *hs, int role, const char *name, uint64_t flags, uint32_t creatio
     hs->cookie = cookie;
     hs->cookie_len = cookie_len;
     hs->challenge = challenge;
+    hs->hdr = 2;
 }
 
 void
@@ -279,20 +289,41 @@ on_message(cnode__hs *hs, const char *body, size_t len)
     }
 }
 
+/* The length prefix read so far; a 4-byte one over the bound reads as the bound plus one (refused). */
 static size_t
 msg_len(const cnode__hs *hs)
 {
-    return ((size_t)hs->in[0] << 8) | hs->in[1];
+    if (hs->hdr == 2)
+        return ((size_t)hs->in[0] << 8) | hs->in[1];
+    if (hs->in[0] || hs->in[1])
+        return CNODE__HS_BODY_MAX + 1;
+    return ((size_t)hs->in[2] << 8) | hs->in[3];
+}
+
+void
+cnode__hs_use_packet4(cnode__hs *hs)
+{
+    if (hs->hdr == 4)
+        return;
+    char q[CNODE__HS_OUT_MAX];
+    size_t n = hs->out_len - hs->out_off;
+    memcpy(q, hs->out + hs->out_off, n);
+    hs->out_len = hs->out_off = 0;
+    hs->hdr = 4;
+    /* what init queued (send_name) is one whole message: queue it again, widened */
+    if (n)
+        emit(hs, q, n);
 }
 
 size_t
 cnode__hs_want(const cnode__hs *hs)
 {
+    size_t h = (size_t)hs->hdr;
     if (verdict(hs) != CNODE__HS_AGAIN)
         return 0;
-    if (hs->in_len < 2)
-        return 2 - hs->in_len;
-    return 2 + msg_len(hs) - hs->in_len;
+    if (hs->in_len < h)
+        return h - hs->in_len;
+    return h + msg_len(hs) - hs->in_len;
 }
 
 int
@@ -310,16 +341,17 @@ cnode__hs_input(cnode__hs *hs, const char *buf, size_t len, size_t *used)
         memcpy(hs->in + hs->in_len, buf + u, take);
         hs->in_len += take;
         u += take;
-        if (hs->in_len < 2)
+        size_t h = (size_t)hs->hdr;
+        if (hs->in_len < h)
             continue;
         size_t n = msg_len(hs);
         if (n == 0 || n > CNODE__HS_BODY_MAX) {
             v = fail(hs, CNODE__HS_F_PROTOCOL, n ? "handshake message too long" : "empty handshake message");
             break;
         }
-        if (hs->in_len == 2 + n) {
+        if (hs->in_len == h + n) {
             hs->in_len = 0;
-            v = on_message(hs, (const char *)hs->in + 2, n);
+            v = on_message(hs, (const char *)hs->in + h, n);
         }
     }
     if (used)

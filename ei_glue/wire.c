@@ -1,12 +1,11 @@
 /* ei_glue/wire.c: distribution flags, epmd requests and replies, the v6
  * handshake messages, the MD5 challenge digest and the length-prefixed frame
- * reader. Pure: no I/O, no allocation (the digest is libmd's MD5: a plain node never loads OpenSSL). */
+ * reader. Pure: no I/O, no allocation (the digest is ei_glue/md5.c's: a plain node loads no library for it). */
 #include "ei_glue/glue.h"
 #include "ei_glue/reader.h"
 
 #include <string.h>
 #include <stdio.h>
-#include <md5.h>
 
 static void
 put16(char *p, unsigned v)
@@ -368,11 +367,11 @@ cnode__hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge, unsi
 {
     char dec[16];
     int dl = snprintf(dec, sizeof dec, "%u", (unsigned)challenge);
-    MD5_CTX ctx;
-    MD5Init(&ctx);
-    MD5Update(&ctx, (const uint8_t *)cookie, cookie_len);
-    MD5Update(&ctx, (const uint8_t *)dec, (size_t)dl);
-    MD5Final(out, &ctx);
+    cnode__md5_ctx ctx;
+    cnode__md5_init(&ctx);
+    cnode__md5_update(&ctx, cookie, cookie_len);
+    cnode__md5_update(&ctx, dec, (size_t)dl);
+    cnode__md5_final(&ctx, out);
     return 0;
 }
 

@@ -138,7 +138,13 @@ typedef struct cnode_limits {
 } cnode_limits;
 
 /* The distribution transport, named as BEAM's -proto_dist names it. Both ends of a
- * connection must use the same one (epmd does not say which a node runs). */
+ * connection must use the same one (epmd does not say which a node runs).
+ * The inet6 ones, as inet6_tcp_dist: host parts are resolved to IPv6 (AAAA)
+ * addresses only, IPv6 literals are written without brackets (`app@fdaa::3`,
+ * `c@::1`, as node() gives them on BEAM), the node registers with epmd at ::1
+ * (127.0.0.1 if epmd does not listen on ::1) and listens on IPv6, taking IPv4
+ * too where the host allows dual-stack sockets. The inet ones take no IPv6
+ * literal: a name with one is refused (CNODE_EINVAL) and cannot be dialled. */
 typedef enum cnode_proto_dist {
     CNODE_PROTO_DEFAULT = 0, /* inet_tcp (inet_tls once TLS options are given) */
     CNODE_PROTO_INET_TCP,    /* TCP over IPv4 */
@@ -146,6 +152,40 @@ typedef enum cnode_proto_dist {
     CNODE_PROTO_INET_TLS,    /* TLS over IPv4 */
     CNODE_PROTO_INET6_TLS,   /* TLS over IPv6 */
 } cnode_proto_dist;
+
+/* TLS distribution (inet_tls_dist): TLS first, then the ordinary handshake inside it. Any
+ * field set here (or proto_dist *_TLS) makes the node speak TLS on every connection, both
+ * ways; a peer on plain TCP is refused, and so is every peer of a plain node that speaks TLS.
+ * Files are read at cnode_node_new, which refuses (CNODE_ECONFIG, err->message says why)
+ * a file it cannot read, a key that does not match, or an option it cannot honour.
+ * OpenSSL (libssl.so.3) is loaded then, and only then: a plain node never maps it. */
+enum { CNODE_TLS_VERIFY_DEFAULT = 0, CNODE_TLS_VERIFY_PEER = 1, CNODE_TLS_VERIFY_NONE = 2 };
+enum { CNODE_TLS_V1_2 = 1, CNODE_TLS_V1_3 = 2 }; /* cnode_tls_opts.versions bits */
+typedef struct cnode_tls_opts {
+    const char *certfile; /* PEM: this node's certificate (and chain); required to accept */
+    const char *keyfile;  /* PEM: its private key (unencrypted); NULL: in certfile */
+    const char *cafile;   /* PEM: the CAs a peer's certificate must chain to */
+    /* DEFAULT: PEER when cafile is given, else NONE. PEER: a dialled node's certificate must
+     * chain to cafile and name the host we dialled (DNS or IP subjectAltName, or CN), and a
+     * dialling node must present one that chains to cafile (fail_if_no_peer_cert). NONE: no
+     * checks at all (the link is encrypted, not authenticated: only the cookie says who). */
+    int verify;
+    /* Dialling: the name sent as SNI and checked against the certificate. NULL: the host
+     * part of the node name dialled (as inet_tls_dist does); "": no SNI and no host check
+     * (OTP's {server_name_indication, disable}). */
+    const char *server_name;
+    unsigned versions;   /* CNODE_TLS_V1_2 | CNODE_TLS_V1_3; 0: TLS 1.2 only, as OTP 25 */
+    const char *ciphers; /* OpenSSL cipher names, ':'-separated (TLS_* are TLS 1.3 suites); NULL: OpenSSL's */
+    /* BEAM's -ssl_dist_optfile: one term [{server, Opts}, {client, Opts}] (either may be
+     * left out). Opts: certfile, keyfile, cacertfile, verify (verify_peer | verify_none),
+     * fail_if_no_peer_cert (server), versions ('tlsv1.2', 'tlsv1.3'), ciphers (a string of
+     * OpenSSL names or a list of them), server_name_indication (client: a host or disable),
+     * depth; accepted and without effect here: secure_renegotiate (renegotiation is always
+     * off), reuse_sessions, hibernate_after, log_level. Anything else, verify_fun, password,
+     * crl_check, crl_cache, dhfile among them, is refused. What the file sets wins over the
+     * fields above, side by side. */
+    const char *optfile;
+} cnode_tls_opts;
 
 typedef struct cnode_node_opts {
     const char *name;      /* "alive" or "alive@host"; required */
@@ -162,15 +202,19 @@ typedef struct cnode_node_opts {
     cnode_nodedown_cb *on_nodedown;
     void *user_data;       /* passed to every callback above */
     cnode_limits limits;   /* zeroed: every default */
-    cnode_proto_dist proto_dist; /* 0: inet_tcp */
+    cnode_proto_dist proto_dist; /* 0: inet_tcp, or inet_tls when tls has any field set */
+    cnode_tls_opts tls;          /* zeroed: no TLS (unless proto_dist says TLS: then every default) */
 } cnode_node_opts;
 
-/* Creates a node: listens on loopback-and-all (an ephemeral port), registers
- * with epmd as a hidden node (ERL_EPMD_PORT honoured, the epmd socket held open
+/* Creates a node: listens on every address of its transport's family (an
+ * ephemeral port; see cnode_proto_dist), registers with epmd as a hidden node (ERL_EPMD_PORT honoured, the epmd socket held open
  * for the node's life) and, unless no_io_thread, starts its I/O thread.
  * opts: borrowed for the call. *out: yours, close with cnode_node_close().
- * Errors: CNODE_EINVAL (bad name), CNODE_ECONFIG (no cookie), CNODE_EEPMD,
- * CNODE_ENAMETAKEN, CNODE_ESYS, CNODE_ENOMEM. */
+ * Errors: CNODE_EINVAL (bad name: also an IPv6 literal in brackets, a malformed
+ * one, or one on an inet transport), CNODE_ECONFIG (no cookie; TLS files or
+ * options refused; OpenSSL not installed), CNODE_EEPMD, CNODE_ENAMETAKEN,
+ * CNODE_ESYS (also: an inet6 transport on a host without IPv6, said in err),
+ * CNODE_ENOTSUP (a transport not built), CNODE_ENOMEM. */
 int cnode_node_new(const cnode_node_opts *opts, cnode_node **out, cnode_error *err);
 /* Stops the node: every live process exits with reason `shutdown`, every
  * connection closes, epmd forgets the name, the I/O thread is joined.
@@ -212,7 +256,10 @@ uint32_t cnode_node_creation(const cnode_node *node);
 int cnode_poll(cnode_node *node, int timeout_ms);
 
 /* Like net_adm:ping/1: connects if needed. 0 = pong; CNODE_ENOCONNECTION = pang
- * (unknown host, no epmd, not registered, refused, cookie), CNODE_ETIMEOUT. */
+ * (unknown host, no epmd, not registered, refused, cookie), CNODE_ETIMEOUT;
+ * CNODE_EAUTH: the TLS layer refused the connection (a certificate not trusted,
+ * expired or naming another host, either side; the peer not speaking TLS, or
+ * speaking it to a plain node); err->message names the reason. */
 int cnode_ping(cnode_node *node, const char *peer, unsigned timeout_ms, cnode_error *err);
 /* Connected nodes, like nodes(connected). *names: yours, free with
  * cnode_strv_free(*names, *count). */

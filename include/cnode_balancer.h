@@ -207,6 +207,7 @@ typedef struct cnode_balancer_event {
     unsigned attempt;     /* 0-based */
     int last;             /* 1 if no further attempt follows */
     int64_t duration_us;  /* pick and call of this attempt */
+    uint64_t gen;         /* the pg snapshot generation the pick read, as cnode_balancer_picked.gen */
 } cnode_balancer_event;
 /* Runs on the calling thread after every attempt; keep it short, never call
  * back into this balancer. */
@@ -289,6 +290,26 @@ typedef struct cnode_balancer_opts {
 typedef struct cnode_balancer cnode_balancer;
 #define CNODE_BALANCER_NODE_MAX 256 /* room for any node name, NUL included */
 
+/* What one pick chose and the pg snapshot it chose from (the *_picked
+ * functions below; the observer's event carries the same gen per attempt).
+ *   node     the member picked, "" if no pick was made (no live member, an
+ *            error before the pick).
+ *   gen      with the pg source: the generation (cnode_pg_snapshot_generation)
+ *            of the snapshot whose member list the candidates were read from.
+ *            A picked node is listed in that snapshot as a member of the
+ *            group, not suspect there and passing the filter, even when newer
+ *            snapshots have been published since (a pick never mixes
+ *            generations, and a call never goes to a node its snapshot did
+ *            not list). With no live member, the generation that had none.
+ *            0 with a static list, a provider or call_direct (no snapshot).
+ *   attempt  the 0-based attempt of the call or cast that made the pick
+ *            (retries pick again); 0 for a select. */
+typedef struct cnode_balancer_picked {
+    char node[CNODE_BALANCER_NODE_MAX];
+    uint64_t gen;
+    unsigned attempt;
+} cnode_balancer_picked;
+
 /* A balancer over group (an atom's name) of scope. node and scope: kept until
  * cnode_balancer_free; scope may be NULL with a static list or a provider
  * (and node too, unless the provider or the calls need the network), both
@@ -313,6 +334,11 @@ void cnode_balancer_free(cnode_balancer *b);
  * CNODE_EINVAL, CNODE_ENOMEM, a provider's errors, or a custom algorithm's
  * code. */
 int cnode_balancer_select(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, char *node, size_t cap, cnode_error *err);
+/* cnode_balancer_select with the pick's record: picked (required) gets the
+ * node and the snapshot generation it came from; release picked->node.
+ * On an error picked->node is "" (gen as described above). */
+int cnode_balancer_select_picked(cnode_balancer *b, const ei_x_buff *key, const ei_x_buff *args, cnode_balancer_picked *picked,
+                                 cnode_error *err);
 /* The pure core of select, over a node list of your own (no source, no
  * filter): *index into nodes, which must hold n names (none NULL). Counts
  * nodes[*index] in flight. Same release rule. No lock (custom algorithms
@@ -354,6 +380,17 @@ int cnode_balancer_call(cnode_balancer *b, const char *mod, const char *fun, con
  * released at once). Only "no live member" is retried. */
 int cnode_balancer_cast(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
                         char *served_by, size_t cap, cnode_error *err);
+
+/* cnode_balancer_call with the pick's record in place of served_by: picked
+ * (NULL allowed) gets the last attempt's pick, i.e. the node that answered
+ * on success, and on failure the node of the last attempt ("" if it could
+ * not pick one), with its snapshot generation and attempt number. Every
+ * attempt's pick, retries included, reaches the observer (event gen). */
+int cnode_balancer_call_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+                               ei_x_buff *reply, cnode_balancer_picked *picked, cnode_error *err);
+/* cnode_balancer_cast with the pick's record (NULL allowed), as cnode_balancer_call_picked. */
+int cnode_balancer_cast_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+                               cnode_balancer_picked *picked, cnode_error *err);
 
 /* EasyRpc's clear_sticky_node/1 and reset_round_robin/1, for the calling thread. */
 void cnode_balancer_clear_sticky(cnode_balancer *b);

@@ -79,64 +79,254 @@ cnode__sb_finish(cnode__sb *s)
 
 /* ---- atoms ---- */
 
-/* The script of a letter past ASCII that Elixir's identifier tokenizer takes
- * (String.Tokenizer: Unicode ID_Start/ID_Continue of Identifier_Status
- * Allowed, NFC, one script per identifier): 1 Latin, 2 Greek, 3 Cyrillic; 0
- * for anything else. The ranges are those of U+00C0..U+024F, U+0370..U+052F
- * and U+1E00..U+1EFF that Elixir 1.14 leaves bare as one-letter atoms (asked
- * of `elixir -e`, one by one). Only these three scripts are known here: an
- * atom with any other character past ASCII is quoted, where Elixir may leave
- * some (Han, Arabic, combining marks...) bare. */
-static int
-letter_script(uint32_t c)
+/* Elixir 1.14's identifier tokenizer (String.Tokenizer) and Macro.classify_atom,
+ * on the tables term/gen_unicode.exs made from that Elixir and its OTP:
+ * term/ident_tables.h. */
+#include "term/ident_tables.h"
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The identifier range holding c, or NULL. */
+static const struct idt_range *
+ident_range(uint32_t c)
 {
-    static const struct {
-        uint16_t lo, hi;
-        unsigned char script;
-    } allowed[] = {
-        {0xC0, 0xD6, 1},    {0xD8, 0xF6, 1},    {0xF8, 0x131, 1},   {0x134, 0x13E, 1},   {0x141, 0x148, 1},   {0x14A, 0x17E, 1},
-        {0x18F, 0x18F, 1},  {0x1A0, 0x1A1, 1},  {0x1AF, 0x1B0, 1},  {0x1CD, 0x1DC, 1},   {0x1DE, 0x1E3, 1},   {0x1E6, 0x1F0, 1},
-        {0x1F4, 0x1F5, 1},  {0x1F8, 0x21B, 1},  {0x21E, 0x21F, 1},  {0x226, 0x233, 1},   {0x37B, 0x37D, 2},   {0x386, 0x386, 2},
-        {0x388, 0x38A, 2},  {0x38C, 0x38C, 2},  {0x38E, 0x3A1, 2},  {0x3A3, 0x3CE, 2},   {0x3FC, 0x3FF, 2},   {0x400, 0x45F, 3},
-        {0x48A, 0x4FF, 3},  {0x510, 0x529, 3},  {0x52E, 0x52F, 3},  {0x1E00, 0x1E99, 1}, {0x1E9E, 0x1E9E, 1}, {0x1EA0, 0x1EF9, 1}};
-    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
-        if (c >= allowed[i].lo && c <= allowed[i].hi)
-            return allowed[i].script;
+    size_t lo = 0, hi = COUNT(idt_ident);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < idt_ident[mid].lo)
+            hi = mid;
+        else if (c > idt_ident[mid].hi)
+            lo = mid + 1;
+        else
+            return &idt_ident[mid];
+    }
+    return NULL;
+}
+
+/* The tokenizer's codepoint_to_scriptset: ASCII letters are Latin; '_',
+ * digits, '@', '?', '!' and anything else outside the tables are of every
+ * script. */
+static uint64_t
+script_set(uint32_t c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    const struct idt_range *r = ident_range(c);
+    return r ? idt_sets[r->set] : IDT_ALL_SCRIPTS;
+}
+
+/* The canonical combining class of c (0 for starters). */
+static int
+combining_class(uint32_t c)
+{
+    size_t lo = 0, hi = COUNT(idt_ccc);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < idt_ccc[mid].lo)
+            hi = mid;
+        else if (c > idt_ccc[mid].hi)
+            lo = mid + 1;
+        else
+            return idt_ccc[mid].ccc;
+    }
     return 0;
 }
 
-/* [A-Za-z_][A-Za-z0-9_@]*[?!]?, where a letter may also be one of letter_script's,
- * all letters of one script (ASCII letters are Latin): Elixir quotes λx. */
+#define HANGUL_S 0xAC00u
+#define HANGUL_L 0x1100u
+#define HANGUL_V 0x1161u
+#define HANGUL_T 0x11A7u
+#define HANGUL_SCOUNT 11172u
+
+/* Appends the canonical decomposition of c to out (room for 4 more), returns the new length. */
+static size_t
+decompose(uint32_t c, uint32_t *out, size_t k)
+{
+    if (c - HANGUL_S < HANGUL_SCOUNT) {
+        uint32_t s = c - HANGUL_S;
+        out[k++] = HANGUL_L + s / (21 * 28);
+        out[k++] = HANGUL_V + s % (21 * 28) / 28;
+        if (s % 28)
+            out[k++] = HANGUL_T + s % 28;
+        return k;
+    }
+    size_t lo = 0, hi = COUNT(idt_decomp);
+    while (c >= 0x80 && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < idt_decomp[mid].cp) {
+            hi = mid;
+        } else if (c > idt_decomp[mid].cp) {
+            lo = mid + 1;
+        } else {
+            for (size_t j = 0; j < idt_decomp[mid].len; j++)
+                out[k++] = idt_decomp_cps[idt_decomp[mid].at + j];
+            return k;
+        }
+    }
+    out[k++] = c;
+    return k;
+}
+
+/* The code point first and second compose into, or 0 (Hangul by its arithmetic). */
+static uint32_t
+compose(uint32_t first, uint32_t second)
+{
+    if (first - HANGUL_L < 19 && second - HANGUL_V < 21)
+        return HANGUL_S + ((first - HANGUL_L) * 21 + (second - HANGUL_V)) * 28;
+    if (first - HANGUL_S < HANGUL_SCOUNT && (first - HANGUL_S) % 28 == 0 && second - HANGUL_T - 1 < 27)
+        return first + (second - HANGUL_T);
+    size_t lo = 0, hi = COUNT(idt_compose);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t s2 = idt_compose[mid].second, f = idt_compose[mid].first;
+        if (second < s2 || (second == s2 && first < f))
+            hi = mid;
+        else if (second > s2 || first > f)
+            lo = mid + 1;
+        else
+            return idt_compose[mid].composite;
+    }
+    return 0;
+}
+
+/* The NFC form of the code points of an atom (at most 255) in d (room for
+ * 4 * 256), as unicode:characters_to_nfc_list/1 gives it: decompose, order the
+ * marks by combining class, compose again (Unicode's algorithm); its length. */
+static size_t
+to_nfc(const uint32_t *cp, size_t n, uint32_t *d)
+{
+    uint8_t cc[256 * 4]; /* classes are at most 240 */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k = decompose(cp[i], d, k);
+    for (size_t i = 0; i < k; i++)
+        cc[i] = (uint8_t)combining_class(d[i]);
+    /* canonical order: a stable sort of each run of marks by class */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && cc[j] != 0 && cc[j - 1] > cc[j]; j--) {
+            uint32_t t = d[j];
+            uint8_t tc = cc[j];
+            d[j] = d[j - 1], cc[j] = cc[j - 1];
+            d[j - 1] = t, cc[j - 1] = tc;
+        }
+    /* compose: each code point with the last starter, unless one between of
+       class 0 or of a class at least its own blocks it */
+    size_t out = 0, starter = 0;
+    int have = 0, last = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t x;
+        if (have && (last < cc[i] || (last == 0 && out == starter + 1)) && (x = compose(d[starter], d[i])) != 0) {
+            d[starter] = x;
+            continue;
+        }
+        if (cc[i] == 0) {
+            starter = out;
+            have = 1;
+        }
+        last = cc[i];
+        d[out] = d[i];
+        cc[out++] = cc[i];
+    }
+    return out;
+}
+
+/* The tokenizer's highly_restrictive?: every code point shares a script with
+ * Latin+Japanese, or every one with Latin+Han+Bopomofo, or with Latin+Korean. */
 static int
-plain_identifier(const char *s, size_t n)
+highly_restrictive(const uint32_t *cp, size_t n)
+{
+    for (size_t k = 0; k < COUNT(idt_restrictive); k++) {
+        size_t i = 0;
+        while (i < n && (script_set(cp[i]) & idt_restrictive[k]) != 0)
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether inspect leaves the atom (no operator, no alias) bare: Macro's
+ * classify_atom after String.Tokenizer.tokenize/1. A lone identifier, all of
+ * it: a start ([A-Za-z_], or a Unicode start or upper-case letter; U+00B5
+ * stands for U+03BC and counts as a change by NFKC), then ASCII letters,
+ * digits, '_', '@' or Unicode continues, and an optional last '?' or '!'.
+ * Past ASCII letters, it must be in NFC and its scripts must meet (or be
+ * highly restrictive). Bare: what starts upper case or holds '@'; else an
+ * identifier that NFC/NFKC left as it was. */
+static int
+bare_atom(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    int script = 0;
-    size_t i = 0;
-    while (i < n) {
+    uint32_t cp[256]; /* an atom has at most 255 characters */
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
         uint32_t c = u[i];
         size_t k = 1;
-        int sc;
-        if (c >= 0x80) {
-            if ((k = cnode__utf8_get(u + i, n - i, &c)) == 0 || (sc = letter_script(c)) == 0)
+        if (c >= 0x80 && (k = cnode__utf8_get(u + i, n - i, &c)) == 0)
+            return 0;
+        if (m == COUNT(cp))
+            return 0;
+        cp[m++] = c;
+        i += k;
+    }
+    if (m == 0)
+        return 0;
+    int not_identifier, ascii = 1, at = 0, nfkc = 0;
+    uint64_t ss;
+    const struct idt_range *r;
+    uint32_t h = cp[0];
+    if ((h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z')) {
+        not_identifier = h <= 'Z';
+        ss = 1;
+    } else if (h == '_') {
+        not_identifier = 0;
+        ss = IDT_ALL_SCRIPTS;
+    } else if ((r = ident_range(h)) != NULL && r->kind != 3) {
+        not_identifier = r->kind == 2;
+        ss = idt_sets[r->set];
+        ascii = 0;
+    } else if (h == 0xB5) {
+        not_identifier = 0;
+        ss = IDT_ALL_SCRIPTS;
+        ascii = 0;
+        nfkc = 1;
+        cp[0] = 0x3BC;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < m; i++) {
+        uint32_t c = cp[i];
+        if (c == '?' || c == '!') {
+            if (i + 1 != m)
                 return 0;
+        } else if (c == '@') {
+            at = 1;
         } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-            sc = 1;
-        } else if (c == '_' || (i > 0 && ((c >= '0' && c <= '9') || c == '@'))) {
-            sc = 0;
-        } else if (i > 0 && i + 1 == n && (c == '?' || c == '!')) {
-            sc = 0;
+            ss &= 1;
+        } else if (c == '_' || (c >= '0' && c <= '9')) {
+            continue;
+        } else if (c < 0x80) {
+            return 0;
+        } else if ((r = ident_range(c)) != NULL) {
+            ss &= idt_sets[r->set];
+            ascii = 0;
+        } else if (c == 0xB5) {
+            ascii = 0;
+            nfkc = 1;
+            cp[i] = 0x3BC;
         } else {
             return 0;
         }
-        if (sc) {
-            if (script && script != sc)
-                return 0;
-            script = sc;
-        }
-        i += k;
     }
-    return n > 0;
+    if (!ascii) {
+        uint32_t nfc[256 * 4];
+        size_t k = to_nfc(cp, m, nfc);
+        if (k != m || memcmp(nfc, cp, m * sizeof cp[0]) != 0)
+            nfkc = 1;
+        if (ss == 0 && !highly_restrictive(nfc, k))
+            return 0;
+    }
+    return not_identifier || at || !nfkc;
 }
 
 /* "Elixir." followed by Alias segments: [A-Z][A-Za-z0-9_]* joined by dots. */
@@ -259,7 +449,7 @@ cnode__inspect_atom(cnode__sb *o, const char *s, size_t n)
         cnode__sb_put(o, s, n);
     } else if (cnode__insp_alias(s, n)) {
         cnode__sb_put(o, s + 7, n - 7);
-    } else if (plain_identifier(s, n) || operator_atom(s, n)) {
+    } else if (bare_atom(s, n) || operator_atom(s, n)) {
         cnode__sb_put(o, ":", 1);
         cnode__sb_put(o, s, n);
     } else {
@@ -273,7 +463,7 @@ void
 cnode__inspect_key(cnode__sb *o, const char *name)
 {
     size_t n = strlen(name);
-    if (plain_identifier(name, n) || operator_atom(name, n)) {
+    if (bare_atom(name, n) || operator_atom(name, n)) {
         cnode__sb_put(o, name, n);
     } else {
         cnode__sb_put(o, "\"", 1);

@@ -3,7 +3,7 @@
 # otherwise it prints the exact command to run and fails.
 PKGS="gcc make pkg-config erlang-base erlang-dev erlang-nox erlang-src erlang-common-test erlang-tools \
 rebar3 elixir libcunit1-dev libbsd-dev libmd-dev libpcre2-dev procps util-linux hostname gnuplot-nox binutils \
-clang-14 libclang-rt-14-dev iproute2"
+clang-14 libclang-rt-14-dev iproute2 lld libssl-dev openssl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

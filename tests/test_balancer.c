@@ -3,7 +3,8 @@
  * selector vectors (tests/data/vectors/libring_key_to_node.tsv through
  * hash_ring, tests/data/vectors/easy_rpc_hash.tsv through easy_hash),
  * counters released on every outcome, and a node with a pg scope of its own
- * for "no live member -> service_unavailable at once" and the wait option. */
+ * for "no live member -> service_unavailable at once", the wait option, and
+ * the pick's record (node and pg snapshot generation) as members come and go. */
 #include <CUnit/CUnit.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -945,6 +946,166 @@ test_local_member_outcomes(void)
     ei_x_free(&args);
 }
 
+/* ---- the pick's record: node and pg snapshot generation ---- */
+
+typedef struct {
+    int n;
+    uint64_t gen[8];
+    unsigned attempt[8];
+    char node[8][CNODE_BALANCER_NODE_MAX];
+} gen_events;
+
+static void
+gen_observer(const cnode_balancer_event *ev, void *data)
+{
+    gen_events *e = data;
+    if (e->n < 8) {
+        e->gen[e->n] = ev->gen;
+        e->attempt[e->n] = ev->attempt;
+        snprintf(e->node[e->n], sizeof e->node[e->n], "%s", ev->node);
+        e->n++;
+    }
+}
+
+/* select_picked on b while the mirror holds still: the generation read lies between the ones
+ * before and after, and a node picked is listed in that snapshot. Returns the select's code. */
+static int
+pick_checked(cnode_balancer *b, const char *group, cnode_balancer_picked *pk)
+{
+    cnode_pg_snapshot *before = cnode_pg_snapshot_get(scope);
+    uint64_t g0 = cnode_pg_snapshot_generation(before);
+    int rc = cnode_balancer_select_picked(b, NULL, NULL, pk, NULL);
+    uint64_t g1 = cnode_pg_generation(scope);
+    CU_ASSERT(pk->gen >= g0 && pk->gen <= g1);
+    CU_ASSERT_EQUAL(pk->attempt, 0);
+    if (g1 == g0) /* nothing published meanwhile: the pick read `before` */
+        CU_ASSERT_EQUAL(pk->gen, g0);
+    if (rc == 0) {
+        if (pk->gen == g0)
+            CU_ASSERT(cnode_pg_node_count(before, group, pk->node) > 0);
+        cnode_balancer_release(b, pk->node, 0);
+    } else {
+        CU_ASSERT_STRING_EQUAL(pk->node, "");
+    }
+    cnode_pg_snapshot_release(before);
+    return rc;
+}
+
+static void
+test_pick_generation(void)
+{
+    if (!node)
+        return;
+    const char *me = cnode_node_name(node);
+    cnode_proc *p;
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(node, NULL, &p), 0);
+    local_state ls = {0};
+    gen_events ev = {0};
+    cnode_balancer_opts o = {.local = local_fn, .local_data = &ls, .observer = gen_observer, .observer_data = &ev};
+    cnode_balancer *b;
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "gen_grp", &o, &b, NULL), 0);
+    cnode_balancer_picked pk;
+
+    /* nobody yet: no pick, the generation that had nobody */
+    CU_ASSERT_EQUAL(pick_checked(b, "gen_grp", &pk), CNODE_EUNAVAILABLE);
+    uint64_t g_empty = pk.gen;
+    CU_ASSERT(g_empty > 0);
+
+    /* a member joins: a newer generation, and the pick comes from it */
+    CU_ASSERT_EQUAL_FATAL(cnode_pg_join(scope, "gen_grp", p), 0);
+    uint64_t g_join = cnode_pg_generation(scope);
+    CU_ASSERT(g_join > g_empty);
+    CU_ASSERT_EQUAL(pick_checked(b, "gen_grp", &pk), 0);
+    CU_ASSERT_STRING_EQUAL(pk.node, me);
+    CU_ASSERT(pk.gen >= g_join);
+
+    /* it leaves: the balancer's view of the older snapshot must not serve the pick */
+    CU_ASSERT_EQUAL_FATAL(cnode_pg_leave(scope, "gen_grp", p), 0);
+    uint64_t g_leave = cnode_pg_generation(scope);
+    CU_ASSERT(g_leave > g_join);
+    CU_ASSERT_EQUAL(pick_checked(b, "gen_grp", &pk), CNODE_EUNAVAILABLE);
+    CU_ASSERT(pk.gen >= g_leave);
+    CU_ASSERT_EQUAL(cnode_balancer_in_flight(b, me), 0);
+
+    /* back: calls and casts carry the pick, and so does every observer event */
+    CU_ASSERT_EQUAL_FATAL(cnode_pg_join(scope, "gen_grp", p), 0);
+    uint64_t g_back = cnode_pg_generation(scope);
+    ei_x_buff args, reply;
+    ei_x_new_with_version(&args);
+    ei_x_encode_empty_list(&args);
+    ei_x_new(&reply);
+    cnode_error err = {0};
+    memset(&pk, 0x55, sizeof pk); /* every field written */
+    CU_ASSERT_EQUAL(cnode_balancer_call_picked(b, "m", "f", &args, NULL, &reply, &pk, &err), 0);
+    CU_ASSERT_STRING_EQUAL(pk.node, me);
+    CU_ASSERT(pk.gen >= g_back && pk.gen <= cnode_pg_generation(scope));
+    CU_ASSERT_EQUAL(pk.attempt, 0);
+    CU_ASSERT_EQUAL(ev.n, 1);
+    CU_ASSERT_EQUAL(ev.gen[0], pk.gen);
+    CU_ASSERT_STRING_EQUAL(ev.node[0], me);
+    memset(&pk, 0x55, sizeof pk);
+    CU_ASSERT_EQUAL(cnode_balancer_cast_picked(b, "m", "f", &args, NULL, &pk, &err), 0);
+    CU_ASSERT_STRING_EQUAL(pk.node, me);
+    CU_ASSERT(pk.gen >= g_back);
+    CU_ASSERT_EQUAL(ev.n, 2);
+    CU_ASSERT_EQUAL(ev.gen[1], pk.gen);
+    /* the picked pointer may be NULL */
+    CU_ASSERT_EQUAL(cnode_balancer_call_picked(b, "m", "f", &args, NULL, &reply, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_select_picked(b, NULL, NULL, NULL, &err), CNODE_EINVAL);
+    cnode_error_clear(&err);
+    CU_ASSERT_EQUAL(cnode_balancer_in_flight(b, me), 0);
+    cnode_balancer_free(b);
+
+    /* retries pick again: picked is the last attempt's, each attempt's event has its generation */
+    o.retries = 2;
+    o.retry_policy = CNODE_LB_RETRY_ALL;
+    ev.n = 0;
+    ls.next_rc = CNODE_EEXCEPTION;
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "gen_grp", &o, &b, NULL), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_call_picked(b, "m", "f", &args, NULL, &reply, &pk, &err), CNODE_EEXCEPTION);
+    CU_ASSERT_EQUAL(pk.attempt, 2);
+    CU_ASSERT_STRING_EQUAL(pk.node, me);
+    CU_ASSERT_EQUAL(ev.n, 3);
+    for (int i = 0; i < ev.n && i < 3; i++) {
+        CU_ASSERT_EQUAL(ev.attempt[i], (unsigned)i);
+        CU_ASSERT(ev.gen[i] >= g_back);
+    }
+    CU_ASSERT_EQUAL(ev.gen[2], pk.gen);
+    cnode_error_clear(&err);
+    ls.next_rc = 0;
+    cnode_balancer_free(b);
+    /* the group is gone again: a failed call says "no pick" and the generation that had none */
+    CU_ASSERT_EQUAL_FATAL(cnode_pg_leave(scope, "gen_grp", p), 0);
+    uint64_t g_gone = cnode_pg_generation(scope);
+    o.retries = 0;
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "gen_grp", &o, &b, NULL), 0);
+    CU_ASSERT_EQUAL(cnode_balancer_call_picked(b, "m", "f", &args, NULL, &reply, &pk, &err), CNODE_EUNAVAILABLE);
+    CU_ASSERT_STRING_EQUAL(pk.node, "");
+    CU_ASSERT(pk.gen >= g_gone);
+    cnode_error_clear(&err);
+    cnode_balancer_free(b);
+
+    /* no snapshot behind a static list or call_direct: generation 0 */
+    o = (cnode_balancer_opts){.nodes = abc, .n_nodes = 3};
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(NULL, NULL, "gen_list", &o, &b, NULL), 0);
+    memset(&pk, 0x55, sizeof pk);
+    CU_ASSERT_EQUAL(cnode_balancer_select_picked(b, NULL, NULL, &pk, NULL), 0);
+    CU_ASSERT_EQUAL(pk.gen, 0);
+    CU_ASSERT(!strcmp(pk.node, "a@h") || !strcmp(pk.node, "b@h") || !strcmp(pk.node, "c@h"));
+    cnode_balancer_release(b, pk.node, 0);
+    cnode_balancer_free(b);
+    o = (cnode_balancer_opts){.algorithm = CNODE_LB_CALL_DIRECT, .local = local_fn, .local_data = &ls};
+    CU_ASSERT_EQUAL_FATAL(cnode_balancer_new(node, scope, "gen_grp", &o, &b, NULL), 0);
+    memset(&pk, 0x55, sizeof pk);
+    CU_ASSERT_EQUAL(cnode_balancer_call_picked(b, "m", "f", &args, NULL, &reply, &pk, NULL), 0);
+    CU_ASSERT_EQUAL(pk.gen, 0);
+    CU_ASSERT_STRING_EQUAL(pk.node, me);
+    cnode_balancer_free(b);
+
+    ei_x_free(&args);
+    ei_x_free(&reply);
+    cnode_proc_close(p);
+}
 
 /* A static-list balancer picks through its prepared per-thread view
  * (cnode_balancer_select); the same algorithm over the same list through
@@ -1074,4 +1235,5 @@ cnode_test_register(void)
     CU_pSuite n = CU_add_suite("balancer with a node", suite_node_init, suite_node_clean);
     ADD_TEST(n, test_empty_group_at_once);
     ADD_TEST(n, test_local_member_outcomes);
+    ADD_TEST(n, test_pick_generation);
 }

@@ -418,6 +418,29 @@ test_inspect_edges(void)
     CU_ASSERT_EQUAL(cnode_rpc_inspect_atom("n1@host", out, sizeof out), 0);
     CU_ASSERT_STRING_EQUAL(out, ":n1@host");
     CU_ASSERT_EQUAL(cnode_rpc_inspect_atom("x", out, 3), CNODE_EINVAL);
+    /* atoms past ASCII as Elixir 1.14 prints them (asked of `elixir -e`):
+       scripts (Han, Hiragana with Latin; Greek with Latin quoted), NFC
+       (decomposed quoted unless upper case; reordered marks), U+00B5, Hangul */
+    static const struct {
+        const char *atom, *text;
+    } uni[] = {
+        {"\xE6\x97\xA5\xE6\x9C\xAC", ":\xE6\x97\xA5\xE6\x9C\xAC"},
+        {"a\xE3\x81\x82", ":a\xE3\x81\x82"},
+        {"\xCE\xBBx", ":\"\xCE\xBBx\""},
+        {"\xC3\xA9\xCC\xA3", ":\"\xC3\xA9\xCC\xA3\""},
+        {"\xC3\xA9\xE3\x82\x99", ":\xC3\xA9\xE3\x82\x99"},
+        {"e\xCC\x81", ":\"e\xCC\x81\""},
+        {"E\xCC\x81", ":E\xCC\x81"},
+        {"Z1\xE3\x81\x82", ":Z1\xE3\x81\x82"},
+        {"a\xD0\xB1", ":\"a\xD0\xB1\""},
+        {"\xC2\xB5", ":\"\xC2\xB5\""},
+        {"\xED\x95\x9C\xE1\x86\xA8", ":\"\xED\x95\x9C\xE1\x86\xA8\""},
+        {"\xE1\x84\x92\xE1\x85\xA1", ":\"\xE1\x84\x92\xE1\x85\xA1\""},
+    };
+    for (size_t i = 0; i < sizeof uni / sizeof uni[0]; i++) {
+        CU_ASSERT_EQUAL(cnode_rpc_inspect_atom(uni[i].atom, out, sizeof out), 0);
+        CU_ASSERT_STRING_EQUAL(out, uni[i].text);
+    }
     /* a text that does not fit ends in "..." within cap */
     ei_x_buff l = term("[1000, 2000, 3000, 4000, 5000, 6000, 7000]");
     char small[16];

@@ -194,6 +194,70 @@ test_digest(void)
     CU_ASSERT(memcmp(d, want, 16) != 0);
 }
 
+/* md5 of in[0, n) fed in pieces of step bytes, compared with a hex digest */
+static int
+md5_is(const void *in, size_t n, size_t step, const char *hex)
+{
+    unsigned char d[16], want[16];
+    cnode__md5_ctx c;
+    cnode__md5_init(&c);
+    for (size_t off = 0; off < n; off += step)
+        cnode__md5_update(&c, (const char *)in + off, n - off < step ? n - off : step);
+    cnode__md5_final(&c, d);
+    tu_unhex(hex, want, 16);
+    return memcmp(d, want, 16) == 0;
+}
+
+static void
+test_md5_vectors(void)
+{
+    /* RFC 1321's test suite */
+    static const struct {
+        const char *in, *hex;
+    } v[] = {
+        {"", "d41d8cd98f00b204e9800998ecf8427e"},
+        {"a", "0cc175b9c0f1b6a831c399e269772661"},
+        {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+        {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+        {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
+        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", "d174ab98d277d9f5a5611c2c9f419d9f"},
+        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+         "57edf4a22be3c955ac49da2e2107b67a"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        CU_ASSERT(md5_is(v[i].in, strlen(v[i].in), 1000, v[i].hex));
+        CU_ASSERT(md5_is(v[i].in, strlen(v[i].in), 1, v[i].hex));
+        CU_ASSERT(md5_is(v[i].in, strlen(v[i].in), 7, v[i].hex));
+    }
+    /* lengths around the padding's edges (one block or two), bytes i % 251 (Python's hashlib) */
+    static const struct {
+        size_t n;
+        const char *hex;
+    } e[] = {{55, "6912ee65fff2d9f9ce2508cddf8bcda0"},  {56, "51fdd1acda72405dfdfa03fcb85896d7"},
+             {63, "48a6295221902e8e0938f773a7185e72"},  {64, "b2d3f56bc197fd985d5965079b5e7148"},
+             {65, "8bd7053801c768420faf816fadba971c"},  {119, "1c772251899a7ff007400b888d6b2042"},
+             {120, "b7ba1efc6022e9ed272f00b8831e26e6"}, {128, "37eff01866ba3f538421b30b7cbefcac"}};
+    unsigned char b[128];
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (unsigned char)(i % 251);
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
+        CU_ASSERT(md5_is(b, e[i].n, 128, e[i].hex));
+        CU_ASSERT(md5_is(b, e[i].n, 3, e[i].hex));
+    }
+    /* a million 'a' (RFC 1321's appendix); the longest cookie the node takes */
+    char *m = malloc(1000000);
+    CU_ASSERT_FATAL(m != NULL);
+    memset(m, 'a', 1000000);
+    CU_ASSERT(md5_is(m, 1000000, 4096, "7707d6ae4e027c70eea2a935c2296f21"));
+    free(m);
+    char cookie[1023];
+    memset(cookie, 'k', sizeof cookie);
+    unsigned char d[16], want[16];
+    CU_ASSERT_EQUAL(cnode__hs_digest(cookie, sizeof cookie, 4294967295u, d), 0);
+    tu_unhex("4a4885d911e114d53d7134b8a745242d", want, 16);
+    CU_ASSERT(memcmp(d, want, 16) == 0);
+}
+
 static void
 test_handshake_roundtrip(void)
 {
@@ -733,6 +797,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_epmd_port2);
     ADD_TEST(s, test_epmd_names);
     ADD_TEST(s, test_digest);
+    ADD_TEST(s, test_md5_vectors);
     ADD_TEST(s, test_handshake_roundtrip);
     ADD_TEST(s, test_decoders_truncated_and_wrong_tag);
     ADD_TEST(s, test_frames);

@@ -7,7 +7,10 @@
  *                  --seconds T --inflight K --mod M --fun F --seed X
  *       READY, then K threads call M:F(Id) through a balancer over G for T s;
  *       every answer must be {Id, Node}. Ends with
- *       "inflight N" (sum of the balancer's counters after the load) and
+ *       "inflight N" (sum of the balancer's counters after the load),
+ *       "picks: N checked, N stale, N unpicked, N misattributed, N removals,
+ *       N after a removal, N events, N mismatches" (see "chaos: picks against
+ *       the mirror's history" below) and
  *       "chaos: N calls, N ok, N errors, N unanswered, N duplicates, seed X".
  *       A reply carrying another call's Id is a duplicate; a call still not
  *       answered when the load's deadline passed is unanswered.
@@ -99,6 +102,9 @@ static size_t nseeds;
 
 /* ---- node, scope, members ---------------------------------------------------- */
 
+static void on_change(cnode_pg_scope *sc, int event, uint64_t gen, const char *group, size_t glen, const char *nd,
+                      const erlang_pid *pids, size_t n, void *ud);
+
 static _Atomic int64_t down_ms, up_ms;
 
 static void
@@ -135,6 +141,8 @@ start_node(int longnames)
     if (rc != 0)
         return die("node", rc, &err);
     cnode_pg_opts po = {.discover_interval_ms = 500, .probe_interval_ms = 200, .probe_timeout_ms = 1000};
+    if (!strcmp(A.mode, "chaos"))
+        po.on_change = on_change; /* from the first member on: the history must be whole */
     if ((rc = cnode_pg_scope_start(node, A.scope, &po, &scope)) != 0)
         return die("scope", rc, NULL);
     if (A.seeds) {
@@ -192,8 +200,226 @@ finish(void)
 
 /* ---- chaos ------------------------------------------------------------------------ */
 
+/* ---- chaos: picks against the mirror's history ------------------------------------------ */
+/* The property: no call goes to a member from a pick made on a snapshot generation that did not
+ * list it. Every attempt's pick (node, generation; the observer, on the calling thread) is kept, and
+ * so is every change of the group's membership (the pg callback, with the generation of the first
+ * snapshot that shows it). After the load the history is replayed in generation order: a pick of
+ * node N on generation G is stale unless N had a member in the group once every change with gen <= G
+ * is applied. The history is checked against the mirror itself at the end (mismatches), so a missed
+ * change cannot hide a stale pick. */
+#define MAX_NAMES 64
+#define SYNC_GROUP "chaos_pick_sync"
+
+typedef struct {
+    uint64_t gen;
+    int name; /* index into names_tab, -1: no pick */
+} pick_rec;
+
+typedef struct {
+    uint64_t gen;
+    int name;
+    int delta; /* members joined (+) or gone (-) */
+} hist_ev;
+
+static char names_tab[MAX_NAMES][CNODE_BALANCER_NODE_MAX];
+static atomic_int n_names;
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static pick_rec *recs[MAX_THREADS];
+static size_t nrecs[MAX_THREADS], caprecs[MAX_THREADS];
+static _Thread_local long load_index = -1; /* the load thread's slot in recs */
+static atomic_long n_rec_lost;
+
+static pthread_mutex_t hist_lock = PTHREAD_MUTEX_INITIALIZER;
+static hist_ev *hist;
+static size_t nhist, caphist;
+static atomic_int sync_seen;
+
+/* The index of node name nm, added if new (the I/O thread and the load threads both meet names). */
+static int
+name_index(const char *nm)
+{
+    int n = atomic_load(&n_names);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names_tab[i], nm))
+            return i;
+    pthread_mutex_lock(&names_lock);
+    n = atomic_load(&n_names);
+    int i = 0;
+    while (i < n && strcmp(names_tab[i], nm) != 0)
+        i++;
+    if (i == n && n < MAX_NAMES) {
+        snprintf(names_tab[n], sizeof names_tab[n], "%s", nm);
+        atomic_store(&n_names, n + 1);
+    }
+    pthread_mutex_unlock(&names_lock);
+    return i < MAX_NAMES ? i : -2;
+}
+
+static void
+on_change(cnode_pg_scope *sc, int event, uint64_t gen, const char *group, size_t glen, const char *nd, const erlang_pid *pids,
+          size_t n, void *ud)
+{
+    (void)sc;
+    (void)nd;
+    (void)ud;
+    char g[MAXATOMLEN_UTF8];
+    int idx = 0;
+    if (glen == 0 || ei_decode_atom(group, &idx, g) != 0 || (size_t)idx != glen)
+        return;
+    if (!strcmp(g, SYNC_GROUP)) {
+        if (event == CNODE_PG_JOIN)
+            atomic_store(&sync_seen, 1);
+        return;
+    }
+    if (strcmp(g, A.group) != 0 || (event != CNODE_PG_JOIN && event != CNODE_PG_LEAVE && event != CNODE_PG_NODEDOWN))
+        return;
+    pthread_mutex_lock(&hist_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (nhist == caphist) {
+            size_t cap = caphist ? 2 * caphist : 256;
+            hist_ev *h = realloc(hist, cap * sizeof *h);
+            if (!h)
+                break; /* the end check then finds the history short of the mirror */
+            hist = h;
+            caphist = cap;
+        }
+        hist[nhist++] = (hist_ev){gen, name_index(pids[i].node), event == CNODE_PG_JOIN ? 1 : -1};
+    }
+    pthread_mutex_unlock(&hist_lock);
+}
+
+/* Every attempt of a load thread's call: its pick, kept in the thread's own array. */
+static void
+on_attempt(const cnode_balancer_event *ev, void *ud)
+{
+    (void)ud;
+    long t = load_index;
+    if (t < 0)
+        return;
+    if (nrecs[t] == caprecs[t]) {
+        size_t cap = caprecs[t] ? 2 * caprecs[t] : 4096;
+        pick_rec *r = realloc(recs[t], cap * sizeof *r);
+        if (!r) {
+            atomic_fetch_add(&n_rec_lost, 1);
+            return;
+        }
+        recs[t] = r;
+        caprecs[t] = cap;
+    }
+    recs[t][nrecs[t]++] = (pick_rec){ev->gen, ev->node[0] ? name_index(ev->node) : -1};
+}
+
+static int
+by_gen_pick(const void *a, const void *b)
+{
+    const pick_rec *x = a, *y = b;
+    return (x->gen > y->gen) - (x->gen < y->gen);
+}
+
+static int
+by_gen_hist(const void *a, const void *b)
+{
+    const hist_ev *x = a, *y = b;
+    return (x->gen > y->gen) - (x->gen < y->gen);
+}
+
+/* After the load (every load thread joined): make the history whole up to a snapshot taken now,
+ * replay it and judge every pick; prints the "picks:" line. */
+static void
+check_picks(long n_threads, long misattributed)
+{
+    /* the snapshot the history is checked against; every pick read an older or the same one */
+    cnode_pg_snapshot *snap = cnode_pg_snapshot_get(scope);
+    uint64_t gen_end = cnode_pg_snapshot_generation(snap);
+    /* callbacks run in the order their changes were made: once a join made after that snapshot
+     * has been heard, so has every change it shows */
+    cnode_proc *p = NULL;
+    if (cnode_proc_new(node, NULL, &p) == 0 && cnode_pg_join(scope, SYNC_GROUP, p) == 0) {
+        int64_t until = now_ms() + 10000;
+        while (!atomic_load(&sync_seen) && now_ms() < until)
+            pause_ms(5);
+    }
+    long stale = 0, unpicked = 0, checked = 0, after_removal = 0, removals = 0, mismatches = 0;
+    size_t total = 0;
+    for (long t = 0; t < n_threads; t++)
+        total += nrecs[t];
+    pick_rec *all = malloc((total ? total : 1) * sizeof *all);
+    pthread_mutex_lock(&hist_lock);
+    size_t nh = nhist;
+    hist_ev *h = malloc((nh ? nh : 1) * sizeof *h);
+    if (h && nh)
+        memcpy(h, hist, nh * sizeof *h);
+    pthread_mutex_unlock(&hist_lock);
+    if (!all || !h || !atomic_load(&sync_seen)) {
+        out("FAILED picks: %s", !all || !h ? "out of memory" : "the history did not catch up with the mirror");
+        mismatches = -1;
+    } else {
+        size_t k = 0;
+        for (long t = 0; t < n_threads; t++) {
+            memcpy(all + k, recs[t], nrecs[t] * sizeof *all);
+            k += nrecs[t];
+        }
+        qsort(all, total, sizeof *all, by_gen_pick);
+        qsort(h, nh, sizeof *h, by_gen_hist);
+        long count[MAX_NAMES] = {0};
+        uint64_t first_removal = 0;
+        size_t e = 0;
+        for (size_t i = 0; i < total; i++) {
+            while (e < nh && h[e].gen <= all[i].gen) {
+                if (h[e].name >= 0)
+                    count[h[e].name] += h[e].delta;
+                if (h[e].delta < 0 && !first_removal)
+                    first_removal = h[e].gen;
+                e++;
+            }
+            if (all[i].name == -1) {
+                unpicked++;
+                continue;
+            }
+            checked++;
+            if (all[i].name < 0 || all[i].gen == 0 || count[all[i].name] <= 0)
+                stale++;
+            if (first_removal && all[i].gen >= first_removal)
+                after_removal++;
+        }
+        /* the history up to the snapshot must give the snapshot's own membership */
+        for (; e < nh && h[e].gen <= gen_end; e++)
+            if (h[e].name >= 0)
+                count[h[e].name] += h[e].delta;
+        size_t listed;
+        cnode_pg_members(snap, A.group, &listed);
+        long sum = 0;
+        for (int i = 0; i < atomic_load(&n_names); i++) {
+            sum += count[i];
+            if (count[i] != (long)cnode_pg_node_count(snap, A.group, names_tab[i]))
+                mismatches++;
+        }
+        if (sum != (long)listed)
+            mismatches++;
+        for (size_t i = 0; i < nh; i++)
+            removals += h[i].delta < 0;
+    }
+    if (atomic_load(&n_rec_lost))
+        mismatches++;
+    out("picks: %ld checked, %ld stale, %ld unpicked, %ld misattributed, %ld removals, %ld after a removal, %zu events, "
+        "%ld mismatches",
+        checked, stale, unpicked, misattributed, removals, after_removal, nh, mismatches);
+    free(all);
+    free(h);
+    cnode_pg_snapshot_release(snap);
+    if (p) {
+        cnode_pg_leave(scope, SYNC_GROUP, p);
+        cnode_proc_close(p);
+    }
+    for (long t = 0; t < n_threads; t++)
+        free(recs[t]);
+    free(hist);
+}
+
 static cnode_balancer *lb;
-static atomic_long next_id = 1, n_calls, n_ok, n_err, n_dup, n_served;
+static atomic_long next_id = 1, n_calls, n_ok, n_err, n_dup, n_served, n_misattributed;
 static atomic_int stop_load;
 static _Atomic int64_t busy_since[MAX_THREADS];
 static atomic_long err_by_code[32];
@@ -209,17 +435,21 @@ one_call(long id)
     ei_x_encode_empty_list(&args);
     ei_x_new(&reply);
     cnode_error err = {0};
-    char served[CNODE_BALANCER_NODE_MAX];
+    cnode_balancer_picked picked;
     atomic_fetch_add(&n_calls, 1);
-    int rc = cnode_balancer_call(lb, A.mod, A.fun, &args, NULL, &reply, served, sizeof served, &err);
+    int rc = cnode_balancer_call_picked(lb, A.mod, A.fun, &args, NULL, &reply, &picked, &err);
     if (rc == 0) {
         int idx = 0, ver, ar;
         long got = -1;
+        char who[MAXATOMLEN_UTF8];
         if (ei_decode_version(reply.buff, &idx, &ver) == 0 && ei_decode_tuple_header(reply.buff, &idx, &ar) == 0 &&
             ar == 2 && ei_decode_long(reply.buff, &idx, &got) == 0 && got == id)
             atomic_fetch_add(&n_ok, 1);
         else
             atomic_fetch_add(&n_dup, 1);
+        /* the pick's record names the node that answered, and a generation it was read from */
+        if (got == id && (ei_decode_atom(reply.buff, &idx, who) != 0 || strcmp(who, picked.node) != 0 || picked.gen == 0))
+            atomic_fetch_add(&n_misattributed, 1);
     } else {
         atomic_fetch_add(&n_err, 1);
         atomic_fetch_add(&err_by_code[(-rc) & 31], 1);
@@ -234,6 +464,7 @@ static void *
 load_thread(void *arg)
 {
     long t = (long)arg;
+    load_index = t;
     while (!atomic_load(&stop_load)) {
         atomic_store(&busy_since[t], now_ms());
         one_call(atomic_fetch_add(&next_id, 1));
@@ -246,7 +477,8 @@ static int
 make_balancer(long timeout_ms)
 {
     cnode_balancer_opts o = {.algorithm = CNODE_LB_RANDOM, .timeout_ms = timeout_ms, .retries = 3,
-                             .retry_policy = CNODE_LB_RETRY_NODE_ERRORS, .wait_members_ms = 200};
+                             .retry_policy = CNODE_LB_RETRY_NODE_ERRORS, .wait_members_ms = 200,
+                             .observer = on_attempt};
     cnode_error err = {0};
     int rc = cnode_balancer_new(node, scope, A.group, &o, &lb, &err);
     if (rc != 0)
@@ -309,6 +541,7 @@ run_chaos(void)
     for (long t = 0; t < k; t++)
         pthread_join(th[t], NULL);
     out("inflight %ld", inflight_sum());
+    check_picks(k, atomic_load(&n_misattributed));
     out("chaos: %ld calls, %ld ok, %ld errors, %ld unanswered, %ld duplicates, seed %s", atomic_load(&n_calls),
         atomic_load(&n_ok), atomic_load(&n_err), 0L, atomic_load(&n_dup), A.seed);
     cnode_balancer_free(lb);

@@ -562,36 +562,49 @@ int
 main(int argc, char **argv)
 {
     const char *sname = NULL, *cookie = NULL;
+    int longnames = 0;
+    cnode_proto_dist proto = CNODE_PROTO_DEFAULT;
     unsigned ticktime = 0;
     int verbose = 0;
     cnode_limits limits = {0};
+    const char *optfile = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sname") && i + 1 < argc)
             sname = argv[++i];
+        else if (!strcmp(argv[i], "--name") && i + 1 < argc)
+            sname = argv[++i], longnames = 1;
+        else if (!strcmp(argv[i], "--proto-dist") && i + 1 < argc && !strcmp(argv[i + 1], "inet6_tcp"))
+            proto = CNODE_PROTO_INET6_TCP, i++;
         else if (!strcmp(argv[i], "--cookie") && i + 1 < argc)
             cookie = argv[++i];
         else if (!strcmp(argv[i], "--ticktime") && i + 1 < argc)
             ticktime = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v"))
             verbose = 3;
+        else if (!strcmp(argv[i], "--ssl-dist-optfile") && i + 1 < argc)
+            optfile = argv[++i];
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "mailbox_len=", 12))
             limits.mailbox_len = (size_t)strtoul(argv[++i] + 12, NULL, 10);
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "served_in_flight=", 17))
             limits.served_in_flight = (unsigned)strtoul(argv[++i] + 17, NULL, 10);
         else {
-            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME --cookie C [--ticktime S] "
-                            "[--limit mailbox_len=N] [--limit served_in_flight=N] [-v]\n");
+            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME|--name N@H --cookie C [--proto-dist inet6_tcp] "
+                            "[--ticktime S] [--limit mailbox_len=N] [--limit served_in_flight=N] "
+                            "[--ssl-dist-optfile F] [-v]\n");
             return 2;
         }
     }
     cnode_node_opts o = {.name = sname,
+                         .longnames = longnames,
+                         .proto_dist = proto,
                          .cookie = cookie,
                          .ticktime_s = ticktime,
                          .log = log_cb,
                          .log_level = verbose ? verbose : CNODE_LOG_WARNING,
                          .on_nodeup = on_up,
                          .on_nodedown = on_down,
-                         .limits = limits};
+                         .limits = limits,
+                         .tls = {.optfile = optfile}};
     cnode_error err = {0};
     if (cnode_node_new(&o, &node, &err) != 0) {
         fprintf(stderr, "testnode: cannot start: %s\n", err.message);

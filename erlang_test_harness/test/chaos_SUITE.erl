@@ -7,6 +7,16 @@
 %%% answered exactly once (ok or a structured error), no reply that belongs
 %%% to another call, no call left unanswered, every in-flight counter back to
 %%% 0; the harness fails the case on any sanitizer report (LSan at exit).
+%%% And no call sent to a member from a pick made on a snapshot generation
+%%% that no longer listed it: the C node keeps every attempt's pick (node and
+%%% pg snapshot generation, from the balancer's observer) and every change of
+%%% the group's membership with its generation (the pg change callback),
+%%% replays that history in generation order and counts the picks whose node
+%%% had no member at their generation ("stale", must be 0); the history must
+%%% give the mirror's own membership at the end ("mismatches", 0), must hold
+%%% the kills' removals, and picks must have been made after one, so the
+%%% check ran where a stale pick could happen. The answering node must be the
+%%% one cnode_balancer_call_picked reports ("misattributed", 0).
 %%% `make chaos` runs this suite alone and prints the summary line
 %%% "chaos: N calls, N ok, N errors, N unanswered, N duplicates, seed S",
 %%% which the case also writes to build/chaos.line.
@@ -90,6 +100,13 @@ kill_and_restart_under_load(Config) ->
         file:write_file(filename:join([?H:root(), "build", "chaos.line"]), [Line, $\n]),
         0 = ?H:wait_exit(C, 60000),
         {match, [Inflight]} = ?H:wait_line(C, "^inflight (\\d+)", 1000),
+        {match, [PickLine]} = ?H:wait_line(C, "^(picks: .*)$", 1000),
+        {match, PickFigures} =
+            re:run(PickLine, "^picks: (\\d+) checked, (\\d+) stale, (\\d+) unpicked, (\\d+) misattributed, "
+                             "(\\d+) removals, (\\d+) after a removal, (\\d+) events, (-?\\d+) mismatches",
+                   [{capture, all_but_first, list}]),
+        [Checked, Stale, _Unpicked, Misattributed, Removals, AfterRemoval, Events, Mismatches] =
+            [list_to_integer(X) || X <- PickFigures],
         {match, [Calls, Ok, Errors, Unanswered, Dups]} =
             re:run(Line, "^chaos: (\\d+) calls, (\\d+) ok, (\\d+) errors, (\\d+) unanswered, (\\d+) duplicates",
                    [{capture, all_but_first, list}]),
@@ -102,6 +119,13 @@ kill_and_restart_under_load(Config) ->
         0 = NDup,
         NCalls = NOk + NErr,
         0 = NIn,
+        true = Checked >= NOk,
+        0 = Stale,
+        0 = Misattributed,
+        0 = Mismatches,
+        true = Events > 0,
+        true = Removals > 0,
+        true = AfterRemoval > 0,
         ok
     end, Seconds * 1000 + 240000).
 

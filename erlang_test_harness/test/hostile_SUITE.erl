@@ -27,7 +27,7 @@
 -export([suite/0, all/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
 -export([pre_auth_names/1, held_handshakes/1, takeover/1, bad_input/1, long_names_after_auth/1, bad_float/1,
-         deep_term_and_undef_spawn/1, emfile/1, flood_fairness/1, lifetimes/1, reclaimed_peers/1]).
+         deep_term_and_undef_spawn/1, emfile/1, flood_fairness/1, lifetimes/1, reclaimed_peers/1, monitor_ref_of_another_node/1]).
 
 -define(H, cnode_harness).
 -define(P, hostile_peer).
@@ -37,7 +37,7 @@ suite() ->
 
 all() ->
     [pre_auth_names, held_handshakes, takeover, bad_input, long_names_after_auth, bad_float,
-     deep_term_and_undef_spawn, emfile, flood_fairness, lifetimes, reclaimed_peers].
+     deep_term_and_undef_spawn, emfile, flood_fairness, lifetimes, reclaimed_peers, monitor_ref_of_another_node].
 
 init_per_suite(Config) -> ?H:init_per_suite(?MODULE, Config).
 end_per_suite(Config) -> ?H:end_per_suite(Config).
@@ -398,6 +398,25 @@ wait_peers_now(C, S, Want, Deadline) ->
                 _ -> receive after 50 -> wait_peers_now(C, S, Want, Deadline) end
             end
     end.
+
+%% A monitor whose reference names a third node (the node keeps a monitor's
+%% reference compactly, its node name borrowed from the watcher's peer when it
+%% is that node's, else copied): a raw peer's spawn request with [monitor] and
+%% such a ReqId gets its spawn reply, then DOWN carrying that very reference.
+monitor_ref_of_another_node(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S, dist_port := Port} = serve(#{}),
+        C = client(S),
+        {ok, P} = ?P:handshake(Port, ?H:unique("mref"), ?H:cookie()),
+        #{me := Me} = P,
+        ReqId = ?P:fake_ref(?P:node_bin(?H:unique("elsewhere")), 7),
+        Res = make_ref(),
+        Ctl = {29, ReqId, Me, Me, {erpc, execute_call, 4}, [monitor]},
+        ok = ?P:send(P, ?P:frame(Ctl, [Res, cnode_demo, echo, [x]])),
+        ?assertEqual({spawned, {Res, return, x}}, spawn_outcome(P, ReqId, ?P:deadline(5000))),
+        ?P:close(P),
+        serving(C, S, after_foreign_ref)
+    end).
 
 %%% ===================================================================
 %%% The node and the BEAM client

@@ -7,7 +7,10 @@
 %%% one-shot dump, and the listing of a `members --watch` that ran from the
 %%% start with every change it printed folded in (which also shows that the
 %%% watch prints no change its listing already held). Suspects of nodes that
-%%% were never frozen are counted and reported (the CLI's default probe).
+%%% were never frozen are counted and reported for a watch at the CLI's default
+%%% probe timeout, and a second watch with `--probe-timeout 5000` running beside
+%%% it through the same churn must suspect no healthy node (none but the frozen
+%%% and the killed one).
 %%%
 %%% The size comes from CNODE_PG_SCALE: unset, a reduced run for `make test`
 %%% (4 nodes, 8,000 members, 100 groups, 8 s of churn); "full" (`make
@@ -58,7 +61,10 @@ run(NN, M, G, ChurnMs) ->
     %% the watch runs from before the first join: its listing, then every change
     W = ?H:start_cli(["--cookie", ?H:cookie(), "members", "--watch", "--connect", atom_to_list(A),
                       "--scope", atom_to_list(?S)]),
+    W5 = ?H:start_cli(["--cookie", ?H:cookie(), "members", "--watch", "--probe-timeout", "5000", "--connect",
+                       atom_to_list(A), "--scope", atom_to_list(?S)]),
     ?H:wait_line(W, "^\\S+ listed " ++ atom_to_list(?S) ++ " ", 60000),
+    ?H:wait_line(W5, "^\\S+ listed " ++ atom_to_list(?S) ++ " ", 60000),
     Per = M div NN,
     [ok = erpc:call(N, fun() -> join_share(Gs, Per) end, ?H:ms(120000)) || N <- Nodes],
     %% churn: Frozen is stopped and resumed, Killed is killed and restarted under its name
@@ -93,13 +99,22 @@ run(NN, M, G, ChurnMs) ->
     Watched = ?H:wait_until(fun() -> F = fold_watch(W), F =:= View andalso F end, 60000),
     length(Watched) =:= length(View) orelse ct:fail(watch_differs),
     %% false suspects: nodes marked suspect that were never stopped
-    {Lines, _} = ?H:output(W),
     FrozenNode = atom_to_list(maps:get(node, Frozen)),
-    Suspects = [N || L <- Lines, [_, <<"suspect">>, _, _, N | _] <- [binary:split(L, <<" ">>, [global])]],
-    False = [N || N <- Suspects, binary_to_list(N) =/= FrozenNode],
-    ct:log("suspects: ~p (frozen node ~s); false suspects: ~p", [Suspects, FrozenNode, length(False)]),
-    ct:comment("~p members exact; ~p false suspect(s) at the default probe timeout", [length(View), length(False)]),
+    {Suspects, False} = suspects(W, [FrozenNode]),
+    ct:log("default probe timeout: suspects ~p (frozen node ~s); false suspects: ~p",
+           [Suspects, FrozenNode, length(False)]),
+    {Suspects5, False5} = suspects(W5, [FrozenNode, atom_to_list(KilledNode)]),
+    ct:log("probe timeout 5 s: suspects ~p; of healthy nodes: ~p", [Suspects5, False5]),
+    ct:comment("~p members exact; ~p false suspect(s) at the default probe timeout, ~p at 5 s",
+               [length(View), length(False), length(False5)]),
+    False5 =:= [] orelse ct:fail({false_suspects_at_5s, False5}),
     ok.
+
+%% The nodes a watch marked suspect, and those of them not in Unhealthy.
+suspects(W, Unhealthy) ->
+    {Lines, _} = ?H:output(W),
+    Suspects = [binary_to_list(N) || L <- Lines, [_, <<"suspect">>, _, _, N | _] <- [binary:split(L, <<" ">>, [global])]],
+    {Suspects, [N || N <- Suspects, not lists:member(N, Unhealthy)]}.
 
 %% On a BEAM node: Per processes joined over the groups, a list per group.
 join_share(Gs, Per) ->
