@@ -65,6 +65,8 @@ struct cnode__conn {
     cnode__peer *peer;     /* dial: the node dialled; accept: set only once the peer proved the cookie */
     char *ibuf;            /* input bytes not yet consumed */
     size_t ilen, icap;
+    size_t ipeak;          /* the most ibuf held since the last housekeeping turn (icap: a caller read) */
+    int iquiet;            /* housekeeping turns in a row with ipeak small (conn.c: ibuf_shrink) */
     char *hbuf;            /* epmd output not yet written */
     size_t hlen, hoff;
     cnode__hs *hs;         /* CONN_HANDSHAKE: the machine, holding the peer's name until it is proven */
@@ -298,6 +300,7 @@ struct cnode_node {
     cnode__peer **peer_tab;      /* the same by name hash, under node->lock */
     size_t peer_tab_size, npeers;
     int sweep_turns;             /* housekeeping turns since the last peer sweep (loop thread) */
+    size_t ibuf_freed;           /* read-buffer bytes given back since the last malloc_trim (loop thread) */
     cnode__peer *dirty_head;     /* peers with output to flush, under qlock */
     cnode__conn *conns;          /* I/O thread only */
     /* conn.c, I/O thread only: accepted connections in the handshake, oldest
