@@ -1,11 +1,13 @@
 /* Limits as the library enforces them, between two C nodes on a private epmd:
  * the mailbox limit (limits.mailbox_len) and served calls in flight
- * (limits.served_in_flight), with the counters cnode_node_stats() reports. */
+ * (limits.served_in_flight), with the counters cnode_node_stats() reports;
+ * and the memory a burst leaves behind (a link's read buffer shrinks back). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #include "cnode.h"
+#include "cnode/internal.h"
 #include "tests/testutil.h"
 
 #define MAILBOX 100
@@ -275,10 +277,70 @@ test_served_in_flight(void)
     ei_x_free(&args);
 }
 
+/* ---- read buffers after a burst ----------------------------------------------------------- */
+
+/* srv's read buffer for its link from cli (0: no up link, -1: the loop holds it now): taken like
+ * housekeeping takes it, under node->lock with the read token, so the figure is race-free. */
+static long
+srv_icap(void)
+{
+    long cap = 0;
+    pthread_mutex_lock(&srv->lock);
+    cnode__peer *p = cnode__peer_get(srv, cnode_node_name(cli), 0);
+    cnode__conn *c = p ? p->up : NULL;
+    int expect = RT_FREE;
+    if (c && atomic_compare_exchange_strong(&c->rtoken, &expect, RT_LOOP)) {
+        cap = (long)c->icap;
+        atomic_store(&c->rtoken, RT_FREE);
+    } else if (c) {
+        cap = -1;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return cap;
+}
+
+static int
+srv_icap_small(void)
+{
+    long cap = srv_icap();
+    return cap > 0 && cap <= 2048;
+}
+
+/* A 256 KB message grows the receiving link's buffer past it; once the link has been quiet for
+ * a second the buffer is back to its idle 2 KB (a pg observer's links would otherwise keep what
+ * the last join burst needed), and the link still carries messages. */
+static void
+test_read_buffer_shrinks(void)
+{
+    cnode_proc *from, *sink;
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(cli, NULL, &from), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_proc_new(srv, NULL, &sink), 0);
+    static char big[256 * 1024];
+    memset(big, 'x', sizeof big);
+    ei_x_buff m;
+    ei_x_new_with_version(&m);
+    ei_x_encode_binary(&m, big, (long)sizeof big);
+    CU_ASSERT_EQUAL_FATAL(cnode_send(from, cnode_proc_pid(sink), &m), 0);
+    ei_x_free(&m);
+    cnode_msg got = {0};
+    CU_ASSERT_EQUAL_FATAL(cnode_receive(sink, 10000, &got), 0);
+    cnode_msg_free(&got);
+    long grown = srv_icap();
+    CU_ASSERT(grown > (long)sizeof big || grown == -1); /* (-1: the loop was reading just then) */
+    CU_ASSERT(wait_for(srv_icap_small, 10000));
+    send_n(from, cnode_proc_pid(sink), 1);
+    CU_ASSERT_EQUAL(cnode_receive(sink, 10000, &got), 0);
+    CU_ASSERT(is_atom(got.data.buff, "m"));
+    cnode_msg_free(&got);
+    cnode_proc_close(from);
+    cnode_proc_close(sink);
+}
+
 void
 cnode_test_register(void)
 {
     CU_pSuite s = CU_add_suite("limits between two C nodes", suite_init, suite_clean);
     ADD_TEST(s, test_mailbox_limit);
     ADD_TEST(s, test_served_in_flight);
+    ADD_TEST(s, test_read_buffer_shrinks);
 }
