@@ -70,7 +70,8 @@ mstats() {
     gdb -batch -p "$1" -ex 'call (void)malloc_stats()' ${PROBE_GDB_PY:+-x "$PROBE_GDB_PY"} 2>/dev/null | grep -v '^\[\|^0x\|^Using\|^warning' >>"$TMP/watch_err"
 }
 for rep in $(seq 1 "$REPS"); do
-    nice -n 10 "$CNODE" --cookie "$C" members --watch --connect "$first@$H" --scope $SC >"$TMP/watch" 2>"$TMP/watch_err" &
+    : >"$TMP/watch_err"
+    nice -n 10 "$CNODE" --cookie "$C" members --watch --connect "$first@$H" --scope $SC >"$TMP/watch" 2>>"$TMP/watch_err" &
     w=$!
     PIDS+=($w)
     for _ in $(seq 1 100); do grep -q ' listed ' "$TMP/watch" && break; sleep 0.2; done
