@@ -58,8 +58,9 @@ init_per_suite(Config) ->
     end.
 
 %% A CA, a node certificate naming ::1 as BEAM checks it and as OpenSSL does
-%% (DNS:::1,IP:::1), one from a CA nobody trusts, one naming ::1 as an IP address
-%% only; the optfiles (tls_certs), by key.
+%% (DNS:::1,IP:::1), one from a CA nobody trusts, ones naming ::1 as an IP address
+%% only, as a DNS name only, and one naming another address (::2; ::1 as its CN
+%% only); the optfiles (tls_certs), by key.
 make_certs(Config) ->
     Dir = ?config(priv_dir, Config),
     tls_certs:ca(Dir, "ca", "ipv6-suite-ca"),
@@ -67,10 +68,14 @@ make_certs(Config) ->
     tls_certs:cert(Dir, "node6", "ca", 2, "DNS:::1,IP:::1", "ipv6-suite-node"),
     tls_certs:cert(Dir, "bad6", "evil", 2, "DNS:::1,IP:::1", "ipv6-suite-node"),
     tls_certs:cert(Dir, "iponly6", "ca", 2, "IP:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "dnsonly6", "ca", 2, "DNS:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "other6", "ca", 2, "DNS:::2,IP:::2", "::1"),
     Opt = fun(File, Cert, ClientText) -> tls_certs:optfile(Dir, File, {Cert, "ca"}, [], ClientText) end,
     [{tls6, #{good => Opt("node6.opt", "node6", ""),
               bad => Opt("bad6.opt", "bad6", ""),
               iponly => Opt("iponly6.opt", "iponly6", ""),
+              dnsonly => Opt("dnsonly6.opt", "dnsonly6", ""),
+              other => Opt("other6.opt", "other6", ""),
               %% what a BEAM user can write to accept IP:::1 for a node named x@::1
               iponly_fun => Opt("iponly6fun.opt", "iponly6",
                                 "{customize_hostname_check,\n"
@@ -399,7 +404,9 @@ tls_untrusted_ca(Config) ->
 %% The host check for nodes named by an IPv6 literal (see the top of this file):
 %% BEAM refuses a C node whose certificate names ::1 as an IP address only, and
 %% takes it with the match_fun in its optfile; the C node takes such a
-%% certificate from BEAM (OpenSSL matches the literal against the IP entry).
+%% certificate from BEAM (OpenSSL matches the literal against the IP entry), and
+%% one naming ::1 as a DNS name only, as BEAM does (tls.c, literal_cb), and
+%% refuses one naming another address.
 tls_host_check(Config) ->
     ?H:run(Config, fun() ->
         #{node := S} = H = serve6(tls(Config, iponly), []),
@@ -411,5 +418,12 @@ tls_host_check(Config) ->
         with_beam(tls(Config, iponly_fun), fun(P, V) ->
             ?assertEqual(pong, peer:call(P, net_adm, ping, [S], 20000)),
             ?assertMatch({0, "pong" ++ _}, cli6(tls(Config, iponly), ["ping", atom_to_list(V)]))
+        end),
+        with_beam(tls(Config, dnsonly), fun(_P, V) ->
+            ?assertMatch({0, "pong" ++ _}, cli6(tls(Config, good), ["ping", atom_to_list(V)]))
+        end),
+        with_beam(tls(Config, other), fun(_P, V) ->
+            {3, Out} = cli6(tls(Config, good), ["--timeout", "20000", "ping", atom_to_list(V)]),
+            ?assertMatch({match, _}, re:run(Out, "TLS: peer certificate refused: IP address mismatch"))
         end)
     end).
