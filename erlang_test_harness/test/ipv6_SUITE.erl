@@ -17,7 +17,7 @@
 %%% applies it before inet_tls_dist's own (the option waits for `versions`, and the
 %%% waiting options are taken back in reverse). What works with verification on:
 %%% a certificate whose subjectAltName has the literal as a DNS name next to the IP
-%%% address (DNS:::1,IP:::1; OpenSSL, on the C side, matches the IP entry), or a
+%%% address (DNS:::1,IP:::1; the C node takes either entry), or a
 %%% customize_hostname_check match_fun in BEAM's optfile (tls_host_check).
 %%%
 %%% The driver node runs inet_tcp and cannot talk to x@::1 nodes, so the IPv6
