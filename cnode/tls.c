@@ -72,7 +72,13 @@
     X(SSL_get_verify_result)                                                                                                       \
     X(SSL_get_rbio)                                                                                                                \
     X(SSL_get_ex_data_X509_STORE_CTX_idx)                                                                                          \
+    X(SSL_set_verify)                                                                                                              \
     X(X509_STORE_CTX_get_ex_data)                                                                                                  \
+    X(X509_STORE_CTX_get_error)                                                                                                    \
+    X(X509_STORE_CTX_get_error_depth)                                                                                              \
+    X(X509_STORE_CTX_get_current_cert)                                                                                             \
+    X(X509_STORE_CTX_set_error)                                                                                                    \
+    X(X509_check_host)                                                                                                             \
     X(SSL_get_version)                                                                                                             \
     X(SSL_get_current_cipher)                                                                                                      \
     X(SSL_CIPHER_get_name)                                                                                                         \
@@ -120,8 +126,9 @@ struct cnode__tls {
     int sys_errno; /* what recv/send said last (BIO) */
     int mute;      /* accepting: the peer's certificate failed; its alert is not sent (BIO) */
     int failed;
-    char why[200];        /* "TLS: ..." once failed */
-    char scratch[RECORD]; /* a record's plaintext gathered from several pieces */
+    char literal[INET6_ADDRSTRLEN]; /* dialling an address literal, verifying: the literal ("" else) */
+    char why[200];                  /* "TLS: ..." once failed */
+    char scratch[RECORD];           /* a record's plaintext gathered from several pieces */
 };
 
 static int
@@ -174,6 +181,28 @@ verify_cb(int ok, X509_STORE_CTX *x)
             t->mute = 1;
     }
     return ok;
+}
+
+/* Dialling an address literal (a node named x@::1 or x@10.0.0.3), the certificate must name
+ * it: as an IP address entry (OpenSSL's check, X509_VERIFY_PARAM_set1_ip_asc), or as a DNS
+ * entry spelling the literal as the node name writes it, which is what OTP checks: its
+ * inet_tls_dist dials with the host part as server_name_indication and ssl matches that string
+ * against the DNS entries only. A certificate made for BEAM peers (DNS:::1) is taken as BEAM
+ * takes it; the chain is verified either way and the subject's CN never counts (OTP does not
+ * match an address against the CN either). */
+static int
+literal_cb(int ok, X509_STORE_CTX *x)
+{
+    if (ok || P.X509_STORE_CTX_get_error(x) != X509_V_ERR_IP_ADDRESS_MISMATCH || P.X509_STORE_CTX_get_error_depth(x) != 0)
+        return ok;
+    SSL *ssl = P.X509_STORE_CTX_get_ex_data(x, P.SSL_get_ex_data_X509_STORE_CTX_idx());
+    BIO *b = ssl ? P.SSL_get_rbio(ssl) : NULL;
+    cnode__tls *t = b ? P.BIO_get_data(b) : NULL;
+    X509 *cert = P.X509_STORE_CTX_get_current_cert(x);
+    if (!t || !*t->literal || !cert || P.X509_check_host(cert, t->literal, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1)
+        return ok;
+    P.X509_STORE_CTX_set_error(x, X509_V_OK);
+    return 1;
 }
 
 static long
@@ -468,6 +497,10 @@ cnode__tls_conn_new(cnode_node *node, cnode__conn *c)
                     pthread_mutex_destroy(&t->lock);
                     free(t);
                     return -1;
+                }
+                if (literal && strlen(host) < sizeof t->literal) {
+                    strcpy(t->literal, host);
+                    P.SSL_set_verify(t->ssl, SSL_VERIFY_PEER, literal_cb);
                 }
             }
         }

@@ -575,6 +575,8 @@ main(int argc, char **argv)
             sname = argv[++i], longnames = 1;
         else if (!strcmp(argv[i], "--proto-dist") && i + 1 < argc && !strcmp(argv[i + 1], "inet6_tcp"))
             proto = CNODE_PROTO_INET6_TCP, i++;
+        else if (!strcmp(argv[i], "--proto-dist") && i + 1 < argc && !strcmp(argv[i + 1], "inet6_tls"))
+            proto = CNODE_PROTO_INET6_TLS, i++;
         else if (!strcmp(argv[i], "--cookie") && i + 1 < argc)
             cookie = argv[++i];
         else if (!strcmp(argv[i], "--ticktime") && i + 1 < argc)
@@ -588,7 +590,7 @@ main(int argc, char **argv)
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc && !strncmp(argv[i + 1], "served_in_flight=", 17))
             limits.served_in_flight = (unsigned)strtoul(argv[++i] + 17, NULL, 10);
         else {
-            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME|--name N@H --cookie C [--proto-dist inet6_tcp] "
+            fprintf(stderr, "testnode: usage: cnode_testnode --sname NAME|--name N@H --cookie C [--proto-dist inet6_tcp|inet6_tls] "
                             "[--ticktime S] [--limit mailbox_len=N] [--limit served_in_flight=N] "
                             "[--ssl-dist-optfile F] [-v]\n");
             return 2;

@@ -3,7 +3,22 @@
 %%% messages both ways, the C mirror of a BEAM pg group and a C member BEAM
 %%% routes to, the dual-stack listener and its per-address handshake bound, and
 %%% the inputs that must fail cleanly (no IPv6 on the host, a host with no AAAA
-%%% record, an IPv4-only node, malformed literals).
+%%% record, an IPv4-only node, malformed literals). The tls_* cases run the same
+%%% over inet6_tls (`-proto_dist inet6_tls -ssl_dist_optfile F`, `--proto-dist
+%%% inet6_tls --ssl-dist-optfile F`), with certificates made by init_per_suite
+%%% (tls_certs) and verification on both ways, plus a refusal and the host check.
+%%%
+%%% The host check over inet6_tls. OTP 25's inet_tls_dist dials with
+%%% {server_name_indication, Host}, Host the node name's host part ("::1"), and
+%%% ssl then checks that string as a DNS name only ({dns_id, "::1"} in
+%%% public_key:pkix_verify_hostname): a certificate that names ::1 only as an IP
+%%% address (IP:::1) is refused (hostname_check_failed), BEAM to BEAM too. A
+%%% {server_name_indication, ...} in the optfile's client part does not help: ssl
+%%% applies it before inet_tls_dist's own (the option waits for `versions`, and the
+%%% waiting options are taken back in reverse). What works with verification on:
+%%% a certificate whose subjectAltName has the literal as a DNS name next to the IP
+%%% address (DNS:::1,IP:::1; the C node takes either entry), or a
+%%% customize_hostname_check match_fun in BEAM's optfile (tls_host_check).
 %%%
 %%% The driver node runs inet_tcp and cannot talk to x@::1 nodes, so the IPv6
 %%% BEAM nodes are peers controlled over standard_io (peer:call), stopped by
@@ -17,6 +32,8 @@
          init_per_testcase/2, end_per_testcase/2]).
 -export([ping_both_ways/1, erpc_both_ways/1, message_echo/1, pg_mirror/1, pg_member_routed/1,
          dual_stack_listener/1, no_ipv6_on_host/1, unreachable_peers/1, malformed_names/1]).
+-export([tls_ping_both_ways/1, tls_erpc_both_ways/1, tls_message_echo/1, tls_pg_mirror/1,
+         tls_pg_member_routed/1, tls_untrusted_ca/1, tls_host_check/1]).
 -export([beam_ctl/3, beam_echo/2, beam_pg_member/1, beam_pg_wait/3]).
 
 -define(H, cnode_harness).
@@ -27,16 +44,46 @@ suite() ->
 
 all() ->
     [ping_both_ways, erpc_both_ways, message_echo, pg_mirror, pg_member_routed,
-     dual_stack_listener, no_ipv6_on_host, unreachable_peers, malformed_names].
+     dual_stack_listener, no_ipv6_on_host, unreachable_peers, malformed_names,
+     tls_ping_both_ways, tls_erpc_both_ways, tls_message_echo, tls_pg_mirror, tls_pg_member_routed,
+     tls_untrusted_ca, tls_host_check].
 
 init_per_suite(Config) ->
     case gen_tcp:listen(0, [inet6, {ip, {0, 0, 0, 0, 0, 0, 0, 1}}]) of
         {ok, L} ->
             gen_tcp:close(L),
-            ?H:init_per_suite(?MODULE, Config);
+            make_certs(?H:init_per_suite(?MODULE, Config));
         {error, E} ->
             {skip, lists:flatten(io_lib:format("no IPv6 loopback (::1) on this machine: listen gave ~p", [E]))}
     end.
+
+%% A CA, a node certificate naming ::1 as BEAM checks it and as OpenSSL does
+%% (DNS:::1,IP:::1), one from a CA nobody trusts, ones naming ::1 as an IP address
+%% only, as a DNS name only, and one naming another address (::2; ::1 as its CN
+%% only); the optfiles (tls_certs), by key.
+make_certs(Config) ->
+    Dir = ?config(priv_dir, Config),
+    tls_certs:ca(Dir, "ca", "ipv6-suite-ca"),
+    tls_certs:ca(Dir, "evil", "evil-ca"),
+    tls_certs:cert(Dir, "node6", "ca", 2, "DNS:::1,IP:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "bad6", "evil", 2, "DNS:::1,IP:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "iponly6", "ca", 2, "IP:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "dnsonly6", "ca", 2, "DNS:::1", "ipv6-suite-node"),
+    tls_certs:cert(Dir, "other6", "ca", 2, "DNS:::2,IP:::2", "::1"),
+    Opt = fun(File, Cert, ClientText) -> tls_certs:optfile(Dir, File, {Cert, "ca"}, [], ClientText) end,
+    [{tls6, #{good => Opt("node6.opt", "node6", ""),
+              bad => Opt("bad6.opt", "bad6", ""),
+              iponly => Opt("iponly6.opt", "iponly6", ""),
+              dnsonly => Opt("dnsonly6.opt", "dnsonly6", ""),
+              other => Opt("other6.opt", "other6", ""),
+              %% what a BEAM user can write to accept IP:::1 for a node named x@::1
+              iponly_fun => Opt("iponly6fun.opt", "iponly6",
+                                "{customize_hostname_check,\n"
+                                "   [{match_fun, fun({dns_id, Host}, {iPAddress, Ip}) when length(Ip) =:= 16 ->\n"
+                                "                        inet:parse_ipv6strict_address(Host) =:=\n"
+                                "                            {ok, list_to_tuple([A bsl 8 bor B || <<A, B>> <= list_to_binary(Ip)])};\n"
+                                "                   (_, _) -> default\n"
+                                "                end}]}")}} | Config].
 
 end_per_suite(Config) -> ?H:end_per_suite(Config).
 init_per_testcase(TC, Config) -> ?H:init_per_testcase(TC, Config).
@@ -44,14 +91,16 @@ end_per_testcase(TC, Config) -> ?H:end_per_testcase(TC, Config).
 
 %%% ---- helpers (run on the driver) --------------------------------------
 
-%% A BEAM node named Name@::1 on inet6_tcp (or inet_tcp listening on IPv4
-%% loopback only, for the refusals), on the private epmd, controlled over
-%% stdio. Fun gets its peer pid and node name; the node stops afterwards.
+%% A BEAM node named Name@::1 on inet6_tcp, or inet6_tls with the optfile F
+%% ({tls, F}), or inet_tcp listening on IPv4 loopback only (for the refusals),
+%% on the private epmd, controlled over stdio. Fun gets its peer pid and node
+%% name; the node stops afterwards.
 with_beam(Proto, Fun) ->
     Info = ?H:info(),
-    Name = ?H:unique(case Proto of inet6_tcp -> "v6b"; inet_tcp -> "v4b" end),
+    Name = ?H:unique(case Proto of inet6_tcp -> "v6b"; inet_tcp -> "v4b"; {tls, _} -> "v6tb" end),
     ProtoArgs = case Proto of
                     inet6_tcp -> ["-proto_dist", "inet6_tcp"];
+                    {tls, F} -> ["-proto_dist", "inet6_tls", "-ssl_dist_optfile", F];
                     inet_tcp -> ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"]
                 end,
     Args = ["-setcookie", ?H:cookie(), "-start_epmd", "false", "-connect_all", "false"
@@ -66,16 +115,30 @@ with_beam(Proto, Fun) ->
 
 with_beam(Fun) -> with_beam(inet6_tcp, Fun).
 
-%% The CLI as an IPv6 node: {ExitStatus, Output}.
-cli6(Args) ->
-    ?H:run_cli(["--name", ?H:unique("c6") ++ "@::1", "--proto-dist", "inet6_tcp", "--cookie", ?H:cookie() | Args],
-               30000).
+%% The transport T of a case: tcp (inet6_tcp), or {tls, F} (inet6_tls, optfile F).
+beam_proto(tcp) -> inet6_tcp;
+beam_proto({tls, _} = T) -> T.
 
-%% `cnode serve` as an IPv6 node; the handle with its node name.
-serve6(Extra) ->
+%% The C node's options for T.
+c_proto(tcp) -> ["--proto-dist", "inet6_tcp"];
+c_proto({tls, F}) -> ["--proto-dist", "inet6_tls", "--ssl-dist-optfile", F].
+
+%% The optfile Key of init_per_suite's, as a transport.
+tls(Config, Key) -> {tls, maps:get(Key, ?config(tls6, Config))}.
+
+%% The CLI as an IPv6 node: {ExitStatus, Output}.
+cli6(Args) -> cli6(tcp, Args).
+cli6(T, Args) ->
+    ?H:run_cli(["--name", ?H:unique("c6") ++ "@::1" | c_proto(T)] ++ ["--cookie", ?H:cookie() | Args], 30000).
+
+%% `cnode serve` as an IPv6 node; the handle with its node name. Over TLS it
+%% logs its connections (-vv), to tell which transport they took.
+serve6(Extra) -> serve6(tcp, Extra).
+serve6(T, Extra) ->
     Name = ?H:unique("s6"),
+    Verbose = case T of tcp -> []; {tls, _} -> ["-vv"] end,
     H = ?H:start_os(serve, Name, ?H:cnode_bin(),
-                    ["serve", "--name", Name ++ "@::1", "--proto-dist", "inet6_tcp", "--cookie", ?H:cookie() | Extra]),
+                    ["serve", "--name", Name ++ "@::1" | c_proto(T)] ++ ["--cookie", ?H:cookie() | Verbose ++ Extra]),
     {match, [NodeStr]} = ?H:wait_line(H, "^serving cnode_demo on (\\S+)", 60000),
     H#{node => list_to_atom(NodeStr), alive => Name}.
 
@@ -124,39 +187,52 @@ beam_pg_wait(Group, Pred, Ms) ->
 
 %%% ---- cases -------------------------------------------------------------
 
-ping_both_ways(Config) ->
+ping_both_ways(Config) -> ping_both_ways(Config, tcp).
+tls_ping_both_ways(Config) -> ping_both_ways(Config, tls(Config, good)).
+
+ping_both_ways(Config, T) ->
     ?H:run(Config, fun() ->
-        with_beam(fun(P, V) ->
-            ?assertMatch({0, "pong" ++ _}, cli6(["ping", atom_to_list(V)])),
-            #{node := S} = serve6([]),
+        with_beam(beam_proto(T), fun(P, V) ->
+            ?assertMatch({0, "pong" ++ _}, cli6(T, ["ping", atom_to_list(V)])),
+            #{node := S} = H = serve6(T, []),
             ?assertEqual(pong, peer:call(P, net_adm, ping, [S], 15000)),
+            [?H:wait_line(H, "nodeup \\S+ \\(incoming, TLSv1\\.2 ", 15000) || T =/= tcp],
             %% the C node's own name is the literal as given, as node() is on BEAM
             ?assertMatch("s6" ++ _, hd(string:split(atom_to_list(S), "@"))),
             ?assertEqual("::1", lists:last(string:split(atom_to_list(S), "@")))
         end)
     end).
 
-erpc_both_ways(Config) ->
+erpc_both_ways(Config) -> erpc_both_ways(Config, tcp).
+tls_erpc_both_ways(Config) -> erpc_both_ways(Config, tls(Config, good)).
+
+erpc_both_ways(Config, T) ->
     ?H:run(Config, fun() ->
-        with_beam(fun(P, V) ->
-            ?assertEqual({0, "3\n"}, cli6(["call", atom_to_list(V), "erlang", "abs", "[-3]"])),
-            {0, Out} = cli6(["call", atom_to_list(V), "erlang", "node", "[]"]),
+        with_beam(beam_proto(T), fun(P, V) ->
+            ?assertEqual({0, "3\n"}, cli6(T, ["call", atom_to_list(V), "erlang", "abs", "[-3]"])),
+            {0, Out} = cli6(T, ["call", atom_to_list(V), "erlang", "node", "[]"]),
             ?assertEqual("'" ++ atom_to_list(V) ++ "'\n", Out),
-            #{node := S} = serve6([]),
+            #{node := S} = serve6(T, []),
             ?assertEqual(3, peer:call(P, erpc, call, [S, cnode_demo, add, [1, 2], 15000], 20000)),
             ?assertEqual({hello, [1, 2.5, <<"b">>]},
                          peer:call(P, erpc, call, [S, cnode_demo, echo, [{hello, [1, 2.5, <<"b">>]}], 15000], 20000)),
             %% the C node's name as it gives it: the literal, no brackets
-            #{node := S} = peer:call(P, erpc, call, [S, cnode_demo, info, [], 15000], 20000)
+            #{node := S} = peer:call(P, erpc, call, [S, cnode_demo, info, [], 15000], 20000),
+            %% a term of several TLS records (16 KiB each) both ways
+            Big = lists:seq(1, 20000),
+            ?assertEqual(Big, peer:call(P, erpc, call, [S, cnode_demo, echo, [Big], 15000], 20000))
         end)
     end).
 
-message_echo(Config) ->
+message_echo(Config) -> message_echo(Config, tcp).
+tls_message_echo(Config) -> message_echo(Config, tls(Config, good)).
+
+message_echo(Config, T) ->
     ?H:run(Config, fun() ->
-        with_beam(fun(P, _V) ->
+        with_beam(beam_proto(T), fun(P, _V) ->
             Name = ?H:unique("t6"),
             H = ?H:start_os(testnode, Name, ?H:testnode_bin(),
-                            ["--name", Name ++ "@::1", "--proto-dist", "inet6_tcp", "--cookie", ?H:cookie()]),
+                            ["--name", Name ++ "@::1" | c_proto(T)] ++ ["--cookie", ?H:cookie()]),
             {match, [CStr]} = ?H:wait_line(H, "^READY (\\S+)", 60000),
             C = list_to_atom(CStr),
             Term = {msg, self(), make_ref(), lists:seq(1, 100), <<0:8000>>, #{k => "v"}},
@@ -167,11 +243,14 @@ message_echo(Config) ->
     end).
 
 %% The C mirror of a BEAM group: `cnode members` through the IPv6 node lists its member.
-pg_mirror(Config) ->
+pg_mirror(Config) -> pg_mirror(Config, tcp).
+tls_pg_mirror(Config) -> pg_mirror(Config, tls(Config, good)).
+
+pg_mirror(Config, T) ->
     ?H:run(Config, fun() ->
-        with_beam(fun(P, V) ->
+        with_beam(beam_proto(T), fun(P, V) ->
             M = peer:call(P, ?MODULE, beam_pg_member, [mg], 15000),
-            {0, Out} = cli6(["members", "--scope", atom_to_list(?S), "--group", "mg", atom_to_list(V)]),
+            {0, Out} = cli6(T, ["members", "--scope", atom_to_list(?S), "--group", "mg", atom_to_list(V)]),
             [Line] = string:split(string:trim(Out), "\n", all),
             [Scope, Group, Node, PidText] = string:split(Line, " ", all),
             ?assertEqual({atom_to_list(?S), "mg", atom_to_list(V)}, {Scope, Group, Node}),
@@ -182,11 +261,14 @@ pg_mirror(Config) ->
 
 %% A C member BEAM routes to: `cnode serve --scope --group` joins through the
 %% IPv6 node, BEAM finds it with pg:get_members and calls it; it leaves on SIGTERM.
-pg_member_routed(Config) ->
+pg_member_routed(Config) -> pg_member_routed(Config, tcp).
+tls_pg_member_routed(Config) -> pg_member_routed(Config, tls(Config, good)).
+
+pg_member_routed(Config, T) ->
     ?H:run(Config, fun() ->
-        with_beam(fun(P, V) ->
+        with_beam(beam_proto(T), fun(P, V) ->
             _ = peer:call(P, ?MODULE, beam_pg_member, [other], 15000), % scope started
-            S = serve6(["--connect", atom_to_list(V), "--scope", atom_to_list(?S), "--group", "api"]),
+            S = serve6(T, ["--connect", atom_to_list(V), "--scope", atom_to_list(?S), "--group", "api"]),
             CS = maps:get(node, S),
             NonEmpty = fun(L) -> L =/= [] end,
             [M] = peer:call(P, ?MODULE, beam_pg_wait, [api, NonEmpty, ?H:ms(10000)], ?H:ms(15000)),
@@ -293,4 +375,55 @@ malformed_names(Config) ->
              {St, Out} = cli6(["-v", "ping", Peer]),
              ?assertEqual({1, true}, {St, string:find(Out, "cannot resolve host (malformed IPv6") =/= nomatch}, Out)
          end || Peer <- ["x@::1::2", "x@fdaa:::3", "x@1:2:3:4:5:6:7:8:9"]]
+    end).
+
+%% A certificate from a CA the other side does not trust, over inet6_tls: refused
+%% both ways, exit 3 from the CLI (refused, not 4: timed out) and one log line
+%% naming the reason; the C node serves on.
+tls_untrusted_ca(Config) ->
+    Why = "(unknown ca|unable to get local issuer)",
+    ?H:run(Config, fun() ->
+        #{node := S} = H = serve6(tls(Config, good), []),
+        with_beam(tls(Config, good), fun(P, V) ->
+            %% a C node with the untrusted certificate dials a good BEAM node: BEAM refuses it
+            {3, Out} = cli6(tls(Config, bad), ["--timeout", "20000", "ping", atom_to_list(V)]),
+            ?assertMatch({match, _}, re:run(Out, "pang")),
+            ?assertMatch({match, _}, re:run(Out, "TLS: refused by the peer: .*unknown ca")),
+            with_beam(tls(Config, bad), fun(Pb, Vb) ->
+                %% a good C node dials the BEAM node with the untrusted certificate: refused here
+                {3, Out2} = cli6(tls(Config, good), ["--timeout", "20000", "ping", atom_to_list(Vb)]),
+                ?assertMatch({match, _}, re:run(Out2, "TLS: peer certificate refused: .*" ++ Why)),
+                %% that BEAM node dials the C node: refused there, one line
+                ?assertEqual(pang, peer:call(Pb, net_adm, ping, [S], 20000)),
+                ?H:wait_line(H, "handshake from ::1 .* failed: TLS: peer certificate refused: .*" ++ Why, 15000)
+            end),
+            ?assertEqual(3, peer:call(P, erpc, call, [S, cnode_demo, add, [1, 2], 15000], 20000))
+        end)
+    end).
+
+%% The host check for nodes named by an IPv6 literal (see the top of this file):
+%% BEAM refuses a C node whose certificate names ::1 as an IP address only, and
+%% takes it with the match_fun in its optfile; the C node takes such a
+%% certificate from BEAM (OpenSSL matches the literal against the IP entry), and
+%% one naming ::1 as a DNS name only, as BEAM does (tls.c, literal_cb), and
+%% refuses one naming another address.
+tls_host_check(Config) ->
+    ?H:run(Config, fun() ->
+        #{node := S} = H = serve6(tls(Config, iponly), []),
+        with_beam(tls(Config, good), fun(P, _V) ->
+            ?assertEqual(pang, peer:call(P, net_adm, ping, [S], 20000)),
+            %% BEAM's refusal (its alert), not the C node's
+            ?H:wait_line(H, "handshake from ::1 .* failed: TLS: refused by the peer: ", 15000)
+        end),
+        with_beam(tls(Config, iponly_fun), fun(P, V) ->
+            ?assertEqual(pong, peer:call(P, net_adm, ping, [S], 20000)),
+            ?assertMatch({0, "pong" ++ _}, cli6(tls(Config, iponly), ["ping", atom_to_list(V)]))
+        end),
+        with_beam(tls(Config, dnsonly), fun(_P, V) ->
+            ?assertMatch({0, "pong" ++ _}, cli6(tls(Config, good), ["ping", atom_to_list(V)]))
+        end),
+        with_beam(tls(Config, other), fun(_P, V) ->
+            {3, Out} = cli6(tls(Config, good), ["--timeout", "20000", "ping", atom_to_list(V)]),
+            ?assertMatch({match, _}, re:run(Out, "TLS: peer certificate refused: IP address mismatch"))
+        end)
     end).

@@ -1,7 +1,7 @@
 %%% The C node in a cluster that runs the distribution over TLS (-proto_dist inet_tls with an
 %%% -ssl_dist_optfile), both ways: BEAM nodes started here with inet_tls, C nodes (`cnode`, the
 %%% test node) given the same optfile. Certificates are made by init_per_suite with the openssl
-%%% command in priv_dir: a CA, a node certificate it signed (subjectAltName: this host,
+%%% command in priv_dir (tls_certs): a CA, a node certificate it signed (subjectAltName: this host,
 %%% localhost, 127.0.0.1), one signed by a CA nobody trusts, an expired one, one naming another
 %%% host. The TLS BEAM nodes are driven over their standard I/O (peer), since the driver node
 %%% speaks plain TCP.
@@ -30,33 +30,16 @@ init_per_suite(Config) ->
     Config1 = ?H:init_per_suite(?MODULE, Config),
     Dir = ?config(priv_dir, Config1),
     Host = maps:get(host, ?config(cnode_info, Config1)),
-    Sh = fun(Cmd) ->
-                 Out = os:cmd("cd '" ++ Dir ++ "' && " ++ Cmd ++ " 2>&1; echo \"rc=$?\""),
-                 lists:suffix("rc=0\n", Out) orelse ct:fail({openssl, Cmd, Out})
-         end,
-    ok = file:write_file(filename:join(Dir, "ext"),
-                         io_lib:format("subjectAltName=DNS:~s,DNS:localhost,IP:127.0.0.1~n", [Host])),
-    ok = file:write_file(filename:join(Dir, "ext_other"), "subjectAltName=DNS:other-host.invalid\n"),
-    Sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=tls-suite-ca"),
-    Sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout evil.key -out evil.pem -days 2 -subj /CN=evil-ca"),
-    Cert = fun(Name, Ca, Days, Ext, Cn) ->
-                   Sh(io_lib:format("openssl req -newkey rsa:2048 -nodes -keyout ~s.key -out ~s.csr -subj /CN=~s",
-                                    [Name, Name, Cn])),
-                   Sh(io_lib:format("openssl x509 -req -in ~s.csr -CA ~s.pem -CAkey ~s.key -CAcreateserial "
-                                    "-out ~s.pem -days ~b -extfile ~s", [Name, Ca, Ca, Name, Days, Ext]))
-           end,
-    Cert("node", "ca", 2, "ext", Host),
-    Cert("bad", "evil", 2, "ext", Host),
-    Cert("expired", "ca", -1, "ext", Host),      % notAfter a day before notBefore: expired now
-    Cert("other", "ca", 2, "ext_other", "other-host.invalid"),
+    San = lists:flatten(io_lib:format("DNS:~s,DNS:localhost,IP:127.0.0.1", [Host])),
+    tls_certs:ca(Dir, "ca", "tls-suite-ca"),
+    tls_certs:ca(Dir, "evil", "evil-ca"),
+    tls_certs:cert(Dir, "node", "ca", 2, San, Host),
+    tls_certs:cert(Dir, "bad", "evil", 2, San, Host),
+    tls_certs:cert(Dir, "expired", "ca", -1, San, Host),      % notAfter a day before notBefore: expired now
+    tls_certs:cert(Dir, "other", "ca", 2, "DNS:other-host.invalid", "other-host.invalid"),
     Opts = fun(Name, Extra) ->
-                   F = fun(P) -> filename:join(Dir, P) end,
-                   O = [{certfile, F(Name ++ ".pem")}, {keyfile, F(Name ++ ".key")},
-                        {cacertfile, F("ca.pem")}, {verify, verify_peer} | Extra],
-                   Path = F(Name ++ lists:flatten([atom_to_list(K) || {K, _} <- Extra]) ++ ".opt"),
-                   ok = file:write_file(Path, io_lib:format("~p.~n", [[{server, [{fail_if_no_peer_cert, true} | O]},
-                                                                      {client, O}]])),
-                   Path
+                   File = Name ++ lists:flatten([atom_to_list(K) || {K, _} <- Extra]) ++ ".opt",
+                   tls_certs:optfile(Dir, File, {Name, "ca"}, Extra, "")
            end,
     Files = #{good => Opts("node", []),
               tls13 => Opts("node", [{versions, ['tlsv1.3']}]),
