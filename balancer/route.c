@@ -715,9 +715,10 @@ cnode_balancer_cast(cnode_balancer *b, const char *mod, const char *fun, const e
     return cnode__lb_route(b, &p, 1, mod, fun, args, NULL, served_by, cap, NULL, err);
 }
 
-int
-cnode_balancer_call_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
-                           ei_x_buff *reply, cnode_balancer_picked *picked, cnode_error *err)
+/* A call (cast 0) or cast (1) with the balancer's own parameters and key, the pick reported. */
+static int
+route_picked(cnode_balancer *b, int cast, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+             ei_x_buff *reply, cnode_balancer_picked *picked, cnode_error *err)
 {
     picked_clear(picked);
     if (!b)
@@ -725,18 +726,19 @@ cnode_balancer_call_picked(cnode_balancer *b, const char *mod, const char *fun, 
     cnode__lb_params p;
     cnode__lb_default_params(b, &p);
     term_of(key, &p.key, &p.key_len);
-    return cnode__lb_route(b, &p, 0, mod, fun, args, reply, NULL, 0, picked, err);
+    return cnode__lb_route(b, &p, cast, mod, fun, args, reply, NULL, 0, picked, err);
+}
+
+int
+cnode_balancer_call_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
+                           ei_x_buff *reply, cnode_balancer_picked *picked, cnode_error *err)
+{
+    return route_picked(b, 0, mod, fun, args, key, reply, picked, err);
 }
 
 int
 cnode_balancer_cast_picked(cnode_balancer *b, const char *mod, const char *fun, const ei_x_buff *args, const ei_x_buff *key,
                            cnode_balancer_picked *picked, cnode_error *err)
 {
-    picked_clear(picked);
-    if (!b)
-        return cnode__lb_fail(err, CNODE_EINVAL, "balancer required");
-    cnode__lb_params p;
-    cnode__lb_default_params(b, &p);
-    term_of(key, &p.key, &p.key_len);
-    return cnode__lb_route(b, &p, 1, mod, fun, args, NULL, NULL, 0, picked, err);
+    return route_picked(b, 1, mod, fun, args, key, NULL, picked, err);
 }

@@ -150,16 +150,22 @@ for placement in 1cpu 2cpu; do
             emit call_latency $placement "$rep" "$cc" "$ca" us_per_call le0.55@1cpu beam_erpc_call
             emit call_latency_vs_ei $placement "$rep" "$cc" "$ce" us_per_call - stock_ei_rpc
             emit ei_rpc_latency $placement "$rep" "$ce" "$ca" us_per_call - beam_erpc_call
+            # the floor of an erpc call from any client (bench_floor: one write, one wake, one read;
+            # no threads, locks or decoding), against BEAM, against ei_rpc, and cnode_call above it
+            cf=$(c_prog bench_floor --sname "bfl_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
+            emit call_floor_latency $placement "$rep" "$cf" "$ca" us_per_call - beam_erpc_call
+            emit call_floor_vs_ei $placement "$rep" "$cf" "$ce" us_per_call - stock_ei_rpc
+            emit call_latency_vs_floor $placement "$rep" "$cc" "$cf" us_per_call - erpc_floor_client
             # issue 5: a BEAM client calling cnode_demo:echo/1 on `cnode serve`, vs the same on a BEAM node
             sc=$(beam "bbsc_$t" client_call "$CS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
             sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
             emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
             echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
-                "served C $sc / BEAM $sa us" >&2
+                "served C $sc / BEAM $sa us; erpc floor $cf us" >&2
             if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
                 # evidence: context switches, system calls and CPU per call of the calling
                 # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
-                for prog in bench_call bench_ei; do
+                for prog in bench_call bench_ei bench_floor; do
                     taskset -c "$A" timeout 120 perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter \
                         -o "$TMP/perf_$prog" "build/bench/$prog" --cookie "$COOKIE" --sname "perf_${prog}_$t" \
                         --peer "$S" --n "$N" --warmup 0 >/dev/null 2>>"$TMP/client.log"
@@ -170,6 +176,10 @@ for placement in 1cpu 2cpu; do
                     "$(pv bench_ei raw_syscalls:sys_enter)" per_call - stock_ei_rpc_client
                 emit call_client_cpu $placement "$rep" "$(pv bench_call task-clock 1000)" \
                     "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
+                emit call_floor_client_cpu $placement "$rep" "$(pv bench_floor task-clock 1000)" \
+                    "$(pv bench_ei task-clock 1000)" client_cpu_us_per_call - stock_ei_rpc_client
+                emit call_floor_client_syscalls $placement "$rep" "$(pv bench_floor raw_syscalls:sys_enter)" \
+                    "$(pv bench_ei raw_syscalls:sys_enter)" per_call - stock_ei_rpc_client
             fi
             if [ $placement = 1cpu ]; then
                 # 64 in flight with client and server on one CPU, where the client's own cost shows
