@@ -1117,11 +1117,20 @@ cnode__conn_housekeeping(cnode_node *node)
         }
         c = nx;
     }
+}
+
+/* Loop thread, after node->lock is let go (a trim walks the whole heap): once IBUF_TRIM_BYTES of
+ * read buffers have been given back, their pages go back to the system. */
+void
+cnode__conn_trim(cnode_node *node)
+{
 #ifdef __GLIBC__
     if (node->ibuf_freed >= IBUF_TRIM_BYTES) {
         node->ibuf_freed = 0;
         malloc_trim(0); /* the buffers' pages sit between live blocks: only a trim gives them back */
     }
+#else
+    (void)node;
 #endif
 }
 

@@ -300,7 +300,7 @@ struct cnode_node {
     cnode__peer **peer_tab;      /* the same by name hash, under node->lock */
     size_t peer_tab_size, npeers;
     int sweep_turns;             /* housekeeping turns since the last peer sweep (loop thread) */
-    size_t ibuf_freed;           /* read-buffer bytes given back since the last malloc_trim (loop thread) */
+    size_t ibuf_freed;           /* read-buffer bytes given back since the last malloc_trim (loop thread; conn.c) */
     cnode__peer *dirty_head;     /* peers with output to flush, under qlock */
     cnode__conn *conns;          /* I/O thread only */
     /* conn.c, I/O thread only: accepted connections in the handshake, oldest
@@ -484,6 +484,7 @@ void cnode__conn_accept(cnode_node *node);
 void cnode__conn_event(cnode_node *node, cnode__conn *c, uint32_t events);
 void cnode__conn_close(cnode_node *node, cnode__conn *c, const char *reason);
 void cnode__conn_housekeeping(cnode_node *node);
+void cnode__conn_trim(cnode_node *node); /* loop thread, no lock held: malloc_trim after read buffers shrank */
 /* Callers that read (leader/follower). Under node->lock: take peer's up connection's read token
  * for this caller (NULL if down or held). Then, without node->lock, cnode__conn_disarm takes the
  * socket out of epoll's read interest, cnode__conn_lead reads and completes replies (claim

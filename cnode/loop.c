@@ -213,6 +213,7 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
     cnode__erpc_defer_wakes(0);
     cnode__erpc_wake();
     cnode__conn_reap(node);
+    cnode__conn_trim(node);
     cnode__log_flush(node);
     flush_dirty(node, 1);
     cnode__loop_thread_node = NULL;
