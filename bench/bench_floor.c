@@ -1,16 +1,29 @@
-/* The client-side floor of an erpc call (issue 14): what any client, however lean, pays to
- * make a BEAM node run erpc:execute_call/4. After ei_connect, one pre-encoded spawn request
- * (the same control message and payload cnode_call sends: {29,ReqId,From,GL,
- * {erpc,execute_call,4},[monitor]} + [Res,erlang,abs,[-1]]) is written with one write(2), and
- * the client blocks in read(2) until the spawn reply and the DOWN that carries the result are
- * both in. No locks, no threads, no decoding beyond the frame lengths and the DOWN's reason
- * (checked once, after the run, on the last call). The reference and pid never change: the
- * server does not care, and a fresh reference per call would only add client work.
+/* The client-side floors of issue 14's goals: what any client, however lean, pays for what the
+ * goal measures, over one connection made with the project's own handshake machine (ei_glue,
+ * pure wire code) and a blocking socket. After that: ei's encoders, once, and plain read/write.
+ * No locks, no threads, no decoding beyond the frame lengths (and, at 64 in flight, one byte: the
+ * control op, to tell a DOWN from a spawn reply); what came back is checked once, at the end.
  * Stock ei cannot be the transport: it does not advertise DFLAG_SPAWN, and a BEAM node then
- * answers a spawn request with nothing. So the connection is made with the project's own
- * handshake machine (ei_glue, pure wire code) over a blocking socket; everything after is ei's
- * encoders and plain read/write. Prints "call_us <float>". */
+ * answers a spawn request with nothing.
+ *
+ *   --mode lat   (default) a sequential erpc call. One pre-encoded spawn request (the control
+ *                message and payload cnode_call sends: {29,ReqId,From,GL,{erpc,execute_call,4},
+ *                [monitor]} + [Res,erlang,abs,[-1]]) written with one write(2); the client blocks
+ *                in read(2) until the spawn reply and the DOWN that carries the result are both
+ *                in. The reference and pid never change: the server does not care, and a fresh
+ *                reference per call would only add client work. Prints "call_us <float>".
+ *   --mode rt    the message round trip: one pre-encoded REG_SEND of {Self, ping} to bench_echo
+ *                on the peer (what bench_rt sends through cnode_reg_send), then one read until
+ *                the echoed frame is in. Prints "rt_us <float>".
+ *   --mode tput  --windows W[,W...] --secs S [--server-pid PID]: W calls in flight from one
+ *                thread, 0.5 s warm-up then an S s window each. Whatever slots are free are
+ *                refilled with one write of as many spawn requests (each with its own reference:
+ *                a counter patched into the pre-encoded bytes), and whatever the socket holds is
+ *                taken with one big read; a DOWN ends a call. Prints "tput_async_W <calls/s>"
+ *                and, with --server-pid, the server's and this process's CPU per call and CPUs
+ *                busy over the window ("srvcpu_async_W" ...), the way bench_call reports them. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,43 +56,76 @@ write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Reads until two frames that are not ticks are in; the last frame is left at buf[*at, *at + *len). */
-static size_t first_len; /* the first spawn reply's frame, length prefix included */
-static int lowat = 1;     /* SO_RCVLOWAT now */
-static long escapes;      /* waits that outlived 50 ms with SO_RCVLOWAT set */
+/* What has been read and not yet taken: frames at rbuf[in_start, in_start + in_have). Big enough
+ * for one read to drain whatever 64 calls in flight leave in the socket. */
+static char rbuf[1 << 18];
+static size_t in_start, in_have;
 
+/* One read(2) appended to what is there (blocking); -1 on error or end of stream. */
 static int
-read_two(int fd, char *buf, size_t cap, size_t *at, size_t *len)
+fill(int fd)
 {
-    static size_t have = 0; /* bytes of the next frames already read */
-    static size_t start = 0;
+    if (!in_have)
+        in_start = 0;
+    else if (in_start + in_have + (1 << 16) > sizeof rbuf) {
+        memmove(rbuf, rbuf + in_start, in_have);
+        in_start = 0;
+    }
+    for (;;) {
+        ssize_t r = read(fd, rbuf + in_start + in_have, sizeof rbuf - in_start - in_have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        in_have += (size_t)r;
+        return 0;
+    }
+}
+
+/* The next whole frame that is not a tick, already read: 1 and its body at rbuf[*at, *at + *len),
+ * valid until the next fill; 0 if none is whole yet; -1 on error. Ticks are answered here. */
+static int
+next_frame(int fd, size_t *at, size_t *len)
+{
+    while (in_have >= 4) {
+        const unsigned char *h = (const unsigned char *)rbuf + in_start;
+        size_t fl = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+        if (fl + 4 > sizeof rbuf - (1 << 16))
+            return -1;
+        if (in_have < 4 + fl)
+            return 0;
+        in_start += 4 + fl;
+        in_have -= 4 + fl;
+        if (fl) {
+            *at = in_start - fl;
+            *len = fl;
+            return 1;
+        }
+        if (write_all(fd, "\0\0\0\0", 4) != 0) /* a tick: answered */
+            return -1;
+    }
+    return 0;
+}
+
+static size_t first_len; /* the first frame of the run, length prefix included */
+static int lowat = 1;    /* SO_RCVLOWAT now */
+static long escapes;     /* waits that outlived 50 ms with SO_RCVLOWAT set */
+
+/* Reads until want frames that are not ticks are in; the last is left at rbuf[*at, *at + *len). */
+static int
+read_frames(int fd, int want, size_t *at, size_t *len)
+{
     int frames = 0;
     for (;;) {
-        while (have >= 4) {
-            const unsigned char *h = (const unsigned char *)buf + start;
-            size_t fl = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
-            if (fl + 4 > cap)
-                return -1;
-            if (have < 4 + fl)
-                break;
-            if (fl) {
-                if (!frames && !first_len)
-                    first_len = 4 + fl;
-                frames++;
-                *at = start + 4;
-                *len = fl;
-            } else if (write_all(fd, "\0\0\0\0", 4) != 0) { /* a tick: answered */
-                return -1;
-            }
-            start += 4 + fl;
-            have -= 4 + fl;
-            if (frames == 2)
+        int r;
+        while ((r = next_frame(fd, at, len)) == 1) {
+            if (!first_len)
+                first_len = 4 + *len;
+            if (++frames == want)
                 return 0;
         }
-        if (start + have + 4096 > cap) {
-            memmove(buf, buf + start, have);
-            start = 0;
-        }
+        if (r < 0)
+            return -1;
         if (lowat > 1 && poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, 50) == 0) {
             /* Linux may leave a reader with SO_RCVLOWAT asleep while less than it sits in the
              * queue (cnode_call's reader has the same 50 ms escape): wake for any byte */
@@ -87,15 +133,70 @@ read_two(int fd, char *buf, size_t cap, size_t *at, size_t *len)
             setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
             escapes++;
         }
-        ssize_t r = read(fd, buf + start + have, cap - start - have);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
+        if (fill(fd) != 0)
             return -1;
-        have += (size_t)r;
     }
 }
 
+static double
+now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* utime + stime of pid in clock ticks, or -1 (as bench_call reads it). */
+static long
+cpu_ticks(const char *pid)
+{
+    if (!pid)
+        return -1;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    long ut = 0, st = 0;
+    /* fields after the command: state(3) ... utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2)
+        return -1;
+    return ut + st;
+}
+
+/* CPU ticks of the server (0) and of this process (1) at a window's edge. */
+typedef struct {
+    long t[2];
+} ticks;
+
+static ticks
+both_ticks(const char *spid)
+{
+    char me[32];
+    snprintf(me, sizeof me, "%ld", (long)getpid());
+    return (ticks){{cpu_ticks(spid), cpu_ticks(me)}};
+}
+
+/* The same lines bench_call prints for a window, so run.sh reads both alike. */
+static void
+print_window(int w, long calls, double secs, ticks a, ticks b)
+{
+    printf("tput_async_%d %.1f\n", w, (double)calls / secs);
+    static const char *side[] = {"srvcpu", "clicpu"};
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < 2; i++)
+        if (a.t[i] >= 0 && b.t[i] >= 0 && calls > 0) {
+            printf("%s_async_%d %.3f\n", side[i], w, (double)(b.t[i] - a.t[i]) * (1e6 / hz) / (double)calls);
+            printf("%s_util_async_%d %.3f\n", side[i], w, (double)(b.t[i] - a.t[i]) / hz / secs);
+        }
+    fflush(stdout);
+}
 
 static int
 tcp_connect(const char *host, unsigned port)
@@ -187,24 +288,239 @@ dist_connect(const char *name, const char *cookie, const char *peer)
     return -1;
 }
 
+/* Starts a frame: length (set by frame_end), pass-through, the control message's version. */
+static void
+frame_begin(ei_x_buff *f)
+{
+    ei_x_new(f);
+    ei_x_append_buf(f, "\0\0\0\0\x70", 5);
+    ei_x_encode_version(f);
+}
+
+static void
+frame_end(ei_x_buff *f)
+{
+    unsigned flen = (unsigned)f->index - 4;
+    f->buff[0] = (char)(flen >> 24);
+    f->buff[1] = (char)(flen >> 16);
+    f->buff[2] = (char)(flen >> 8);
+    f->buff[3] = (char)flen;
+}
+
+/* The spawn request cnode_call sends for erlang:abs(-1), reference and Res both ref; refw[0] and
+ * refw[1] get the offsets of the two references' second word (a NEWER_REFERENCE_EXT ends with its
+ * words, big-endian), where run_tput writes a counter. */
+static void
+spawn_frame(ei_x_buff *f, const erlang_pid *self, const erlang_ref *ref, size_t refw[2])
+{
+    frame_begin(f);
+    ei_x_encode_tuple_header(f, 6);
+    ei_x_encode_long(f, CNODE__OP_SPAWN_REQUEST);
+    ei_x_encode_ref(f, ref);
+    refw[0] = (size_t)f->index - 8;
+    ei_x_encode_pid(f, self);
+    ei_x_encode_pid(f, self);
+    ei_x_encode_tuple_header(f, 3);
+    ei_x_encode_atom(f, "erpc");
+    ei_x_encode_atom(f, "execute_call");
+    ei_x_encode_long(f, 4);
+    ei_x_encode_list_header(f, 1);
+    ei_x_encode_atom(f, "monitor");
+    ei_x_encode_empty_list(f);
+    ei_x_encode_version(f);
+    ei_x_encode_list_header(f, 4);
+    ei_x_encode_ref(f, ref);
+    refw[1] = (size_t)f->index - 8;
+    ei_x_encode_atom(f, "erlang");
+    ei_x_encode_atom(f, "abs");
+    ei_x_encode_list_header(f, 1);
+    ei_x_encode_long(f, -1);
+    ei_x_encode_empty_list(f);
+    ei_x_encode_empty_list(f);
+    frame_end(f);
+}
+
+/* The control op of a frame body (112, 131, small tuple, arity, small integer, op), or -1 if it
+ * does not start that way: the one byte run_tput looks at. */
+static int
+peek_op(const char *b, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)b;
+    return len >= 6 && u[0] == 112 && u[1] == 131 && u[2] == ERL_SMALL_TUPLE_EXT && u[4] == ERL_SMALL_INTEGER_EXT
+               ? u[5]
+               : -1;
+}
+
+/* Is the frame body b a DOWN whose payload is {Res, return, 1}? (checked once per run) */
+static int
+is_down_with_1(const char *b, size_t len)
+{
+    int idx = 1, ver, arity;
+    long op = 0, v = 0;
+    char atom[MAXATOMLEN];
+    if (len < 2 || (unsigned char)b[0] != 112 || ei_decode_version(b, &idx, &ver) < 0 ||
+        ei_decode_tuple_header(b, &idx, &arity) < 0 || ei_decode_long(b, &idx, &op) < 0 ||
+        op != CNODE__OP_PAYLOAD_MONITOR_P_EXIT) {
+        fprintf(stderr, "bench_floor: the last frame is not a DOWN with payload\n");
+        return 0;
+    }
+    for (int k = 1; k < arity; k++)
+        ei_skip_term(b, &idx);
+    if (ei_decode_version(b, &idx, &ver) < 0 || ei_decode_tuple_header(b, &idx, &arity) < 0 || arity != 3 ||
+        ei_skip_term(b, &idx) < 0 || ei_decode_atom(b, &idx, atom) < 0 || strcmp(atom, "return") ||
+        ei_decode_long(b, &idx, &v) < 0 || v != 1) {
+        fprintf(stderr, "bench_floor: the call did not return 1\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* Is the frame body b a message (SEND or SEND_SENDER) whose payload is the atom ping? */
+static int
+is_ping(const char *b, size_t len)
+{
+    int idx = 1, ver, arity;
+    long op = 0;
+    char atom[MAXATOMLEN];
+    if (len < 2 || (unsigned char)b[0] != 112 || ei_decode_version(b, &idx, &ver) < 0 ||
+        ei_decode_tuple_header(b, &idx, &arity) < 0 || ei_decode_long(b, &idx, &op) < 0 ||
+        (op != CNODE__OP_SEND && op != CNODE__OP_SEND_SENDER)) {
+        fprintf(stderr, "bench_floor: the last frame is not a message\n");
+        return 0;
+    }
+    for (int k = 1; k < arity; k++)
+        ei_skip_term(b, &idx);
+    if (ei_decode_version(b, &idx, &ver) < 0 || ei_decode_atom(b, &idx, atom) < 0 || strcmp(atom, "ping")) {
+        fprintf(stderr, "bench_floor: the echo did not send back ping\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* warm + n times: write the frame f, wait for `want` frames; the mean time of the last n in us,
+ * or -1. The last frame is left at rbuf[*at, *at + *len) for the caller's check. */
+static double
+run_seq(int fd, const ei_x_buff *f, int want, long n, long warm, size_t *at, size_t *len)
+{
+    double t0 = now_s();
+    for (long i = 0; i < warm + n; i++) {
+        if (i == warm)
+            t0 = now_s();
+        if (want == 2 && i >= 1 && lowat != 2 * (int)first_len) {
+            /* from the second call on the read wakes once for both frames, as cnode_call's does
+             * (SO_RCVLOWAT of twice the spawn reply: the DOWN is longer, its size varies a little) */
+            lowat = 2 * (int)first_len;
+            setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+        }
+        if (write_all(fd, f->buff, (size_t)f->index) != 0 || read_frames(fd, want, at, len) != 0) {
+            fprintf(stderr, "bench_floor: round %ld failed\n", i);
+            return -1;
+        }
+    }
+    return (now_s() - t0) / (double)n * 1e6;
+}
+
+/* w calls in flight for 0.5 s of warm-up and secs of window, then drained; 0 or -1. */
+static int
+run_tput(int fd, const ei_x_buff *f, const size_t refw[2], int w, double secs, const char *spid)
+{
+    size_t fl = (size_t)f->index;
+    char *out = malloc(fl * (size_t)w);
+    if (!out)
+        return -1;
+    static uint32_t counter; /* the references of the whole run, each used once */
+    long sent = 0, downs = 0, replies = 0, others = 0, c0 = 0, c1 = 0;
+    int phase = 0, ok = 0; /* phase: 0 warm-up, 1 window, 2 draining */
+    ticks cpu0 = {{-1, -1}}, cpu1 = {{-1, -1}};
+    double start = now_s(), t0 = 0, t1 = 0;
+    size_t last_at = 0, last_len = 0; /* the last DOWN read */
+    for (;;) {
+        int due = phase < 2 ? w - (int)(sent - downs) : 0;
+        if (due > 0) {
+            /* the free slots' requests, back to back, in one write: a copy of the template
+             * each, with the counter in both references (the monitor's and Res) */
+            for (int k = 0; k < due; k++) {
+                char *p = out + (size_t)k * fl;
+                memcpy(p, f->buff, fl);
+                uint32_t c = ++counter;
+                unsigned char be[4] = {(unsigned char)(c >> 24), (unsigned char)(c >> 16), (unsigned char)(c >> 8),
+                                       (unsigned char)c};
+                memcpy(p + refw[0], be, 4);
+                memcpy(p + refw[1], be, 4);
+            }
+            if (write_all(fd, out, fl * (size_t)due) != 0)
+                break;
+            sent += due;
+        }
+        if (phase == 2 && downs == sent) {
+            /* drained: the last DOWN still lies where it was read (only fill moves the buffer) */
+            ok = downs > 0 && is_down_with_1(rbuf + last_at, last_len);
+            break;
+        }
+        if (fill(fd) != 0)
+            break;
+        size_t at, len;
+        int r;
+        while ((r = next_frame(fd, &at, &len)) == 1) {
+            int op = peek_op(rbuf + at, len);
+            if (op == CNODE__OP_PAYLOAD_MONITOR_P_EXIT) {
+                downs++;
+                last_at = at, last_len = len;
+            } else if (op == CNODE__OP_SPAWN_REPLY) {
+                replies++;
+            } else {
+                others++;
+            }
+        }
+        if (r < 0)
+            break;
+        double t = now_s();
+        if (phase == 0 && t - start >= 0.5) {
+            phase = 1;
+            c0 = downs, cpu0 = both_ticks(spid), t0 = t;
+        } else if (phase == 1 && t - t0 >= secs) {
+            phase = 2;
+            c1 = downs, cpu1 = both_ticks(spid), t1 = t;
+        }
+    }
+    free(out);
+    if (!ok || replies != sent || others) {
+        fprintf(stderr, "bench_floor: %d in flight: %ld sent, %ld spawn replies, %ld DOWNs, %ld other frames%s\n", w,
+                sent, replies, downs, others, ok ? "" : " (not drained, or the last call did not return 1)");
+        return -1;
+    }
+    print_window(w, c1 - c0, t1 - t0, cpu0, cpu1);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    const char *sname = "bench_floor", *cookie = NULL, *peer = NULL;
+    const char *sname = "bench_floor", *cookie = NULL, *peer = NULL, *mode = "lat", *windows = "64", *spid = NULL;
     long n = 20000, warm = 2000;
+    double secs = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--sname"))
-            sname = argv[i + 1];
-        else if (!strcmp(argv[i], "--cookie"))
-            cookie = argv[i + 1];
-        else if (!strcmp(argv[i], "--peer"))
-            peer = argv[i + 1];
-        else if (!strcmp(argv[i], "--n"))
-            n = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup"))
-            warm = atol(argv[i + 1]);
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--sname"))
+            sname = v;
+        else if (!strcmp(k, "--cookie"))
+            cookie = v;
+        else if (!strcmp(k, "--peer"))
+            peer = v;
+        else if (!strcmp(k, "--n"))
+            n = atol(v);
+        else if (!strcmp(k, "--warmup"))
+            warm = atol(v);
+        else if (!strcmp(k, "--mode"))
+            mode = v;
+        else if (!strcmp(k, "--windows"))
+            windows = v;
+        else if (!strcmp(k, "--secs"))
+            secs = atof(v);
+        else if (!strcmp(k, "--server-pid"))
+            spid = v;
     }
-    if (!peer || !cookie)
+    if (!peer || !cookie || n <= 0 || (strcmp(mode, "lat") && strcmp(mode, "rt") && strcmp(mode, "tput")))
         return 2;
     ei_init();
     char me[300], host[256];
@@ -230,78 +546,45 @@ main(int argc, char **argv)
     ref.n[1] = 2;
     ref.n[2] = 3;
     ref.creation = self.creation;
-    /* the frame: length, pass-through, control message, payload */
     ei_x_buff f;
-    ei_x_new(&f);
-    ei_x_append_buf(&f, "\0\0\0\0\x70", 5);
-    ei_x_encode_version(&f);
-    ei_x_encode_tuple_header(&f, 6);
-    ei_x_encode_long(&f, 29);
-    ei_x_encode_ref(&f, &ref);
-    ei_x_encode_pid(&f, &self);
-    ei_x_encode_pid(&f, &self);
-    ei_x_encode_tuple_header(&f, 3);
-    ei_x_encode_atom(&f, "erpc");
-    ei_x_encode_atom(&f, "execute_call");
-    ei_x_encode_long(&f, 4);
-    ei_x_encode_list_header(&f, 1);
-    ei_x_encode_atom(&f, "monitor");
-    ei_x_encode_empty_list(&f);
-    ei_x_encode_version(&f);
-    ei_x_encode_list_header(&f, 4);
-    ei_x_encode_ref(&f, &ref);
-    ei_x_encode_atom(&f, "erlang");
-    ei_x_encode_atom(&f, "abs");
-    ei_x_encode_list_header(&f, 1);
-    ei_x_encode_long(&f, -1);
-    ei_x_encode_empty_list(&f);
-    ei_x_encode_empty_list(&f);
-    unsigned flen = (unsigned)f.index - 4;
-    f.buff[0] = (char)(flen >> 24);
-    f.buff[1] = (char)(flen >> 16);
-    f.buff[2] = (char)(flen >> 8);
-    f.buff[3] = (char)flen;
-    static char buf[1 << 16];
-    size_t at = 0, len = 0;
-    struct timespec t0 = {0}, t1;
-    for (long i = 0; i < warm + n; i++) {
-        if (i == warm)
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (i >= 1 && lowat != 2 * (int)first_len) {
-            /* from the second call on the read wakes once for both frames, as cnode_call's does
-             * (SO_RCVLOWAT of twice the spawn reply: the DOWN is longer, its size varies a little) */
-            lowat = 2 * (int)first_len;
-            setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
-        }
-        if (write_all(fd, f.buff, (size_t)f.index) != 0 || read_two(fd, buf, sizeof buf, &at, &len) != 0) {
-            fprintf(stderr, "bench_floor: call %ld failed\n", i);
-            return 1;
-        }
+    size_t at = 0, len = 0, refw[2];
+    int rc = 0;
+    if (!strcmp(mode, "rt")) {
+        /* REG_SEND {6, Self, '', bench_echo} + {Self, ping}: the frame cnode_reg_send writes */
+        frame_begin(&f);
+        ei_x_encode_tuple_header(&f, 4);
+        ei_x_encode_long(&f, CNODE__OP_REG_SEND);
+        ei_x_encode_pid(&f, &self);
+        ei_x_encode_atom(&f, "");
+        ei_x_encode_atom(&f, "bench_echo");
+        ei_x_encode_version(&f);
+        ei_x_encode_tuple_header(&f, 2);
+        ei_x_encode_pid(&f, &self);
+        ei_x_encode_atom(&f, "ping");
+        frame_end(&f);
+        double us = run_seq(fd, &f, 1, n, warm, &at, &len);
+        if (us < 0 || !is_ping(rbuf + at, len))
+            rc = 1;
+        else
+            printf("rt_us %.3f\n", us);
+    } else if (!strcmp(mode, "lat")) {
+        spawn_frame(&f, &self, &ref, refw);
+        double us = run_seq(fd, &f, 2, n, warm, &at, &len);
+        if (us < 0 || !is_down_with_1(rbuf + at, len))
+            rc = 1;
+        else
+            printf("call_us %.3f\n", us);
+    } else {
+        spawn_frame(&f, &self, &ref, refw);
+        char list[256];
+        snprintf(list, sizeof list, "%s", windows);
+        for (char *s = strtok(list, ","); s && rc == 0; s = strtok(NULL, ","))
+            if (atoi(s) < 1 || run_tput(fd, &f, refw, atoi(s), secs, spid) != 0)
+                rc = 1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    /* the last frame is the DOWN: 112, 131, the control tuple, 131, {Res, return, 1} */
-    int idx = 1, ver, arity;
-    long op = 0, v = 0;
-    char atom[MAXATOMLEN];
-    if (len < 2 || (unsigned char)buf[at] != 112 || ei_decode_version(buf + at, &idx, &ver) < 0 ||
-        ei_decode_tuple_header(buf + at, &idx, &arity) < 0 || ei_decode_long(buf + at, &idx, &op) < 0 ||
-        op != 28) {
-        fprintf(stderr, "bench_floor: the last frame is not a DOWN with payload\n");
-        return 1;
-    }
-    for (int k = 1; k < arity; k++)
-        ei_skip_term(buf + at, &idx);
-    if (ei_decode_version(buf + at, &idx, &ver) < 0 || ei_decode_tuple_header(buf + at, &idx, &arity) < 0 ||
-        arity != 3 || ei_skip_term(buf + at, &idx) < 0 || ei_decode_atom(buf + at, &idx, atom) < 0 ||
-        strcmp(atom, "return") || ei_decode_long(buf + at, &idx, &v) < 0 || v != 1) {
-        fprintf(stderr, "bench_floor: the call did not return 1\n");
-        return 1;
-    }
-    double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("call_us %.3f\n", ns / (double)n / 1000.0);
     if (escapes)
         fprintf(stderr, "bench_floor: %ld waits outlived 50 ms and read with SO_RCVLOWAT 1 after\n", escapes);
     ei_x_free(&f);
     close(fd);
-    return 0;
+    return rc;
 }

@@ -143,6 +143,11 @@ for placement in 1cpu 2cpu; do
             a=$(beam "bbrt_$t" client_rt "$S" "$N" "$WARM" | get rt_us)
             emit roundtrip $placement "$rep" "$c" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
             emit roundtrip_poll $placement "$rep" "$cp" "$a" us_per_rt le0.7@1cpu,le1.0@2cpu beam_message_rt
+            # the floor of that round trip from any client (bench_floor --mode rt: one write of the
+            # pre-encoded REG_SEND, one read of the echo), against BEAM, and bench_rt above it
+            rf=$(c_prog bench_floor --mode rt --sname "bfr_$t" --peer "$S" --n "$N" --warmup "$WARM" | get rt_us)
+            emit roundtrip_floor $placement "$rep" "$rf" "$a" us_per_rt - beam_message_rt
+            emit roundtrip_vs_floor $placement "$rep" "$c" "$rf" us_per_rt - message_rt_floor_client
             # issue 4: sequential calls erlang:abs(-1): cnode_call, stock ei_rpc, BEAM erpc:call
             cc=$(c_prog bench_call --sname "bcl_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
             ce=$(c_prog bench_ei --sname "bei_$t" --peer "$S" --n "$N" --warmup "$WARM" | get call_us)
@@ -161,7 +166,7 @@ for placement in 1cpu 2cpu; do
             sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
             emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
             echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
-                "served C $sc / BEAM $sa us; erpc floor $cf us" >&2
+                "served C $sc / BEAM $sa us; erpc floor $cf us; rt floor $rf us" >&2
             if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
                 # evidence: context switches, system calls and CPU per call of the calling
                 # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
@@ -190,14 +195,28 @@ for placement in 1cpu 2cpu; do
                     "$(get tput_64 <"$TMP/bt1.out")" calls_per_s ge1.6@1cpu,ge1.0@2cpu beam_erpc_64_procs
                 emit call_srvcpu_64 $placement "$rep" "$(get srvcpu_async_64 <"$TMP/ct1.out")" \
                     "$(get srvcpu_64 <"$TMP/bt1.out")" server_cpu_us_per_call - beam_erpc_64_procs
+                # its floor: 64 spawn requests in flight from one thread, refilled with one write,
+                # replies taken with big reads, nothing else (bench_floor --mode tput)
+                c_prog bench_floor --mode tput --sname "bft1_$t" --peer "$S" --secs "$SECS" --windows 64 \
+                    --server-pid "$SPID" >"$TMP/ft1.out"
+                emit call_floor_throughput_64 $placement "$rep" "$(get tput_async_64 <"$TMP/ft1.out")" \
+                    "$(get tput_64 <"$TMP/bt1.out")" calls_per_s - beam_erpc_64_procs
+                emit call_floor_srvcpu_64 $placement "$rep" "$(get srvcpu_async_64 <"$TMP/ft1.out")" \
+                    "$(get srvcpu_64 <"$TMP/bt1.out")" server_cpu_us_per_call - beam_erpc_64_procs
                 echo "bench: 1cpu rep $rep: 64 in flight C $(get tput_async_64 <"$TMP/ct1.out")" \
-                    "BEAM $(get tput_64 <"$TMP/bt1.out") calls/s" >&2
+                    "floor $(get tput_async_64 <"$TMP/ft1.out") BEAM $(get tput_64 <"$TMP/bt1.out") calls/s" >&2
             fi
             if [ $placement = 2cpu ]; then
                 # throughput, closed loops of SECS s each after 0.5 s warm-up; server on B, client on A
                 c_prog bench_call --sname "bct_$t" --peer "$S" --mode tput --secs "$SECS" --windows 1,8,64 \
                     --threads 8 --server-pid "$SPID" >"$TMP/ct.out"
                 beam "bbct_$t" client_tput "$S" erlang abs '[-1]' 1,8,64 "$SECS" "$SPID" "$HZ" >"$TMP/bt.out"
+                c_prog bench_floor --mode tput --sname "bft_$t" --peer "$S" --secs "$SECS" --windows 64 \
+                    --server-pid "$SPID" >"$TMP/ft.out"
+                emit call_floor_throughput_64 $placement "$rep" "$(get tput_async_64 <"$TMP/ft.out")" \
+                    "$(get tput_64 <"$TMP/bt.out")" calls_per_s - beam_erpc_64_procs
+                emit call_floor_srvcpu_64 $placement "$rep" "$(get srvcpu_async_64 <"$TMP/ft.out")" \
+                    "$(get srvcpu_64 <"$TMP/bt.out")" server_cpu_us_per_call - beam_erpc_64_procs
                 for k in 1 8 64; do
                     g=-
                     [ $k = 64 ] && g=ge1.6@1cpu,ge1.0@2cpu
@@ -230,7 +249,8 @@ for placement in 1cpu 2cpu; do
                 echo "bench: 2cpu rep $rep: calls/s C async 1/8/64 $(get tput_async_1 <"$TMP/ct.out")" \
                     "$(get tput_async_8 <"$TMP/ct.out") $(get tput_async_64 <"$TMP/ct.out"), C 8 threads" \
                     "$(get tput_threads_8 <"$TMP/ct.out"); BEAM 1/8/64 $(get tput_1 <"$TMP/bt.out")" \
-                    "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out"); served 64: C" \
+                    "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out");" \
+                    "floor 64 $(get tput_async_64 <"$TMP/ft.out"); served 64: C" \
                     "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out")" >&2
             fi
         done
