@@ -131,10 +131,17 @@ for placement in 1cpu 2cpu; do
         taskset -c "$SCPU" build/cnode --sname "$CSRV" --cookie "$COOKIE" serve >/dev/null 2>>"$TMP/server.log" &
         CPID=$!
         PIDS="$PIDS $CPID"
+        # the floor of serving an erpc call: the leanest server BEAM can call (bench_floor_srv)
+        FSRV=fsrv_${placement}_$$
+        taskset -c "$SCPU" build/bench/bench_floor_srv --sname "$FSRV" --cookie "$COOKIE" >/dev/null 2>>"$TMP/server.log" &
+        FPID=$!
+        PIDS="$PIDS $FPID"
         wait_name "$SRV@$HOST" bench_echo || exit 1
         wait_up "$CSRV@$HOST" || exit 1
+        wait_up "$FSRV@$HOST" || exit 1
         S=$SRV@$HOST
         CS=$CSRV@$HOST
+        FS=$FSRV@$HOST
         for rep in $(seq 1 "$REPS"); do
             t=${placement}_$$_$rep
             # issue 3: message round trip to a registered echo process
@@ -165,8 +172,13 @@ for placement in 1cpu 2cpu; do
             sc=$(beam "bbsc_$t" client_call "$CS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
             sa=$(beam "bbsa_$t" client_call "$S" bench_anchor echo '[ping]' "$N" "$WARM" | get call_us)
             emit served_latency $placement "$rep" "$sc" "$sa" us_per_call le0.8@1cpu beam_erpc_to_beam_echo
+            # the same BEAM client against the served floor (one thread, one read and one write per
+            # wake, reply frames copied from the request), against BEAM, and `cnode serve` above it
+            sf=$(beam "bbsf_$t" client_call "$FS" cnode_demo echo '[ping]' "$N" "$WARM" | get call_us)
+            emit served_floor_latency $placement "$rep" "$sf" "$sa" us_per_call - beam_erpc_to_beam_echo
+            emit served_latency_vs_floor $placement "$rep" "$sc" "$sf" us_per_call - erpc_floor_server
             echo "bench: $placement rep $rep: rt C $c / poll $cp / BEAM $a us; call C $cc / ei $ce / BEAM $ca us;" \
-                "served C $sc / BEAM $sa us; erpc floor $cf us; rt floor $rf us" >&2
+                "served C $sc / BEAM $sa / floor $sf us; erpc floor $cf us; rt floor $rf us" >&2
             if [ $placement = 1cpu ] && [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
                 # evidence: context switches, system calls and CPU per call of the calling
                 # process, cnode_call vs stock ei_rpc (perf stat over N calls, no warm-up)
@@ -246,15 +258,20 @@ for placement in 1cpu 2cpu; do
                     "$(get srvcpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
                 emit served_cliutil_64 $placement "$rep" "$(get clicpu_util_64 <"$TMP/sc.out")" \
                     "$(get clicpu_util_64 <"$TMP/sb.out")" cpus_busy - beam_echo_64_procs
+                beam "bbsft_$t" client_tput "$FS" cnode_demo echo '[ping]' 64 "$SECS" "$FPID" "$HZ" >"$TMP/sf.out"
+                emit served_floor_throughput_64 $placement "$rep" "$(get tput_64 <"$TMP/sf.out")" \
+                    "$(get tput_64 <"$TMP/sb.out")" calls_per_s - beam_echo_64_procs
+                emit served_floor_srvcpu_64 $placement "$rep" "$(get srvcpu_64 <"$TMP/sf.out")" \
+                    "$(get srvcpu_64 <"$TMP/sb.out")" server_cpu_us_per_call - beam_echo_64_procs
                 echo "bench: 2cpu rep $rep: calls/s C async 1/8/64 $(get tput_async_1 <"$TMP/ct.out")" \
                     "$(get tput_async_8 <"$TMP/ct.out") $(get tput_async_64 <"$TMP/ct.out"), C 8 threads" \
                     "$(get tput_threads_8 <"$TMP/ct.out"); BEAM 1/8/64 $(get tput_1 <"$TMP/bt.out")" \
                     "$(get tput_8 <"$TMP/bt.out") $(get tput_64 <"$TMP/bt.out");" \
                     "floor 64 $(get tput_async_64 <"$TMP/ft.out"); served 64: C" \
-                    "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out")" >&2
+                    "$(get tput_64 <"$TMP/sc.out") BEAM $(get tput_64 <"$TMP/sb.out") floor $(get tput_64 <"$TMP/sf.out")" >&2
             fi
         done
-        stop_pids "$SPID" "$CPID"
+        stop_pids "$SPID" "$CPID" "$FPID"
     fi
 
     if only pg; then
