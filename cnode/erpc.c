@@ -49,6 +49,7 @@ struct cnode_req {
     int delivered;     /* ... and was */
     uint64_t wire_mark; /* held back for batching: on the wire once the peer's q_out reaches this (out.c) */
     int sleeping;       /* its caller sleeps on wake (node->lock) */
+    int64_t greedy_until_ns; /* a reading caller may wait for others' spawn replies until then (req_want) */
     _Atomic int pins;   /* completers that will still post wake after letting go of node->lock */
     struct cnode_req *wnext; /* a completer's list of those */
 };
@@ -335,6 +336,17 @@ set_sleeping(cnode_req *r, int on)
         r->peer->loop_waits += on ? 1u : (unsigned)-1;
 }
 
+/* Moves r to state s (node->lock held), counting the peer's requests that wait for a spawn reply. */
+static void
+set_state(cnode_req *r, int s)
+{
+    if (r->state == RQ_SENT && s != RQ_SENT)
+        r->peer->unspawned--;
+    else if (r->state != RQ_SENT && s == RQ_SENT)
+        r->peer->unspawned++;
+    r->state = s;
+}
+
 /* Completes r (node->lock held). Abandoning a spawned call demonitors it, as
  * erpc does; the remote process is never killed. */
 static void
@@ -349,7 +361,7 @@ complete(cnode_node *node, cnode_req *r, int status)
         c.to.pid = r->spawned;
         cnode__send_ctl(node, r->peer, &c, NULL, 0);
     }
-    r->state = RQ_DONE;
+    set_state(r, RQ_DONE);
     r->status = status;
     free(r->frame);
     r->frame = NULL;
@@ -573,7 +585,7 @@ erpc_ctl(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, void *ud)
             }
         } else {
             r->spawned = c->from.pid;
-            r->state = RQ_SPAWNED;
+            set_state(r, RQ_SPAWNED);
         }
         return 1;
     case CNODE__OP_MONITOR_P_EXIT:
@@ -624,7 +636,7 @@ send_pending(cnode_node *node, cnode_req *r)
         complete(node, r, CNODE_ENOTSUP);
         return;
     }
-    r->state = RQ_SENT;
+    set_state(r, RQ_SENT);
     cnode__send_frame(node, r->peer, r->frame, r->frame_len, NULL, 0);
     free(r->frame);
     r->frame = NULL;
@@ -840,7 +852,7 @@ start(cnode_node *node, const char *target, const char *mod, const char *fun, co
                 } else if (!(r->peer->flags & CNODE__DFLAG_SPAWN)) {
                     complete(node, r, CNODE_ENOTSUP);
                 } else {
-                    r->state = RQ_SENT; /* the frame is ours to write: nobody else touches it once SENT */
+                    set_state(r, RQ_SENT); /* the frame is ours to write: nobody else touches it once SENT */
                     send_now = 1;
                     /* the caller will read its own reply: take the socket before the request
                      * goes out, so the reply never wakes the loop */
@@ -929,15 +941,41 @@ req_done(void *arg)
     return ((cnode_req *)arg)->state == RQ_DONE;
 }
 
-/* How many bytes a reading caller may wait for before it looks: before the spawn reply, that
- * reply and the result, which is longer than the spawn reply (a DOWN carries the same pids and
- * reference and a reason where the spawn reply has its flags), so twice the spawn reply never
- * asks for more than a successful call brings. */
+/* How many bytes a reading caller may wait for before it looks (SO_RCVLOWAT; node->lock held).
+ * Its own reply: before the spawn reply, that reply and the result, which is longer than the
+ * spawn reply (a DOWN carries the same pids and reference and a reason where the spawn reply has
+ * its flags), so twice the spawn reply never asks for more than a successful call brings.
+ * With other requests in flight to the peer, also their spawn replies: a node answers a spawn
+ * request as it reads it, whatever the function then does, so those bytes come as soon as the
+ * node has read what we already wrote. A window of calls then wakes once per batch of replies,
+ * not once per frame: each wake-up and each read of a socket the node is writing into costs the
+ * node's CPU too (it delivers into our socket and wakes us; perf: the peer's tcp_v4_rcv spinning
+ * on our socket's lock). Counted in fours (each change of SO_RCVLOWAT is a system call) and at
+ * most LOWAT_AHEAD. A node that is slow to read them costs the reader at most one short slice of its
+ * wait (conn.c LEAD_QUICK_MS): after that, and at any time RQ_GREEDY_NS into a wait, it asks only for its own. */
+#define LOWAT_AHEAD 16u
+#define RQ_GREEDY_NS 1000000
 static size_t
 req_want(void *arg)
 {
     cnode_req *r = arg;
-    return r->state == RQ_SENT ? 2 * r->peer->spawn_reply_len : 0;
+    size_t srl = r->peer->spawn_reply_len;
+    unsigned mine = r->state == RQ_SENT, others = r->peer->unspawned - mine;
+    if (others > LOWAT_AHEAD)
+        others = LOWAT_AHEAD;
+    others &= ~3u;
+    if (others) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (!r->greedy_until_ns)
+            r->greedy_until_ns = ns + RQ_GREEDY_NS;
+        else if (ns > r->greedy_until_ns)
+            others = 0;
+    }
+    if (!mine && !others)
+        return 0;
+    return (mine ? 2 * srl : 0) + others * srl;
 }
 
 int
@@ -989,6 +1027,7 @@ cnode_receive_response(cnode_req *req, int wait_ms, ei_x_buff *reply, cnode_erro
             lead = cnode__conn_take_locked(node, req->peer);
             fresh = lead != NULL;
         }
+        req->greedy_until_ns = 0;
         if (lead) {
             pthread_mutex_unlock(&node->lock);
             if (fresh)

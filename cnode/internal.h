@@ -149,6 +149,7 @@ struct cnode__peer {
     int overflow;             /* queue passed the hard cap: the link is being taken down (wlock) */
     size_t spawn_reply_len; /* a spawn reply's frame as a reading caller last saw it (node->lock): see conn.c */
     _Atomic unsigned inflight; /* erpc requests to it in the table (changed under node->lock; out.c reads it) */
+    unsigned unspawned;    /* of those, sent and not yet answered by a spawn reply (node->lock): see erpc.c req_want */
     unsigned loop_waits;   /* of those, the ones only a reader other than their caller completes: callbacks
                             * in flight, callers asleep (node->lock); a reading caller re-arms at once for them */
     int connect_failed;    /* bumped when an attempt fails */

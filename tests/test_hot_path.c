@@ -6,6 +6,7 @@
  * windows of requests from several threads while calls, messages and served requests cross the
  * same connection; a worker's batched replies arrive in order; a batch that nobody flushes goes
  * out by the loop's tick; a peer that dies with requests in a batch. */
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "cnode.h"
+#include "cnode/internal.h"
 #include "tests/testutil.h"
 
 #define CALLERS 8
@@ -805,6 +807,75 @@ test_poll_mode(void)
     cnode_node_close(pn);
 }
 
+/* ---- the replies a reading caller waits for ------------------------------------------------------- */
+
+/* Requests to srv that wait for their spawn reply, as cli counts them for a reading caller's
+ * SO_RCVLOWAT (erpc.c req_want); UINT_MAX without a peer record. */
+static unsigned
+unspawned(void)
+{
+    pthread_mutex_lock(&cli->lock);
+    cnode__peer *p = cnode__peer_get(cli, srv_name, 0);
+    unsigned v = p ? p->unspawned : UINT_MAX;
+    pthread_mutex_unlock(&cli->lock);
+    return v;
+}
+
+static int
+wait_unspawned_zero(int ms)
+{
+    long long end = tu_now_ms() + tu_ms(ms);
+    while (unspawned() != 0) {
+        if (tu_now_ms() > end)
+            return 0;
+        usleep(2000);
+    }
+    return 1;
+}
+
+/* The first of a window gets its reply while the requests after it are held in the server (their
+ * spawn replies, which its reader may wait for, came; their results did not); the count of
+ * requests waiting for a spawn reply goes back to 0 whether a request is answered, abandoned or
+ * timed out, so a later reader never waits for replies that will not come. */
+static void
+test_window_reads_ahead(void)
+{
+    memset(entered, 0, sizeof entered);
+    memset(finished, 0, sizeof finished);
+    atomic_store(&gate[0], 0);
+    cnode_req *first = NULL, *held[8] = {0};
+    ei_x_buff a = args_of(5000, 0), reply;
+    ei_x_new(&reply);
+    CU_ASSERT_EQUAL_FATAL(cnode_send_request(cli, srv_name, "hot", "echo", &a, (unsigned)tu_ms(20000), NULL, NULL, &first), 0);
+    ei_x_free(&a);
+    for (int i = 0; i < 8; i++) {
+        ei_x_buff h = arg_long(4 * (i + 1)); /* gate 0, even: a cancelled one stops waiting */
+        unsigned tmo = (unsigned)tu_ms(i < 4 ? 20000 : 300);
+        CU_ASSERT_EQUAL(cnode_send_request(cli, srv_name, "hot", "hold", &h, tmo, NULL, NULL, &held[i]), 0);
+        ei_x_free(&h);
+    }
+    CU_ASSERT_EQUAL(first ? cnode_receive_response(first, (int)tu_ms(20000), &reply, NULL) : -1, 0);
+    CU_ASSERT(is_pair(&reply, 5000, 0));
+    CU_ASSERT(wait_count(&entered[0], 8, 10000));
+    CU_ASSERT(wait_unspawned_zero(10000));
+    for (int i = 0; i < 2; i++) /* abandoned while the server holds them */
+        if (held[i])
+            cnode_req_abandon(held[i]);
+    for (int i = 4; i < 8; i++) { /* timed out while the server holds them */
+        reply.index = 0;
+        CU_ASSERT_EQUAL(held[i] ? cnode_receive_response(held[i], (int)tu_ms(20000), &reply, NULL) : -1, CNODE_ETIMEOUT);
+    }
+    atomic_store(&gate[0], 1);
+    for (int i = 2; i < 4; i++) {
+        reply.index = 0;
+        CU_ASSERT_EQUAL(held[i] ? cnode_receive_response(held[i], (int)tu_ms(20000), &reply, NULL) : -1, 0);
+        CU_ASSERT(is_long(&reply, 4 * (i + 1)));
+    }
+    CU_ASSERT_EQUAL(unspawned(), 0);
+    CU_ASSERT(wait_count(&finished[0], 4, 10000)); /* the cancelled ones stopped; the rest answered */
+    ei_x_free(&reply);
+}
+
 void
 cnode_test_register(void)
 {
@@ -819,5 +890,6 @@ cnode_test_register(void)
     ADD_TEST(s, test_window_polled);
     ADD_TEST(s, test_served_replies_batched);
     ADD_TEST(s, test_peer_dies_mid_batch);
+    ADD_TEST(s, test_window_reads_ahead);
     ADD_TEST(s, test_poll_mode);
 }
