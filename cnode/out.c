@@ -22,6 +22,7 @@
 __thread cnode_node *cnode__loop_thread_node;
 __thread int cnode__send_nowait;
 __thread int cnode__send_defer;
+__thread int cnode__send_try;
 __thread uint64_t cnode__defer_mark;
 
 #define HARD_CAP_FACTOR 64
@@ -321,7 +322,12 @@ send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, i
         flen += v[i].iov_len;
     int on_loop = cnode__loop_thread_node == node;
     int need_connect = 0, need_wake = 0, overflow = 0;
-    pthread_mutex_lock(&peer->wlock);
+    if (cnode__send_try) {
+        if (pthread_mutex_trylock(&peer->wlock) != 0)
+            return CNODE__SEND_BUSY; /* the caller has the frame sent later (server.c) */
+    } else {
+        pthread_mutex_lock(&peer->wlock);
+    }
     if (wait && !on_loop && !cnode__send_nowait && peer->oq_bytes >= node->limits.out_queue_bytes) {
         CNODE__STAT_ADD(node, send_waits, 1);
         struct timespec dl;
