@@ -493,7 +493,14 @@ int
 cnode__flush_peer(cnode_node *node, cnode__peer *peer, int may_wait)
 {
     cnode__conn *c = peer->up; /* changed only by the loop thread, which is us */
-    pthread_mutex_lock(&peer->wlock);
+    if (may_wait && pthread_mutex_trylock(&peer->wlock) != 0) {
+        /* another thread is writing to peer (a worker's reply, which takes the queue along): the
+         * loop does not sleep on it but looks again at a later turn (the tick) */
+        atomic_store(&node->defer_mode, 2);
+        return 1;
+    }
+    if (!may_wait)
+        pthread_mutex_lock(&peer->wlock);
     if (may_wait && peer->fd >= 0 && peer->oq_head && !peer->q_urgent && !peer->epollout &&
         !batch_ready(peer, peer->defer_since_ms)) {
         /* only frames held back for a batch that is still growing: a later turn (the tick keeps
