@@ -443,16 +443,20 @@ complete(cnode_node *node, job *j)
 #define DEFER_RUN 32
 
 /* The spawn reply of j, if the loop left it to us (see serve_spawn), goes out before the handler
- * runs: held as the loop would have held it (out with the result when the handler is quick, or
- * at the loop's next tick when it is not), so the caller never waits for the handler to get it. */
+ * runs: held (mode CNODE__DEFER_HOLD) as the loop would have held it (out with the result when
+ * the handler is quick, or at the loop's next tick when it is not), so the caller never waits for
+ * the handler to get it. Not to a caller whose link went down meanwhile (cancelled): no dial
+ * just for it. */
 static void
-send_carried(cnode_node *node, job *j)
+send_carried(cnode_node *node, job *j, int mode)
 {
     if (!j->spawn_reply)
         return;
-    cnode__send_defer = CNODE__DEFER_HOLD;
-    cnode__send_ctl(node, j->caller_peer, j->spawn_reply, NULL, 0);
-    cnode__send_defer = 0;
+    if (!atomic_load(&j->cancelled)) {
+        cnode__send_defer = mode;
+        cnode__send_ctl(node, j->caller_peer, j->spawn_reply, NULL, 0);
+        cnode__send_defer = 0;
+    }
     free(j->spawn_reply);
     j->spawn_reply = NULL;
 }
@@ -504,7 +508,7 @@ worker_main(void *arg)
         int more = s->q_head != NULL && run < DEFER_RUN;
         pthread_mutex_unlock(&s->qlock);
 
-        send_carried(node, j);
+        send_carried(node, j, CNODE__DEFER_HOLD);
         cnode_args a = {.buf = j->args, .n = j->n, .idx = j->idx};
         j->h(j, &a, j->ud);
         atomic_fetch_sub(&s->in_user, 1);
@@ -1061,7 +1065,7 @@ cnode__server_stop(cnode_node *node)
     while (j) {
         job *nx = j->next;
         deactivate(node, s, j);
-        send_carried(node, j); /* the caller hears of the process before it hears it ended */
+        send_carried(node, j, 0); /* the caller hears of the process before it hears it ended */
         if (j->p) {
             j->p->job = NULL;
             cnode__proc_finish(j->p, shutdown, sl);
