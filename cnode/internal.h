@@ -431,6 +431,11 @@ extern __thread int cnode__send_nowait;
  * old, so a quick call's spawn reply and result go out in one sendmsg. */
 enum { CNODE__DEFER_MINE = 1, CNODE__DEFER_PEER = 2, CNODE__DEFER_HOLD = 3 };
 extern __thread int cnode__send_defer;
+/* Set by the loop for a spawn reply a worker can carry instead: if another thread holds the peer's
+ * write lock (a worker inside sendmsg, preempted there at one CPU), the frame is not sent and
+ * CNODE__SEND_BUSY is returned, so the loop never sleeps on that lock (server.c). */
+extern __thread int cnode__send_try;
+#define CNODE__SEND_BUSY 1
 /* After a deferred send: the peer's q_in once the frame was queued (it is on the wire once q_out
  * reaches it); 0 after a send that was not deferred. */
 extern __thread uint64_t cnode__defer_mark;

@@ -146,7 +146,9 @@ cnode__loop_once(cnode_node *node, int timeout_ms)
 {
     struct epoll_event evs[64];
     int64_t now = cnode__now_ms();
-    int64_t next_hk = node->next_tick.tv_sec * 1000 + node->next_tick.tv_nsec / 1000000;
+    /* rounded up: in the millisecond before it, a rounded-down deadline gave epoll_wait a timeout
+     * of 0 turn after turn (a spin of up to a millisecond every HOUSEKEEPING_MS) */
+    int64_t next_hk = node->next_tick.tv_sec * 1000 + (node->next_tick.tv_nsec + 999999) / 1000000;
     int t = timeout_ms;
     if (next_hk - now < (int64_t)t || t < 0)
         t = next_hk > now ? (int)(next_hk - now) : 0;

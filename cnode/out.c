@@ -22,6 +22,7 @@
 __thread cnode_node *cnode__loop_thread_node;
 __thread int cnode__send_nowait;
 __thread int cnode__send_defer;
+__thread int cnode__send_try;
 __thread uint64_t cnode__defer_mark;
 
 #define HARD_CAP_FACTOR 64
@@ -321,7 +322,12 @@ send_frame(cnode_node *node, cnode__peer *peer, const struct iovec *v, int nv, i
         flen += v[i].iov_len;
     int on_loop = cnode__loop_thread_node == node;
     int need_connect = 0, need_wake = 0, overflow = 0;
-    pthread_mutex_lock(&peer->wlock);
+    if (cnode__send_try) {
+        if (pthread_mutex_trylock(&peer->wlock) != 0)
+            return CNODE__SEND_BUSY; /* the caller has the frame sent later (server.c) */
+    } else {
+        pthread_mutex_lock(&peer->wlock);
+    }
     if (wait && !on_loop && !cnode__send_nowait && peer->oq_bytes >= node->limits.out_queue_bytes) {
         CNODE__STAT_ADD(node, send_waits, 1);
         struct timespec dl;
@@ -487,7 +493,14 @@ int
 cnode__flush_peer(cnode_node *node, cnode__peer *peer, int may_wait)
 {
     cnode__conn *c = peer->up; /* changed only by the loop thread, which is us */
-    pthread_mutex_lock(&peer->wlock);
+    if (may_wait && pthread_mutex_trylock(&peer->wlock) != 0) {
+        /* another thread is writing to peer (a worker's reply, which takes the queue along): the
+         * loop does not sleep on it but looks again at a later turn (the tick) */
+        atomic_store(&node->defer_mode, 2);
+        return 1;
+    }
+    if (!may_wait)
+        pthread_mutex_lock(&peer->wlock);
     if (may_wait && peer->fd >= 0 && peer->oq_head && !peer->q_urgent && !peer->epollout &&
         !batch_ready(peer, peer->defer_since_ms)) {
         /* only frames held back for a batch that is still growing: a later turn (the tick keeps

@@ -45,6 +45,7 @@ struct cnode_call_ctx {
     int *idx;
     int n;
     cnode_proc *p;            /* erpc: the serving process */
+    cnode__ctl *spawn_reply;  /* erpc: a spawn reply the loop left to the worker (send_carried) */
     cnode__peer *caller_peer; /* the peer the request came from */
     char res[64];             /* erpc: Res as encoded */
     size_t res_len;
@@ -66,7 +67,9 @@ typedef struct cnode__server {
     sem_t wake;           /* idle workers sleep here: posted once per worker taken off nidle */
     unsigned nidle;       /* workers asleep on wake, not yet posted (qlock) */
     job *q_head, *q_tail; /* waiting for a worker, under qlock */
+    unsigned qlen;        /* jobs on that queue (qlock) */
     int running;          /* under qlock */
+    _Atomic unsigned in_user; /* workers running a handler: raised under qlock as a job is taken */
     unsigned to_wake;     /* jobs the loop queued this turn: workers are woken once it lets go of its locks (qlock) */
     /* under node->lock */
     job *active;           /* queued or running, doubly linked: a job leaves in O(1) */
@@ -206,6 +209,7 @@ job_free(job *j)
     free(j->args);
     free(j->idx);
     free(j->tag);
+    free(j->spawn_reply);
     if (j->out.buff)
         ei_x_free(&j->out);
     free(j);
@@ -438,6 +442,25 @@ complete(cnode_node *node, job *j)
  * the wait), in one sendmsg per peer (out.c). */
 #define DEFER_RUN 32
 
+/* The spawn reply of j, if the loop left it to us (see serve_spawn), goes out before the handler
+ * runs: held (mode CNODE__DEFER_HOLD) as the loop would have held it (out with the result when
+ * the handler is quick, or at the loop's next tick when it is not), so the caller never waits for
+ * the handler to get it. Not to a caller whose link went down meanwhile (cancelled): no dial
+ * just for it. */
+static void
+send_carried(cnode_node *node, job *j, int mode)
+{
+    if (!j->spawn_reply)
+        return;
+    if (!atomic_load(&j->cancelled)) {
+        cnode__send_defer = mode;
+        cnode__send_ctl(node, j->caller_peer, j->spawn_reply, NULL, 0);
+        cnode__send_defer = 0;
+    }
+    free(j->spawn_reply);
+    j->spawn_reply = NULL;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -478,13 +501,17 @@ worker_main(void *arg)
         s->q_head = j->next;
         if (!s->q_head)
             s->q_tail = NULL;
+        s->qlen--;
         s->running++;
+        atomic_fetch_add(&s->in_user, 1);
         ran = 1;
         int more = s->q_head != NULL && run < DEFER_RUN;
         pthread_mutex_unlock(&s->qlock);
 
+        send_carried(node, j, CNODE__DEFER_HOLD);
         cnode_args a = {.buf = j->args, .n = j->n, .idx = j->idx};
         j->h(j, &a, j->ud);
+        atomic_fetch_sub(&s->in_user, 1);
         cnode__send_defer = CNODE__DEFER_MINE;
         complete(node, j);
         cnode__send_defer = 0;
@@ -518,6 +545,16 @@ start_workers(cnode_node *node)
     return s->nthreads ? 0 : CNODE_ESYS;
 }
 
+/* node->lock held: would a job queued now be taken by a worker that runs no user code first? */
+static int
+taken_soon(server *s)
+{
+    pthread_mutex_lock(&s->qlock);
+    int r = !s->stop && s->nthreads > atomic_load(&s->in_user) + s->qlen;
+    pthread_mutex_unlock(&s->qlock);
+    return r;
+}
+
 /* node->lock held. */
 static void
 submit(cnode_node *node, job *j, cnode__peer *from)
@@ -534,6 +571,7 @@ submit(cnode_node *node, job *j, cnode__peer *from)
     else
         s->q_head = j;
     s->q_tail = j;
+    s->qlen++;
     if (cnode__loop_thread_node == node) {
         /* woken after the loop lets go of node->lock (server_wake): a worker woken now would
          * first wait for the locks the loop holds */
@@ -575,13 +613,24 @@ drop_msgs(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len)
     (void)len;
 }
 
+static int taken_soon(server *s);
+
+/* carry: where to leave the spawn reply for the worker if the peer's write lock is busy and a
+ * worker will take the job without running other user code first (NULL: wait for the lock). */
 static void
-reply_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, cnode_proc *p, unsigned flags)
+reply_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c, cnode_proc *p, unsigned flags,
+            cnode__ctl **carry)
 {
     cnode__ctl r = {.op = CNODE__OP_SPAWN_REPLY, .ref = c->ref, .spawn_flags = flags};
     r.to.pid = c->from.pid;
     r.from.pid = p->pid;
-    cnode__send_ctl(node, peer, &r, NULL, 0);
+    cnode__send_try = carry != NULL;
+    int rc = cnode__send_ctl(node, peer, &r, NULL, 0);
+    cnode__send_try = 0;
+    if (rc == CNODE__SEND_BUSY && taken_soon(srv(node)) && (*carry = malloc(sizeof r)) != NULL)
+        memcpy(*carry, &r, sizeof r);
+    else if (rc == CNODE__SEND_BUSY)
+        cnode__send_ctl(node, peer, &r, NULL, 0); /* wait for the lock after all */
     cnode__xpid from;
     if (cnode__xpid_of(node, &c->from.pid, &from, 1) != 0)
         return; /* no record of its node (limits.peers): no link or monitor can be kept */
@@ -697,9 +746,12 @@ serve_spawn(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
         return 1;
     }
     p->sys_handler = drop_msgs;
-    /* a worker will answer: its reply takes the spawn reply along (one sendmsg for both) */
+    /* a worker will answer: its reply takes the spawn reply along (one sendmsg for both). If a
+     * worker is writing to this peer right now, the loop does not wait for it: the worker that
+     * takes this job sends the spawn reply before it runs the handler, so the reply is left to it
+     * only when a worker will take the job without first finishing some other handler. */
     cnode__send_defer = f ? CNODE__DEFER_HOLD : 0;
-    reply_spawn(node, peer, c, p, cast ? 0 : wanted_flags(&c->opts));
+    reply_spawn(node, peer, c, p, cast ? 0 : wanted_flags(&c->opts), f ? &j->spawn_reply : NULL);
     cnode__send_defer = 0;
     if (!f) {
         if (cast) {
@@ -1008,10 +1060,12 @@ cnode__server_stop(cnode_node *node)
     pthread_mutex_lock(&s->qlock);
     job *j = s->q_head;
     s->q_head = s->q_tail = NULL;
+    s->qlen = 0;
     pthread_mutex_unlock(&s->qlock);
     while (j) {
         job *nx = j->next;
         deactivate(node, s, j);
+        send_carried(node, j, 0); /* the caller hears of the process before it hears it ended */
         if (j->p) {
             j->p->job = NULL;
             cnode__proc_finish(j->p, shutdown, sl);

@@ -727,6 +727,68 @@ test_served_replies_batched(void)
     cnode_node_close(one);
 }
 
+/* The loop never sleeps on a peer's write lock to send a spawn reply: while another thread holds
+ * it (here the test, standing for a worker inside sendmsg), the call is still admitted, and the
+ * worker that takes it sends the spawn reply before it runs the handler, so the caller has it
+ * while the handler is still blocked on its gate. */
+static void
+test_spawn_reply_not_held(void)
+{
+    char name[64], cname[64];
+    snprintf(name, sizeof name, "hotsr_%d", (int)getpid());
+    snprintf(cname, sizeof cname, "hotsc_%d", (int)getpid());
+    cnode_node_opts no = {.name = name, .cookie = "hot_cookie", .workers = 1, .ticktime_s = 600};
+    cnode_node_opts co = {.name = cname, .cookie = "hot_cookie", .ticktime_s = 600};
+    cnode_node *one = NULL, *c2 = NULL;
+    CU_ASSERT_EQUAL_FATAL(cnode_node_new(&no, &one, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cnode_node_new(&co, &c2, NULL), 0);
+    cnode_register_function(one, "hot", "echo", 1, h_echo, NULL);
+    cnode_register_function(one, "hot", "hold", 1, h_hold, NULL);
+    ei_x_buff w = args_of(0, 0), reply;
+    ei_x_new(&reply);
+    CU_ASSERT_EQUAL_FATAL(cnode_call(c2, cnode_node_name(one), "hot", "echo", &w, (unsigned)tu_ms(10000), &reply, NULL), 0);
+    ei_x_free(&w);
+    pthread_mutex_lock(&one->lock);
+    cnode__peer *peer = cnode__peer_get(one, cnode_node_name(c2), 0);
+    if (peer)
+        cnode__peer_hold(peer);
+    pthread_mutex_unlock(&one->lock);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    memset(entered, 0, sizeof entered);
+    memset(finished, 0, sizeof finished);
+    atomic_store(&gate[0], 0);
+    pthread_mutex_lock(&peer->wlock);
+    ei_x_buff a = arg_long(8); /* gate 0 */
+    cnode_req *held = NULL;
+    CU_ASSERT_EQUAL(
+        cnode_send_request(c2, cnode_node_name(one), "hot", "hold", &a, (unsigned)tu_ms(30000), NULL, NULL, &held), 0);
+    ei_x_free(&a);
+    /* admitted while the lock is held: the loop did not wait for it */
+    long long end = tu_now_ms() + tu_ms(10000);
+    while (stats(one).served_now < 1 && tu_now_ms() < end)
+        usleep(1000);
+    CU_ASSERT_EQUAL(stats(one).served_now, 1);
+    uint64_t w0 = stats(one).out_writes;
+    pthread_mutex_unlock(&peer->wlock);
+    CU_ASSERT(wait_count(&entered[0], 1, 10000));
+    /* the spawn reply goes out (a tick at most) while the handler still waits at its gate */
+    end = tu_now_ms() + tu_ms(10000);
+    while (stats(one).out_writes == w0 && tu_now_ms() < end)
+        usleep(1000);
+    CU_ASSERT(stats(one).out_writes > w0);
+    CU_ASSERT_EQUAL(atomic_load(&finished[0]), 0);
+    atomic_store(&gate[0], 1);
+    if (held) {
+        reply.index = 0;
+        CU_ASSERT_EQUAL(cnode_receive_response(held, (int)tu_ms(20000), &reply, NULL), 0);
+        CU_ASSERT(is_long(&reply, 8));
+    }
+    ei_x_free(&reply);
+    cnode__peer_release(peer);
+    cnode_node_close(c2);
+    cnode_node_close(one);
+}
+
 #define DOOMED 64
 
 /* The peer (`cnode serve`) is killed while DOOMED requests to it are in flight, some of them
@@ -889,6 +951,7 @@ cnode_test_register(void)
     ADD_TEST(s, test_windows_batched);
     ADD_TEST(s, test_window_polled);
     ADD_TEST(s, test_served_replies_batched);
+    ADD_TEST(s, test_spawn_reply_not_held);
     ADD_TEST(s, test_peer_dies_mid_batch);
     ADD_TEST(s, test_window_reads_ahead);
     ADD_TEST(s, test_poll_mode);
