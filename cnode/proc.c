@@ -951,8 +951,9 @@ rx_peer(cnode_node *node, cnode_proc *proc)
 
 /* node->lock held, I/O-thread mode, mailbox empty: read peer's link until proc has what it waits
  * for, the deadline, or a frame for the loop. 1: done (look at the mailbox); 0: no link to read
- * (sleep); 2: the loop reads it now, or has frames from this reader to dispatch, or the link
- * failed (sleep a little, until the loop has let go of it, then look again). */
+ * (sleep); 2: the loop reads it now, or has frames from this reader to dispatch (sleep a little,
+ * until the loop let go of it, then look again); -1: the link failed or the deadline passed
+ * (sleep; the loop takes the link down, and reading again would only keep it from that). */
 static int
 rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct timespec *deadline)
 {
@@ -974,11 +975,12 @@ rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct 
     int ok = cnode__conn_lead_ex(node, peer, c, CNODE__LEAD_ERPC | CNODE__LEAD_MSGS, wake, rx_done, NULL, &w,
                                  deadline);
     reading_self = NULL;
+    int for_loop = c->skip > 0; /* (ours until released) */
     cnode__conn_release(node, peer, c); /* also on a timeout: the loop (or the next reader) goes on */
     pthread_mutex_lock(&node->lock);
     proc->leading = 0;
     cnode__peer_release(peer);
-    return ok ? 1 : 2;
+    return ok ? 1 : for_loop ? 2 : -1;
 }
 
 static int
@@ -990,6 +992,7 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
     struct timespec dl;
     if (timeout_ms > 0)
         cnode__deadline_after(&dl, timeout_ms);
+    int may_lead = 1;
     pthread_mutex_lock(&node->lock);
     for (;;) {
         cnode__mbox_msg **pp = &proc->mq_head, *prev = NULL;
@@ -1034,8 +1037,10 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
             cnode_poll(node, step);
             pthread_mutex_lock(&node->lock);
         } else {
-            int led = rx_lead(node, proc, ref, timeout_ms > 0 ? &dl : NULL);
-            if (led == 1 || (led == 2 && rx_ready(proc, ref)))
+            int led = may_lead ? rx_lead(node, proc, ref, timeout_ms > 0 ? &dl : NULL) : 0;
+            if (led == -1)
+                may_lead = 0;
+            if (led == 1 || led == -1 || (led == 2 && rx_ready(proc, ref)))
                 continue;
             /* asleep: whoever reads the link this process expects from next should be the loop */
             cnode__peer *expect = proc->last_peer;
