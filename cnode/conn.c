@@ -1304,10 +1304,6 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got, unsign
     return rc;
 }
 
-/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
- * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). wake >= 0:
- * an eventfd that others write when the reader has something to look at besides this socket
- * (a receiver's mailbox): the wait polls both, and a wake returns 1 with nothing read. */
 /* The wake-up was written: reset it, and let the caller look (1: "nothing read, look again"). */
 static ssize_t
 lead_woken(int wake)
@@ -1318,6 +1314,10 @@ lead_woken(int wake)
     return 1;
 }
 
+/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
+ * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). wake >= 0:
+ * an eventfd that others write when the reader has something to look at besides this socket
+ * (a receiver's mailbox): the wait polls both, and a wake returns 1 with nothing read. */
 static ssize_t
 lead_recv(cnode__conn *c, const struct timespec *deadline, int quick, int wake)
 {
@@ -1434,8 +1434,7 @@ cnode__conn_lead_ex(cnode_node *node, cnode__peer *peer, cnode__conn *c, unsigne
         /* while young, wake only once the whole reply can be there (SO_RCVLOWAT: the socket
          * is out of epoll's interest, the loop sets it back before it re-arms) */
         set_lowat(c, quick && w ? (int)w : 1);
-        ssize_t n = lead_recv(c, deadline, quick, wake);
-        if (n <= 0)
+        if (lead_recv(c, deadline, quick, wake) <= 0)
             return 0;
     }
 }

@@ -222,8 +222,8 @@ struct cnode_proc {
     void (*sys_handler)(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
     void *job; /* server.c: the call this process serves */
     void *sys_ud; /* the owner of a system process's sys_handler (pg: its scope) */
-    /* receivers that read (proc.c): the peer this process last sent to (held), the eventfd a
-     * receiver reading a socket also waits on (-1 until first needed), and whether one does */
+    /* receivers that read (proc.c): the peer this process last sent to (held), whether a
+     * receiver reads a socket for it, and the eventfd (its thread's) that wakes that reader */
     cnode__peer *last_peer;
     int wake_fd;
     int leading;

@@ -236,8 +236,6 @@ free_proc(cnode_node *node, cnode_proc *p)
     ei_x_free(&p->exit_reason);
     pthread_cond_destroy(&p->cond);
     cnode__peer_release(p->last_peer);
-    if (p->wake_fd >= 0)
-        close(p->wake_fd);
     free(p);
 }
 
@@ -247,7 +245,43 @@ free_proc(cnode_node *node, cnode_proc *p)
  * delivers to its own mailbox it sees without a wake-up. */
 static _Thread_local cnode_proc *reading_self;
 
-/* p's receiver reads a socket instead of sleeping on p->cond: wake it through its eventfd. */
+/* The eventfd a thread reading as a receiver also waits on: one per thread (not per process: a
+ * node may have far more processes than descriptors), made on first need, closed when the
+ * thread ends. */
+static pthread_key_t wake_key;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static _Thread_local int thread_wake = -1;
+
+static void
+wake_close(void *v)
+{
+    close((int)(intptr_t)v - 1);
+}
+
+static void
+wake_key_make(void)
+{
+    if (pthread_key_create(&wake_key, wake_close) != 0)
+        wake_key = (pthread_key_t)-1;
+}
+
+static int
+thread_wake_fd(void)
+{
+    if (thread_wake >= 0)
+        return thread_wake;
+    pthread_once(&wake_once, wake_key_make);
+    if (wake_key == (pthread_key_t)-1)
+        return -1;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0 && pthread_setspecific(wake_key, (void *)(intptr_t)(fd + 1)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return thread_wake = fd;
+}
+
+/* p's receiver reads a socket instead of sleeping on p->cond: wake it through its thread's eventfd. */
 static void
 kick(cnode_proc *p)
 {
@@ -960,13 +994,12 @@ rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct 
     cnode__peer *peer = rx_peer(node, proc);
     if (!peer)
         return 0;
-    if (proc->wake_fd < 0)
-        proc->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    cnode__conn *c = proc->wake_fd >= 0 ? cnode__conn_take_locked(node, peer) : NULL;
+    int wake = thread_wake_fd();
+    cnode__conn *c = wake >= 0 ? cnode__conn_take_locked(node, peer) : NULL;
     if (!c)
         return peer->up && atomic_load(&peer->up->rtoken) == RT_LOOP ? 2 : 0;
     rx_wait w = {proc, ref};
-    int wake = proc->wake_fd;
+    proc->wake_fd = wake;
     proc->leading = 1; /* from here a delivery from elsewhere writes wake */
     cnode__peer_hold(peer);
     pthread_mutex_unlock(&node->lock);
@@ -979,6 +1012,7 @@ rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct 
     cnode__conn_release(node, peer, c); /* also on a timeout: the loop (or the next reader) goes on */
     pthread_mutex_lock(&node->lock);
     proc->leading = 0;
+    proc->wake_fd = -1;
     cnode__peer_release(peer);
     return ok ? 1 : for_loop ? 2 : -1;
 }

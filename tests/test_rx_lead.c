@@ -79,8 +79,8 @@ echo_main(void *arg)
             int noreply = ei_decode_atom(m.data.buff, &j, atom) == 0 && strcmp(atom, "noreply") == 0;
             j = s;
             erlang_pid to;
-            if (ei_decode_tuple_header(m.data.buff, &j, &a2) == 0 && a2 == 2 && ei_decode_atom(m.data.buff, &j, atom) == 0 &&
-                strcmp(atom, "cb") == 0 && ei_decode_pid(m.data.buff, &j, &to) == 0) {
+            if (ei_decode_tuple_header(m.data.buff, &j, &a2) == 0 && a2 == 2 &&
+                ei_decode_atom(m.data.buff, &j, atom) == 0 && strcmp(atom, "cb") == 0 && ei_decode_pid(m.data.buff, &j, &to) == 0) {
                 ei_x_buff h;
                 ei_x_new_with_version(&h);
                 ei_x_encode_atom(&h, "hello");
@@ -221,8 +221,8 @@ tripper_main(void *arg)
     for (long i = 0; i < TRIPS; i++) {
         ei_x_buff x = request(self, t, i);
         cnode_msg m = {0};
-        int bad = cnode_reg_send(self, "rx_echo", srv_name, &x) != 0 || cnode_receive(self, (int)tu_ms(20000), &m) != 0 ||
-                  !is_pair(&m, t, i);
+        int bad = cnode_reg_send(self, "rx_echo", srv_name, &x) != 0 ||
+                  cnode_receive(self, (int)tu_ms(20000), &m) != 0 || !is_pair(&m, t, i);
         cnode_msg_free(&m);
         ei_x_free(&x);
         if (bad) {
