@@ -985,9 +985,10 @@ rx_peer(cnode_node *node, cnode_proc *proc)
 
 /* node->lock held, I/O-thread mode, mailbox empty: read peer's link until proc has what it waits
  * for, the deadline, or a frame for the loop. 1: done (look at the mailbox); 0: no link to read
- * (sleep); 2: the loop reads it now, or has frames from this reader to dispatch (sleep a little,
- * until the loop let go of it, then look again); -1: the link failed or the deadline passed
- * (sleep; the loop takes the link down, and reading again would only keep it from that). */
+ * (sleep); 2: the loop reads it now (sleep a little, until it let go, then look again); -1:
+ * frames for the loop, the link failed or the deadline passed: follow for the rest of this
+ * receive (the loop takes a failed link down once nobody reads it for 2 ms, and a receiver
+ * trying again and again under traffic for others would only contend with the loop for it). */
 static int
 rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct timespec *deadline)
 {
@@ -1008,13 +1009,12 @@ rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct 
     int ok = cnode__conn_lead_ex(node, peer, c, CNODE__LEAD_ERPC | CNODE__LEAD_MSGS, wake, rx_done, NULL, &w,
                                  deadline);
     reading_self = NULL;
-    int for_loop = c->skip > 0; /* (ours until released) */
     cnode__conn_release(node, peer, c); /* also on a timeout: the loop (or the next reader) goes on */
     pthread_mutex_lock(&node->lock);
     proc->leading = 0;
     proc->wake_fd = -1;
     cnode__peer_release(peer);
-    return ok ? 1 : for_loop ? 2 : -1;
+    return ok ? 1 : -1;
 }
 
 static int
@@ -1074,7 +1074,7 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
             int led = may_lead ? rx_lead(node, proc, ref, timeout_ms > 0 ? &dl : NULL) : 0;
             if (led == -1)
                 may_lead = 0;
-            if (led == 1 || led == -1 || (led == 2 && rx_ready(proc, ref)))
+            if (led == 1 || led == -1)
                 continue;
             /* asleep: whoever reads the link this process expects from next should be the loop */
             cnode__peer *expect = proc->last_peer;
@@ -1082,7 +1082,7 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
             if (expect)
                 expect->loop_waits++;
             struct timespec soon, *until = timeout_ms > 0 ? &dl : NULL;
-            if (led == 2) { /* the loop lets go of the link within a turn: read it ourselves again then */
+            if (led == 2) { /* the loop lets go of the link within a turn: then read it ourselves */
                 cnode__deadline_after(&soon, RX_RETRY_MS);
                 if (!until || soon.tv_sec < dl.tv_sec || (soon.tv_sec == dl.tv_sec && soon.tv_nsec < dl.tv_nsec))
                     until = &soon;
