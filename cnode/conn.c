@@ -1257,7 +1257,7 @@ cnode__conn_lazy(cnode_node *node)
  * every other frame stays in ibuf, in order, for the loop. -1: stop reading (the connection
  * closed, or a frame the loop must judge). */
 static int
-lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
+lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got, unsigned claims)
 {
     if (c->state != CONN_UP)
         return -1;
@@ -1265,6 +1265,9 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
         clock_gettime(CLOCK_MONOTONIC, &peer->last_read);
     size_t off = c->skip, w = c->skip;
     int rc = 0;
+    /* a message may only pass frames left for the loop if none of them is older: once one is
+     * left (now or by an earlier reader), messages stay in order behind it */
+    int held = c->skip > 0;
     while (off < c->ilen) {
         cnode__frame f;
         const char *why = NULL;
@@ -1276,7 +1279,8 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
             rc = -1; /* the loop drops the connection, in order */
             break;
         }
-        if (!f.body || cnode__erpc_claim(node, &msg)) {
+        if (!f.body || ((claims & CNODE__LEAD_ERPC) && cnode__erpc_claim(node, &msg)) ||
+            ((claims & CNODE__LEAD_MSGS) && !held && cnode__proc_claim(node, peer, &msg))) {
             if (f.body)
                 CNODE__STAT_ADD(node, caller_reads, 1);
             if (f.body && (msg.op == CNODE__OP_SPAWN_REPLY || msg.op == CNODE__OP_SPAWN_REPLY_TT))
@@ -1284,6 +1288,7 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
             off += (size_t)n; /* a tick, or a reply now delivered */
             continue;
         }
+        held = 1;
         if (w != off)
             memmove(c->ibuf + w, c->ibuf + off, (size_t)n);
         w += (size_t)n;
@@ -1299,10 +1304,22 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got)
     return rc;
 }
 
-/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
- * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). */
+/* The wake-up was written: reset it, and let the caller look (1: "nothing read, look again"). */
 static ssize_t
-lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
+lead_woken(int wake)
+{
+    uint64_t v;
+    if (read(wake, &v, sizeof v) < 0 && errno != EAGAIN)
+        return -1;
+    return 1;
+}
+
+/* Blocking recv into ibuf until the deadline: > 0 bytes, 0 EOF, -1 error, -2 deadline. quick:
+ * a short slice (the wait is young, and SO_RCVLOWAT may wait for more than comes). wake >= 0:
+ * an eventfd that others write when the reader has something to look at besides this socket
+ * (a receiver's mailbox): the wait polls both, and a wake returns 1 with nothing read. */
+static ssize_t
+lead_recv(cnode__conn *c, const struct timespec *deadline, int quick, int wake)
 {
     for (;;) {
         int slice = quick ? LEAD_QUICK_MS : LEAD_SLICE_MS;
@@ -1315,7 +1332,7 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
             if (us < (int64_t)slice * 1000)
                 slice = (int)((us + 999) / 1000);
         }
-        if (!c->tls && c->rcvtimeo_ms != slice) {
+        if (!c->tls && wake < 0 && c->rcvtimeo_ms != slice) {
             struct timeval tv = {.tv_sec = slice / 1000, .tv_usec = (slice % 1000) * 1000};
             if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
                 return -1;
@@ -1340,16 +1357,33 @@ lead_recv(cnode__conn *c, const struct timespec *deadline, int quick)
             }
             if (n == 0 || errno != EAGAIN)
                 return n == 0 ? 0 : -1;
-            struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-            int r = poll(&pf, 1, slice);
+            struct pollfd pf[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
+            int r = poll(pf, wake >= 0 ? 2 : 1, slice);
             if (r < 0 && errno != EINTR)
                 return -1;
+            if (r > 0 && wake >= 0 && (pf[1].revents & POLLIN))
+                return lead_woken(wake);
             if (r == 0 && quick)
                 return 1;
             continue; /* readable (perhaps only part of a record), or the slice passed: the deadline */
         }
+        int flags = 0;
+        if (wake >= 0) { /* a receiver: wait for the socket or its wake-up, then read without waiting */
+            struct pollfd pf[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
+            int r = poll(pf, 2, slice);
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if (r > 0 && (pf[1].revents & POLLIN))
+                return lead_woken(wake);
+            if (r <= 0) {
+                if (quick)
+                    return 1;
+                continue; /* the slice passed: the deadline */
+            }
+            flags = MSG_DONTWAIT;
+        }
         /* plain: the one blocking read of a connection (not cnode__tx_recv, which never waits) */
-        ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+        ssize_t n = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, flags);
         if (n > 0) {
             c->ilen += (size_t)n;
             return n;
@@ -1367,11 +1401,18 @@ int
 cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
                  size_t (*want)(void *), void *arg, const struct timespec *deadline)
 {
+    return cnode__conn_lead_ex(node, peer, c, CNODE__LEAD_ERPC, -1, done, want, arg, deadline);
+}
+
+int
+cnode__conn_lead_ex(cnode_node *node, cnode__peer *peer, cnode__conn *c, unsigned claims, int wake,
+                    int (*done)(void *), size_t (*want)(void *), void *arg, const struct timespec *deadline)
+{
     int64_t young_until = cnode__now_ms() + LEAD_YOUNG_MS;
     for (int got = 0;; got = 1) {
         pthread_mutex_lock(&node->lock);
         cnode__erpc_defer_wakes(1); /* the callers whose replies we complete wake once we let go */
-        int rc = lead_frames(node, peer, c, got);
+        int rc = lead_frames(node, peer, c, got, claims);
         int fin = done(arg);
         size_t w = want && c->ilen == c->skip ? want(arg) : 0;
         /* replies that only another reader completes are due (callbacks, callers asleep): whoever
@@ -1393,7 +1434,7 @@ cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done
         /* while young, wake only once the whole reply can be there (SO_RCVLOWAT: the socket
          * is out of epoll's interest, the loop sets it back before it re-arms) */
         set_lowat(c, quick && w ? (int)w : 1);
-        if (lead_recv(c, deadline, quick) <= 0)
+        if (lead_recv(c, deadline, quick, wake) <= 0)
             return 0;
     }
 }

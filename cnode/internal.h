@@ -223,6 +223,11 @@ struct cnode_proc {
     void (*sys_handler)(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len);
     void *job; /* server.c: the call this process serves */
     void *sys_ud; /* the owner of a system process's sys_handler (pg: its scope) */
+    /* receivers that read (proc.c): the peer this process last sent to (held), whether a
+     * receiver reads a socket for it, and the eventfd (its thread's) that wakes that reader */
+    cnode__peer *last_peer;
+    int wake_fd;
+    int leading;
 };
 
 #define CNODE__MAX_PROCS ((size_t)1 << 24)
@@ -502,6 +507,16 @@ void cnode__conn_disarm(cnode_node *node, cnode__peer *peer, cnode__conn *c);
 int cnode__conn_lead(cnode_node *node, cnode__peer *peer, cnode__conn *c, int (*done)(void *),
                      size_t (*want)(void *), void *arg, const struct timespec *deadline);
 void cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c);
+/* The same reader, saying what it completes besides ticks: CNODE__LEAD_ERPC, replies erpc callers
+ * wait for (cnode__erpc_claim); CNODE__LEAD_MSGS, messages to mailboxes without callbacks
+ * (cnode__proc_claim), never past an older frame left for the loop. wake >= 0: an eventfd the
+ * reader also waits on (see cnode__conn_lead_ex in conn.c). cnode__conn_lead is ERPC, no wake. */
+enum { CNODE__LEAD_ERPC = 1, CNODE__LEAD_MSGS = 2 };
+int cnode__conn_lead_ex(cnode_node *node, cnode__peer *peer, cnode__conn *c, unsigned claims, int wake,
+                        int (*done)(void *), size_t (*want)(void *), void *arg, const struct timespec *deadline);
+/* node->lock held, on a reading caller's thread: deliver c if it is a plain message to a live local
+ * process's mailbox (by pid, no callback, no hook wants it); 0: the loop's to dispatch. */
+int cnode__proc_claim(cnode_node *node, cnode__peer *peer, const cnode__ctl *c);
 /* Loop thread, node->lock held: dispatch frames callers left in connections' buffers. */
 void cnode__conn_pending(cnode_node *node);
 /* Loop thread, no lock: re-arm the sockets callers left unarmed a while ago; ms until the next look, or -1. */

@@ -1,8 +1,11 @@
 /* C processes: pids, registered names, mailboxes, monitors, links and exit
  * signals, with Erlang's semantics. Everything here runs under node->lock. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cnode/internal.h"
 #include "cnode/terms.h"
@@ -91,6 +94,7 @@ cnode__proc_new_locked(cnode_node *node, const char *name, int sys, cnode_proc *
     p->num = num;
     p->serial = node->serials[num];
     p->sys = sys;
+    p->wake_fd = -1;
     cnode__pid_make(&p->pid, node->name, num, p->serial, node->creation);
     cnode__cond_init(&p->cond);
     node->procs[num] = p;
@@ -231,10 +235,62 @@ free_proc(cnode_node *node, cnode_proc *p)
     free(p->regname);
     ei_x_free(&p->exit_reason);
     pthread_cond_destroy(&p->cond);
+    cnode__peer_release(p->last_peer);
     free(p);
 }
 
 /* ---- mailbox ------------------------------------------------------------------------ */
+
+/* The process whose receiver this thread is while it reads a socket (receive below): what it
+ * delivers to its own mailbox it sees without a wake-up. */
+static _Thread_local cnode_proc *reading_self;
+
+/* The eventfd a thread reading as a receiver also waits on: one per thread (not per process: a
+ * node may have far more processes than descriptors), made on first need, closed when the
+ * thread ends. */
+static pthread_key_t wake_key;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static _Thread_local int thread_wake = -1;
+
+static void
+wake_close(void *v)
+{
+    close((int)(intptr_t)v - 1);
+}
+
+static void
+wake_key_make(void)
+{
+    if (pthread_key_create(&wake_key, wake_close) != 0)
+        wake_key = (pthread_key_t)-1;
+}
+
+static int
+thread_wake_fd(void)
+{
+    if (thread_wake >= 0)
+        return thread_wake;
+    pthread_once(&wake_once, wake_key_make);
+    if (wake_key == (pthread_key_t)-1)
+        return -1;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0 && pthread_setspecific(wake_key, (void *)(intptr_t)(fd + 1)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return thread_wake = fd;
+}
+
+/* p's receiver reads a socket instead of sleeping on p->cond: wake it through its thread's eventfd. */
+static void
+kick(cnode_proc *p)
+{
+    if (p->leading && p != reading_self && p->wake_fd >= 0) {
+        uint64_t one = 1;
+        while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+    }
+}
 
 /* The message that would pass limits.mailbox_len ends the process with
  * reason system_limit, as BEAM's max_heap_size kills a process: its links and
@@ -291,6 +347,7 @@ cnode__deliver(cnode_proc *p, const cnode__xpid *from, const char *data, size_t 
     p->mq_tail = m;
     p->mq_len++;
     pthread_cond_signal(&p->cond);
+    kick(p);
 }
 
 /* Deliver a term given without its 131. */
@@ -411,6 +468,7 @@ cnode__proc_die(cnode_proc *p, const char *reason, size_t rlen)
     if (ei_x_new_with_version(&p->exit_reason) == 0)
         ei_x_append_buf(&p->exit_reason, reason, (int)rlen);
     pthread_cond_broadcast(&p->cond);
+    kick(p);
     cnode__xpid self = {NULL, p->num, p->serial, node->creation};
 
     /* our own monitors end quietly */
@@ -581,6 +639,10 @@ cnode__peer_down(cnode_node *node, cnode__peer *peer)
     size_t ncl = cnode__enc_atom(nc, "noconnection");
     for (size_t i = 1; i < node->nprocs_cap; i++) {
         cnode_proc *p = node->procs[i];
+        if (p && p->last_peer == peer) { /* its receiver has no link to read any more */
+            cnode__peer_release(peer);
+            p->last_peer = NULL;
+        }
         if (!p || p->state != PROC_ALIVE)
             continue;
         for (size_t j = 0; j < p->nmonby;)
@@ -761,6 +823,11 @@ send_msg(cnode_proc *from, const erlang_pid *to, const char *name, const char *n
     cnode__peer *peer = cnode__peer_get(node, nodename, 1);
     uint64_t flags = peer && peer->up ? peer->flags : 0;
     cnode__peer_hold(peer); /* until the frame is written or queued */
+    if (peer && from->last_peer != peer) { /* where this process's receiver reads (receive) */
+        cnode__peer_release(from->last_peer);
+        cnode__peer_hold(peer);
+        from->last_peer = peer;
+    }
     pthread_mutex_unlock(&node->lock);
     if (!peer)
         return CNODE_EINVAL;
@@ -848,6 +915,108 @@ matches_ref(const char *data, size_t len, const erlang_ref *ref)
     return 0;
 }
 
+/* ---- receivers that read (leader/follower) ---------------------------------------------------
+ * In I/O-thread mode a receiver with an empty mailbox reads the link its message most likely
+ * comes on (the peer this process last sent to, else the node's only link) when nobody else
+ * reads it, as cnode_call's callers do (conn.c): plain messages to mailboxes without callbacks
+ * (its own and others') and erpc replies it delivers itself; every other frame goes to the loop
+ * unchanged, after which this receiver sleeps on its condition variable as before. */
+
+int
+cnode__proc_claim(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
+{
+    (void)peer;
+    int sender = c->op == CNODE__OP_SEND_SENDER || c->op == CNODE__OP_SEND_SENDER_TT;
+    if ((!sender && c->op != CNODE__OP_SEND && c->op != CNODE__OP_SEND_TT) || c->to.is_name || !c->msg)
+        return 0;
+    cnode_proc *p = cnode__proc_by_pid(node, &c->to.pid);
+    /* the runtime's own processes (hooks, callbacks), the dead, and the mailbox limit's kill
+     * follow the loop's rules there */
+    if (!p || p->sys || p->sys_handler || p->state != PROC_ALIVE || p->mq_len >= node->limits.mailbox_len)
+        return 0;
+    cnode__xpid from = {0};
+    if (!c->from.is_name && c->from.pid.node[0] && cnode__xpid_of(node, &c->from.pid, &from, 1) != 0)
+        return 0; /* a sender over the peers limit: the loop drops the link */
+    cnode__deliver(p, sender ? &from : NULL, c->msg, c->msg_len);
+    return 1;
+}
+
+#define RX_RETRY_MS 1 /* a receiver finding the loop reading its link looks again after this */
+
+typedef struct {
+    cnode_proc *proc;
+    const erlang_ref *ref;
+} rx_wait;
+
+static int
+rx_ready(cnode_proc *proc, const erlang_ref *ref)
+{
+    if (proc->state != PROC_ALIVE)
+        return 1;
+    for (cnode__mbox_msg *m = proc->mq_head; m; m = m->next)
+        if (!ref || matches_ref(m->data, m->len, ref))
+            return 1;
+    return 0;
+}
+
+static int
+rx_done(void *arg)
+{
+    rx_wait *w = arg;
+    return rx_ready(w->proc, w->ref);
+}
+
+/* node->lock held: the peer whose link proc's receiver reads, or NULL. */
+static cnode__peer *
+rx_peer(cnode_node *node, cnode_proc *proc)
+{
+    if (proc->last_peer)
+        return proc->last_peer;
+    cnode__conn *one = NULL;
+    for (cnode__conn *c = node->conns; c; c = c->next) {
+        if (c->state != CONN_UP)
+            continue;
+        if (one)
+            return NULL; /* several: no telling */
+        one = c;
+    }
+    return one ? one->peer : NULL;
+}
+
+/* node->lock held, I/O-thread mode, mailbox empty: read peer's link until proc has what it waits
+ * for, the deadline, or a frame for the loop. 1: done (look at the mailbox); 0: no link to read
+ * (sleep); 2: the loop reads it now (sleep a little, until it let go, then look again); -1:
+ * frames for the loop, the link failed or the deadline passed: follow for the rest of this
+ * receive (the loop takes a failed link down once nobody reads it for 2 ms, and a receiver
+ * trying again and again under traffic for others would only contend with the loop for it). */
+static int
+rx_lead(cnode_node *node, cnode_proc *proc, const erlang_ref *ref, const struct timespec *deadline)
+{
+    cnode__peer *peer = rx_peer(node, proc);
+    if (!peer)
+        return 0;
+    int wake = thread_wake_fd();
+    cnode__conn *c = wake >= 0 ? cnode__conn_take_locked(node, peer) : NULL;
+    if (!c)
+        return peer->up && atomic_load(&peer->up->rtoken) == RT_LOOP ? 2 : 0;
+    rx_wait w = {proc, ref};
+    proc->wake_fd = wake;
+    proc->leading = 1; /* from here a delivery from elsewhere writes wake */
+    cnode__peer_hold(peer);
+    pthread_mutex_unlock(&node->lock);
+    cnode__conn_disarm(node, peer, c);
+    reading_self = proc;
+    int ok = cnode__conn_lead_ex(node, peer, c, CNODE__LEAD_ERPC | CNODE__LEAD_MSGS, wake, rx_done, NULL, &w,
+                                 deadline);
+    reading_self = NULL;
+    cnode__conn_release(node, peer, c); /* also on a timeout: the loop (or the next reader) goes on */
+    pthread_mutex_lock(&node->lock);
+    proc->leading = 0;
+    proc->wake_fd = -1;
+    cnode__peer_release(peer);
+    return ok ? 1 : -1;
+}
+
 static int
 receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
 {
@@ -857,6 +1026,7 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
     struct timespec dl;
     if (timeout_ms > 0)
         cnode__deadline_after(&dl, timeout_ms);
+    int may_lead = 1;
     pthread_mutex_lock(&node->lock);
     for (;;) {
         cnode__mbox_msg **pp = &proc->mq_head, *prev = NULL;
@@ -901,7 +1071,26 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
             cnode_poll(node, step);
             pthread_mutex_lock(&node->lock);
         } else {
-            cnode__cond_wait_until(&proc->cond, &node->lock, timeout_ms > 0 ? &dl : NULL);
+            int led = may_lead ? rx_lead(node, proc, ref, timeout_ms > 0 ? &dl : NULL) : 0;
+            if (led == -1)
+                may_lead = 0;
+            if (led == 1 || led == -1)
+                continue;
+            /* asleep: whoever reads the link this process expects from next should be the loop */
+            cnode__peer *expect = proc->last_peer;
+            cnode__peer_hold(expect);
+            if (expect)
+                expect->loop_waits++;
+            struct timespec soon, *until = timeout_ms > 0 ? &dl : NULL;
+            if (led == 2) { /* the loop lets go of the link within a turn: then read it ourselves */
+                cnode__deadline_after(&soon, RX_RETRY_MS);
+                if (!until || soon.tv_sec < dl.tv_sec || (soon.tv_sec == dl.tv_sec && soon.tv_nsec < dl.tv_nsec))
+                    until = &soon;
+            }
+            cnode__cond_wait_until(&proc->cond, &node->lock, until);
+            if (expect)
+                expect->loop_waits--;
+            cnode__peer_release(expect);
         }
     }
 }
