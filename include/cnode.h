@@ -239,7 +239,7 @@ typedef struct cnode_stats {
     uint64_t handshakes_now;       /* connections in the handshake now */
     uint64_t peers_now;            /* peer records now */
     uint64_t served_now;           /* served calls queued or running now */
-    uint64_t caller_reads;         /* frames read off the socket by a waiting caller or receiver itself: call replies, messages */
+    uint64_t caller_reads;         /* frames a waiting caller or receiver read itself */
     uint64_t out_frames;           /* frames written to peers (or queued for them) */
     uint64_t out_writes;           /* sendmsg calls that wrote frames to peers: out_frames / out_writes per write */
     uint64_t deferred_frames;      /* frames held back to go out with others (calls in flight, batched replies) */
