@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "cnode.h"
 
 static const char *peer;
@@ -30,38 +31,6 @@ static ei_x_buff args;
 static atomic_long done_calls;
 static atomic_int stop_flag;
 static atomic_long failures;
-
-static double
-now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* utime + stime of pid in clock ticks, or -1. */
-static long
-cpu_ticks(const char *pid)
-{
-    if (!pid)
-        return -1;
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%s/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    long ut = 0, st = 0;
-    /* fields after the command: state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2)
-        return -1;
-    return ut + st;
-}
 
 static int
 check_reply(const ei_x_buff *r)
@@ -81,33 +50,6 @@ one_call(ei_x_buff *reply)
     return rc == 0 ? check_reply(reply) : rc;
 }
 
-/* CPU ticks of the server (0) and of this process (1) at a window's edge. */
-typedef struct {
-    long t[2];
-} ticks;
-
-static ticks
-both_ticks(const char *spid)
-{
-    char me[32];
-    snprintf(me, sizeof me, "%ld", (long)getpid());
-    return (ticks){{cpu_ticks(spid), cpu_ticks(me)}};
-}
-
-static void
-print_window(const char *what, int k, long calls, double secs, ticks a, ticks b)
-{
-    printf("tput_%s_%d %.1f\n", what, k, (double)calls / secs);
-    static const char *side[] = {"srvcpu", "clicpu"};
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    for (int i = 0; i < 2; i++)
-        if (a.t[i] >= 0 && b.t[i] >= 0 && calls > 0) {
-            printf("%s_%s_%d %.3f\n", side[i], what, k, (double)(b.t[i] - a.t[i]) * (1e6 / hz) / (double)calls);
-            printf("%s_util_%s_%d %.3f\n", side[i], what, k, (double)(b.t[i] - a.t[i]) / hz / secs);
-        }
-    fflush(stdout);
-}
-
 /* One thread, w requests in flight. */
 static int
 run_async(int w, double secs, const char *spid)
@@ -118,9 +60,9 @@ run_async(int w, double secs, const char *spid)
     for (int i = 0; i < w; i++)
         if (cnode_send_request(node, peer, "erlang", "abs", &args, 5000, NULL, NULL, &slot[i]) != 0)
             return -1;
-    double start = now_s(), t0 = 0, t1 = 0;
+    double start = bench_now_s(), t0 = 0, t1 = 0;
     long count = 0, c0 = 0, c1 = 0;
-    ticks cpu0 = {{-1, -1}}, cpu1 = {{-1, -1}};
+    bench_ticks cpu0 = {{-1, -1}}, cpu1 = {{-1, -1}};
     int phase = 0; /* 0 warm-up, 1 window, 2 draining */
     for (long i = 0;; i++) {
         int k = (int)(i % w);
@@ -142,18 +84,18 @@ run_async(int w, double secs, const char *spid)
             atomic_fetch_add(&failures, 1);
         }
         count++;
-        double t = now_s();
+        double t = bench_now_s();
         if (phase == 0 && t - start >= 0.5) {
             phase = 1;
-            c0 = count, cpu0 = both_ticks(spid), t0 = t;
+            c0 = count, cpu0 = bench_both_ticks(spid), t0 = t;
         } else if (phase == 1 && t - t0 >= secs) {
             phase = 2;
-            c1 = count, cpu1 = both_ticks(spid), t1 = t;
+            c1 = count, cpu1 = bench_both_ticks(spid), t1 = t;
         }
         if (phase < 2 && cnode_send_request(node, peer, "erlang", "abs", &args, 5000, NULL, NULL, &slot[k]) != 0)
             return -1;
     }
-    print_window("async", w, c1 - c0, t1 - t0, cpu0, cpu1);
+    bench_print_window("async", w, c1 - c0, t1 - t0, cpu0, cpu1);
     ei_x_free(&reply);
     free(slot);
     return 0;
@@ -184,17 +126,17 @@ run_threads(int n, double secs, const char *spid)
         pthread_create(&th[i], NULL, blocking_worker, NULL);
     usleep(500000);
     long c0 = atomic_load(&done_calls);
-    ticks cpu0 = both_ticks(spid);
-    double t0 = now_s();
+    bench_ticks cpu0 = bench_both_ticks(spid);
+    double t0 = bench_now_s();
     usleep((useconds_t)(secs * 1e6));
     long c1 = atomic_load(&done_calls);
-    ticks cpu1 = both_ticks(spid);
-    double t1 = now_s();
+    bench_ticks cpu1 = bench_both_ticks(spid);
+    double t1 = bench_now_s();
     atomic_store(&stop_flag, 1);
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
     free(th);
-    print_window("threads", n, c1 - c0, t1 - t0, cpu0, cpu1);
+    bench_print_window("threads", n, c1 - c0, t1 - t0, cpu0, cpu1);
     return 0;
 }
 
@@ -257,13 +199,13 @@ main(int argc, char **argv)
         double t0 = 0;
         for (long i = 0; i < warm + n; i++) {
             if (i == warm)
-                t0 = now_s();
+                t0 = bench_now_s();
             if (one_call(&reply) != 0) {
                 fprintf(stderr, "bench_call: call %ld failed\n", i);
                 return 1;
             }
         }
-        printf("call_us %.3f\n", (now_s() - t0) / (double)n * 1e6);
+        printf("call_us %.3f\n", (bench_now_s() - t0) / (double)n * 1e6);
     } else {
         char list[256];
         snprintf(list, sizeof list, "%s", windows);

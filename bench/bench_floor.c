@@ -39,22 +39,8 @@
 
 #include <ei.h>
 
+#include "bench/bench_util.h"
 #include "ei_glue/glue.h"
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* What has been read and not yet taken: frames at rbuf[in_start, in_start + in_have). Big enough
  * for one read to drain whatever 64 calls in flight leave in the socket. */
@@ -101,7 +87,7 @@ next_frame(int fd, size_t *at, size_t *len)
             *len = fl;
             return 1;
         }
-        if (write_all(fd, "\0\0\0\0", 4) != 0) /* a tick: answered */
+        if (bench_write_all(fd, "\0\0\0\0", 4) != 0) /* a tick: answered */
             return -1;
     }
     return 0;
@@ -138,66 +124,6 @@ read_frames(int fd, int want, size_t *at, size_t *len)
     }
 }
 
-static double
-now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* utime + stime of pid in clock ticks, or -1 (as bench_call reads it). */
-static long
-cpu_ticks(const char *pid)
-{
-    if (!pid)
-        return -1;
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%s/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    long ut = 0, st = 0;
-    /* fields after the command: state(3) ... utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2)
-        return -1;
-    return ut + st;
-}
-
-/* CPU ticks of the server (0) and of this process (1) at a window's edge. */
-typedef struct {
-    long t[2];
-} ticks;
-
-static ticks
-both_ticks(const char *spid)
-{
-    char me[32];
-    snprintf(me, sizeof me, "%ld", (long)getpid());
-    return (ticks){{cpu_ticks(spid), cpu_ticks(me)}};
-}
-
-/* The same lines bench_call prints for a window, so run.sh reads both alike. */
-static void
-print_window(int w, long calls, double secs, ticks a, ticks b)
-{
-    printf("tput_async_%d %.1f\n", w, (double)calls / secs);
-    static const char *side[] = {"srvcpu", "clicpu"};
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    for (int i = 0; i < 2; i++)
-        if (a.t[i] >= 0 && b.t[i] >= 0 && calls > 0) {
-            printf("%s_async_%d %.3f\n", side[i], w, (double)(b.t[i] - a.t[i]) * (1e6 / hz) / (double)calls);
-            printf("%s_util_async_%d %.3f\n", side[i], w, (double)(b.t[i] - a.t[i]) / hz / secs);
-        }
-    fflush(stdout);
-}
-
 static int
 tcp_connect(const char *host, unsigned port)
 {
@@ -230,7 +156,7 @@ port_please(const char *alive, const char *host)
     size_t n = cnode__epmd_port_please2_req(req, sizeof req, alive), got = 0;
     cnode__epmd_port2_resp out;
     unsigned port = 0;
-    if (n && write_all(fd, req, n) == 0) {
+    if (n && bench_write_all(fd, req, n) == 0) {
         ssize_t r;
         while (got < sizeof resp && (r = read(fd, resp + got, sizeof resp - got)) > 0)
             got += (size_t)r;
@@ -262,7 +188,7 @@ dist_connect(const char *name, const char *cookie, const char *peer)
         const char *p;
         size_t n = cnode__hs_output(&hs, &p);
         if (n) {
-            if (write_all(fd, p, n) != 0)
+            if (bench_write_all(fd, p, n) != 0)
                 break;
             cnode__hs_written(&hs, n);
         }
@@ -275,7 +201,7 @@ dist_connect(const char *name, const char *cookie, const char *peer)
         if (v == CNODE__HS_ALIVE)
             v = cnode__hs_answer_alive(&hs, 0);
         if (v == CNODE__HS_UP) {
-            if ((n = cnode__hs_output(&hs, &p)) && write_all(fd, p, n) != 0)
+            if ((n = cnode__hs_output(&hs, &p)) && bench_write_all(fd, p, n) != 0)
                 break;
             return fd;
         }
@@ -402,22 +328,22 @@ is_ping(const char *b, size_t len)
 static double
 run_seq(int fd, const ei_x_buff *f, int want, long n, long warm, size_t *at, size_t *len)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (long i = 0; i < warm + n; i++) {
         if (i == warm)
-            t0 = now_s();
+            t0 = bench_now_s();
         if (want == 2 && i >= 1 && lowat != 2 * (int)first_len) {
             /* from the second call on the read wakes once for both frames, as cnode_call's does
              * (SO_RCVLOWAT of twice the spawn reply: the DOWN is longer, its size varies a little) */
             lowat = 2 * (int)first_len;
             setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
         }
-        if (write_all(fd, f->buff, (size_t)f->index) != 0 || read_frames(fd, want, at, len) != 0) {
+        if (bench_write_all(fd, f->buff, (size_t)f->index) != 0 || read_frames(fd, want, at, len) != 0) {
             fprintf(stderr, "bench_floor: round %ld failed\n", i);
             return -1;
         }
     }
-    return (now_s() - t0) / (double)n * 1e6;
+    return (bench_now_s() - t0) / (double)n * 1e6;
 }
 
 /* w calls in flight for 0.5 s of warm-up and secs of window, then drained; 0 or -1. */
@@ -431,8 +357,8 @@ run_tput(int fd, const ei_x_buff *f, const size_t refw[2], int w, double secs, c
     static uint32_t counter; /* the references of the whole run, each used once */
     long sent = 0, downs = 0, replies = 0, others = 0, c0 = 0, c1 = 0;
     int phase = 0, ok = 0; /* phase: 0 warm-up, 1 window, 2 draining */
-    ticks cpu0 = {{-1, -1}}, cpu1 = {{-1, -1}};
-    double start = now_s(), t0 = 0, t1 = 0;
+    bench_ticks cpu0 = {{-1, -1}}, cpu1 = {{-1, -1}};
+    double start = bench_now_s(), t0 = 0, t1 = 0;
     size_t last_at = 0, last_len = 0; /* the last DOWN read */
     for (;;) {
         int due = phase < 2 ? w - (int)(sent - downs) : 0;
@@ -448,7 +374,7 @@ run_tput(int fd, const ei_x_buff *f, const size_t refw[2], int w, double secs, c
                 memcpy(p + refw[0], be, 4);
                 memcpy(p + refw[1], be, 4);
             }
-            if (write_all(fd, out, fl * (size_t)due) != 0)
+            if (bench_write_all(fd, out, fl * (size_t)due) != 0)
                 break;
             sent += due;
         }
@@ -474,13 +400,13 @@ run_tput(int fd, const ei_x_buff *f, const size_t refw[2], int w, double secs, c
         }
         if (r < 0)
             break;
-        double t = now_s();
+        double t = bench_now_s();
         if (phase == 0 && t - start >= 0.5) {
             phase = 1;
-            c0 = downs, cpu0 = both_ticks(spid), t0 = t;
+            c0 = downs, cpu0 = bench_both_ticks(spid), t0 = t;
         } else if (phase == 1 && t - t0 >= secs) {
             phase = 2;
-            c1 = downs, cpu1 = both_ticks(spid), t1 = t;
+            c1 = downs, cpu1 = bench_both_ticks(spid), t1 = t;
         }
     }
     free(out);
@@ -489,7 +415,7 @@ run_tput(int fd, const ei_x_buff *f, const size_t refw[2], int w, double secs, c
                 sent, replies, downs, others, ok ? "" : " (not drained, or the last call did not return 1)");
         return -1;
     }
-    print_window(w, c1 - c0, t1 - t0, cpu0, cpu1);
+    bench_print_window("async", w, c1 - c0, t1 - t0, cpu0, cpu1);
     return 0;
 }
 

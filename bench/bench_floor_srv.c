@@ -32,6 +32,7 @@
 
 #include <ei.h>
 
+#include "bench/bench_util.h"
 #include "ei_glue/glue.h"
 
 #define MAXCONN 16        /* the bench client, plus `cnode ping` and stragglers */
@@ -56,21 +57,6 @@ static uint32_t creation;
 static char pid_b[320], return_b[16], yes_b[16], empty_b[8]; /* pre-encoded terms, no 131 */
 static size_t pid_n, return_n, yes_n, empty_n;
 static const cnode__term_limits lim = {.max_depth = 64, .max_elements = 1u << 16};
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int
 out_room(size_t n)
@@ -264,7 +250,7 @@ conn_input(int k)
     }
     if (!c->have)
         c->start = 0;
-    return out.len && write_all(c->fd, out.p, out.len) != 0 ? -1 : 0;
+    return out.len && bench_write_all(c->fd, out.p, out.len) != 0 ? -1 : 0;
 }
 
 /* The accept side of the handshake on a fresh socket, blocking (a silent peer gives up after
@@ -279,7 +265,7 @@ handshake(int fd)
         const char *p;
         size_t n = cnode__hs_output(&hs, &p);
         if (n) {
-            if (write_all(fd, p, n) != 0)
+            if (bench_write_all(fd, p, n) != 0)
                 return -1;
             cnode__hs_written(&hs, n);
         }
@@ -296,10 +282,10 @@ handshake(int fd)
         if (v == CNODE__HS_PROVEN)
             v = cnode__hs_answer_proven(&hs);
         if (v == CNODE__HS_UP)
-            return (n = cnode__hs_output(&hs, &p)) && write_all(fd, p, n) != 0 ? -1 : 0;
+            return (n = cnode__hs_output(&hs, &p)) && bench_write_all(fd, p, n) != 0 ? -1 : 0;
         if (v == CNODE__HS_FAIL) {
             if ((n = cnode__hs_output(&hs, &p)))
-                (void)write_all(fd, p, n);
+                (void)bench_write_all(fd, p, n);
             fprintf(stderr, "bench_floor_srv: handshake: %s\n", hs.why ? hs.why : "failed");
             return -1;
         }
@@ -344,7 +330,7 @@ epmd_register(const char *alive, unsigned port, uint32_t *cr)
     size_t n = cnode__epmd_alive2_req(req, sizeof req, (uint16_t)port, alive), got = 0;
     struct timeval tv = {.tv_sec = 3};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || !n || write_all(fd, req, n) != 0) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || !n || bench_write_all(fd, req, n) != 0) {
         close(fd);
         return -1;
     }
