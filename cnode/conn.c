@@ -1280,7 +1280,7 @@ lead_frames(cnode_node *node, cnode__peer *peer, cnode__conn *c, int got, unsign
             break;
         }
         if (!f.body || ((claims & CNODE__LEAD_ERPC) && cnode__erpc_claim(node, &msg)) ||
-            ((claims & CNODE__LEAD_MSGS) && !held && cnode__proc_claim(node, peer, &msg))) {
+            ((claims & CNODE__LEAD_MSGS) && !held && cnode__proc_claim(node, &msg))) {
             if (f.body)
                 CNODE__STAT_ADD(node, caller_reads, 1);
             if (f.body && (msg.op == CNODE__OP_SPAWN_REPLY || msg.op == CNODE__OP_SPAWN_REPLY_TT))

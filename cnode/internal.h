@@ -514,9 +514,10 @@ void cnode__conn_release(cnode_node *node, cnode__peer *peer, cnode__conn *c);
 enum { CNODE__LEAD_ERPC = 1, CNODE__LEAD_MSGS = 2 };
 int cnode__conn_lead_ex(cnode_node *node, cnode__peer *peer, cnode__conn *c, unsigned claims, int wake,
                         int (*done)(void *), size_t (*want)(void *), void *arg, const struct timespec *deadline);
-/* node->lock held, on a reading caller's thread: deliver c if it is a plain message to a live local
- * process's mailbox (by pid, no callback, no hook wants it); 0: the loop's to dispatch. */
-int cnode__proc_claim(cnode_node *node, cnode__peer *peer, const cnode__ctl *c);
+/* node->lock held, on a reading caller's thread: deliver c if it is a plain message by pid to a live
+ * local process's mailbox that is not one of the runtime's own (the ctl hooks only ever take
+ * messages to those) and has no callback; 0: the loop's to dispatch. */
+int cnode__proc_claim(cnode_node *node, const cnode__ctl *c);
 /* Loop thread, node->lock held: dispatch frames callers left in connections' buffers. */
 void cnode__conn_pending(cnode_node *node);
 /* Loop thread, no lock: re-arm the sockets callers left unarmed a while ago; ms until the next look, or -1. */

@@ -923,9 +923,8 @@ matches_ref(const char *data, size_t len, const erlang_ref *ref)
  * unchanged, after which this receiver sleeps on its condition variable as before. */
 
 int
-cnode__proc_claim(cnode_node *node, cnode__peer *peer, const cnode__ctl *c)
+cnode__proc_claim(cnode_node *node, const cnode__ctl *c)
 {
-    (void)peer;
     int sender = c->op == CNODE__OP_SEND_SENDER || c->op == CNODE__OP_SEND_SENDER_TT;
     if ((!sender && c->op != CNODE__OP_SEND && c->op != CNODE__OP_SEND_TT) || c->to.is_name || !c->msg)
         return 0;
@@ -948,15 +947,25 @@ typedef struct {
     const erlang_ref *ref;
 } rx_wait;
 
+/* node->lock held: where the list holds the first message receive takes (ref: the first that
+ * carries it), with the message before it in *prev; NULL there if there is none. */
+static cnode__mbox_msg **
+mbox_find(cnode_proc *proc, const erlang_ref *ref, cnode__mbox_msg **prev)
+{
+    cnode__mbox_msg **pp = &proc->mq_head;
+    *prev = NULL;
+    while (*pp && ref && !matches_ref((*pp)->data, (*pp)->len, ref)) {
+        *prev = *pp;
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
 static int
 rx_ready(cnode_proc *proc, const erlang_ref *ref)
 {
-    if (proc->state != PROC_ALIVE)
-        return 1;
-    for (cnode__mbox_msg *m = proc->mq_head; m; m = m->next)
-        if (!ref || matches_ref(m->data, m->len, ref))
-            return 1;
-    return 0;
+    cnode__mbox_msg *prev;
+    return proc->state != PROC_ALIVE || *mbox_find(proc, ref, &prev) != NULL;
 }
 
 static int
@@ -1029,11 +1038,8 @@ receive(cnode_proc *proc, const erlang_ref *ref, int timeout_ms, cnode_msg *out)
     int may_lead = 1;
     pthread_mutex_lock(&node->lock);
     for (;;) {
-        cnode__mbox_msg **pp = &proc->mq_head, *prev = NULL;
-        while (*pp && ref && !matches_ref((*pp)->data, (*pp)->len, ref)) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
+        cnode__mbox_msg *prev;
+        cnode__mbox_msg **pp = mbox_find(proc, ref, &prev);
         if (*pp) {
             cnode__mbox_msg *m = *pp;
             *pp = m->next;

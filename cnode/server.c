@@ -613,8 +613,6 @@ drop_msgs(cnode_proc *p, const cnode__xpid *from, const char *data, size_t len)
     (void)len;
 }
 
-static int taken_soon(server *s);
-
 /* carry: where to leave the spawn reply for the worker if the peer's write lock is busy and a
  * worker will take the job without running other user code first (NULL: wait for the lock). */
 static void
